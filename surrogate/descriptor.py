@@ -1,0 +1,234 @@
+"""The 170-d force-field kernel-mean descriptor (RadonPy ``FF_descriptor``, GAFF2_mod, Gasteiger).
+
+RadonPy evaluates it on a cyclic 10-mer (``ffkm_mp(cyclic=10)``), which never finishes for some
+aromatic backbones. Every atom, bond, angle and dihedral of a cyclic n-mer sees the same
+neighbourhood for any n >= 3, so the kernel mean (an average over them) is the same for a cyclic
+trimer; RadonPy's own functions compute it here on ``cyclic=3`` (the tests compare with
+``cyclic=10``).
+
+:func:`featurize` runs polymers in parallel worker processes with a per-polymer time limit (a
+polymer over the limit is reported and skipped, its worker replaced) and a persistent SQLite
+cache keyed by canonical PSMILES plus the descriptor settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 170
+SETTINGS = {"ff": "GAFF2_mod", "charge": "gasteiger", "polar": False, "nk": 20, "s": 1 / 40, "cyclic": 3,
+            "version": 1}
+
+
+def settings_key(settings: dict = SETTINGS) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DESCRIPTOR = None
+
+
+def _descriptor_object():
+    global _DESCRIPTOR
+    if _DESCRIPTOR is None:
+        from radonpy.ff.descriptor import FF_descriptor
+        from radonpy.ff.gaff2_mod import GAFF2_mod
+
+        _DESCRIPTOR = FF_descriptor(GAFF2_mod(), polar=SETTINGS["polar"], nk=SETTINGS["nk"], s=SETTINGS["s"])
+    return _DESCRIPTOR
+
+
+class DescriptorError(RuntimeError):
+    pass
+
+
+def ff_kernel_mean(psmiles: str, cyclic: int = SETTINGS["cyclic"]) -> np.ndarray:
+    """RadonPy's kernel-mean descriptor of one repeat unit (shape ``170``)."""
+    from radonpy.core import poly
+
+    desc = _descriptor_object()
+    mol = poly.make_cyclicpolymer(psmiles, n=cyclic, return_mol=True)
+    if mol is None:
+        raise DescriptorError(f"RadonPy cannot make a cyclic {cyclic}-mer of {psmiles!r}")
+    if not desc.ff.ff_assign(mol, charge=SETTINGS["charge"]):
+        raise DescriptorError(f"GAFF2_mod cannot type {psmiles!r}")
+    x = np.asarray(desc.ff_kernel_mean([mol]), dtype=np.float64)
+    if x.shape != (N_FEATURES,) or not np.all(np.isfinite(x)):
+        raise DescriptorError(f"descriptor of {psmiles!r} is not {N_FEATURES} finite numbers")
+    return x
+
+
+class DescriptorCache:
+    """SQLite table (settings, canonical PSMILES) -> float64 blob; safe for several readers."""
+
+    def __init__(self, path: str | Path, settings: dict = SETTINGS):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = settings_key(settings)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS descriptors (settings TEXT, smiles TEXT, x BLOB, "
+                        "PRIMARY KEY (settings, smiles))")
+
+    def get_many(self, smiles: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        cur = self.db.cursor()
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS want (smiles TEXT PRIMARY KEY)")
+        cur.execute("DELETE FROM want")
+        cur.executemany("INSERT OR IGNORE INTO want VALUES (?)", ((s,) for s in smiles))
+        for s, blob in cur.execute("SELECT d.smiles, d.x FROM descriptors d JOIN want w ON d.smiles = w.smiles "
+                                   "WHERE d.settings = ?", (self.key,)):
+            out[s] = np.frombuffer(blob, dtype=np.float64)
+        return out
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO descriptors VALUES (?, ?, ?)",
+                                ((self.key, s, np.asarray(x, dtype=np.float64).tobytes()) for s, x in items.items()))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class Featurized:
+    X: np.ndarray  # n x 170, NaN rows where failed
+    failures: dict[int, str] = field(default_factory=dict)  # index -> reason
+    cached: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+
+
+def _worker(conn) -> None:
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        idx, smi = task
+        try:
+            conn.send((idx, ff_kernel_mean(smi), None))
+        except Exception as exc:  # RadonPy raises bare Exceptions
+            conn.send((idx, None, f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: tuple[int, str] | None = None
+        self.started = 0.0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def _context():
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["surrogate.descriptor", "radonpy.ff.descriptor", "radonpy.core.poly"])
+    return ctx
+
+
+def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progress: bool) -> tuple[dict, dict]:
+    results: dict[int, np.ndarray] = {}
+    failures: dict[int, str] = {}
+    if not tasks:
+        return results, failures
+    ctx = _context()
+    pool = [_Worker(ctx) for _ in range(max(1, min(workers, len(tasks))))]
+    queue = list(reversed(tasks))
+    total, t0, last_print = len(tasks), time.monotonic(), 0.0
+    try:
+        while queue or any(w.task for w in pool):
+            for w in pool:
+                if w.task is None and queue:
+                    w.task = queue.pop()
+                    w.started = time.monotonic()
+                    w.conn.send(w.task)
+            busy = [w for w in pool if w.task is not None]
+            ready = wait([w.conn for w in busy], timeout=0.2)
+            for w in busy:
+                if w.conn in ready:
+                    try:
+                        idx, x, err = w.conn.recv()
+                    except EOFError:
+                        idx, x, err = w.task[0], None, "descriptor worker died"
+                        pool[pool.index(w)] = _Worker(ctx)
+                    if err is None:
+                        results[idx] = x
+                    else:
+                        failures[idx] = err
+                    w.task = None
+                elif time.monotonic() - w.started > timeout_s:
+                    failures[w.task[0]] = f"descriptor took longer than {timeout_s:g} s; skipped"
+                    w.kill()
+                    pool[pool.index(w)] = _Worker(ctx)
+            done = len(results) + len(failures)
+            if progress and (time.monotonic() - last_print > 1.0 or done == total):
+                last_print = time.monotonic()
+                el = last_print - t0
+                print(f"\rdescriptors {done}/{total}  {el:5.0f} s  failed {len(failures)}", end="",
+                      file=sys.stderr, flush=True)
+        if progress:
+            print(file=sys.stderr)
+    finally:
+        for w in pool:
+            if w.proc.is_alive():
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+                w.proc.join(timeout=2)
+                if w.proc.is_alive():
+                    w.kill()
+    return results, failures
+
+
+def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: int | None = None,
+              timeout_s: float = 120.0, progress: bool | None = None) -> Featurized:
+    """Descriptors of canonical PSMILES, from the cache where present, computed in parallel otherwise."""
+    t0 = time.monotonic()
+    n = len(smiles)
+    X = np.full((n, N_FEATURES), np.nan)
+    cache = DescriptorCache(cache_path) if cache_path is not None else None
+    known = cache.get_many(list(set(smiles))) if cache is not None else {}
+    tasks, cached = [], 0
+    first_index: dict[str, int] = {}
+    for i, s in enumerate(smiles):
+        if s in known:
+            X[i] = known[s]
+            cached += 1
+        elif s not in first_index:
+            first_index[s] = i
+            tasks.append((i, s))
+    if progress is None:
+        progress = len(tasks) > 300
+    results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, progress)
+    new = {smiles[i]: x for i, x in results.items()}
+    if cache is not None:
+        cache.put_many(new)
+        cache.close()
+    failures: dict[int, str] = {}
+    failed_smiles = {smiles[i]: r for i, r in failures_first.items()}
+    for i, s in enumerate(smiles):
+        if s in new:
+            X[i] = new[s]
+        elif s in failed_smiles:
+            failures[i] = failed_smiles[s]
+    return Featurized(X=X, failures=failures, cached=cached, computed=len(results),
+                      seconds=time.monotonic() - t0)

@@ -1,0 +1,198 @@
+"""``workflow``: the PolyScout command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from workflow.config import DEMO_CAMPAIGN, ConfigError, load_campaign
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"workflow: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # PoolError, PresetError
+        print(f"workflow: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workflow", description="PolyScout: active-learning polymer discovery on HPC.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or continue) a campaign",
+                         description=f"Run a campaign. Without CAMPAIGN, the demo campaign shipped in the package "
+                                     f"({DEMO_CAMPAIGN}) runs on profile 'local' with the smoke preset.")
+    run.add_argument("campaign", nargs="?", default=str(DEMO_CAMPAIGN), help="campaign YAML file (default: demo)")
+    run.add_argument("--profile", default="local", help="profile name in hpc_profiles/ or a YAML path (default: local)")
+    run.add_argument("--runs", default="runs", help="directory holding campaign outputs (default: ./runs)")
+    run.set_defaults(func=cmd_run)
+
+    for name, func, text in (("status", cmd_status, "cycles, jobs by state, failures"),
+                             ("pareto", cmd_pareto, "the current non-dominated polymers")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
+        sp.add_argument("--runs", default="runs")
+        sp.set_defaults(func=func)
+
+    job = sub.add_parser("job", help="one property job").add_subparsers(metavar="ACTION")
+    jr = job.add_parser("run", help="run one property job and print its record as JSON")
+    jr.add_argument("psmiles")
+    jr.add_argument("--preset", default="smoke")
+    jr.add_argument("--dir", required=True, help="job directory (reused to resume)")
+    jr.add_argument("--cores", type=int, default=1)
+    jr.add_argument("--seed", type=int, default=0)
+    jr.set_defaults(func=cmd_job_run)
+
+    pool = sub.add_parser("pool", help="pool tools").add_subparsers(metavar="ACTION")
+    pf = pool.add_parser("featurize", help="write the 170-d descriptors of a pool (Parquet)")
+    pf.add_argument("pool")
+    pf.add_argument("--out", required=True)
+    pf.add_argument("--cache", default="runs/descriptor_cache.sqlite")
+    pf.add_argument("--workers", type=int, default=None)
+    pf.add_argument("--timeout", type=float, default=120.0, help="per-polymer time limit, seconds")
+    pf.set_defaults(func=cmd_pool_featurize)
+    return p
+
+
+def _campaign_name(arg: str) -> str:
+    p = Path(arg)
+    if p.suffix in (".yaml", ".yml"):
+        return load_campaign(p).name
+    return arg
+
+
+def cmd_run(args) -> int:
+    from workflow.engine import CampaignRunner, make_evaluator
+    from workflow.presets import load_preset
+    from workflow.profiles import load_profile
+
+    campaign = load_campaign(args.campaign)
+    profile = load_profile(args.profile)
+    if campaign.oracle is None:
+        load_preset(campaign.preset)
+    runs = Path(args.runs)
+    print(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
+          f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
+          f"preset {campaign.preset}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
+          f"{profile.cores_per_job} core(s))", flush=True)
+    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
+    runner.run(make_evaluator(campaign, profile, runner.run_dir))
+    print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
+    return 0
+
+
+def _open_store(args):
+    from workflow.engine import store_path
+    from workflow.store import Store
+
+    name = _campaign_name(args.campaign)
+    return name, Store(store_path(Path(args.runs), name), readonly=True)
+
+
+def cmd_status(args) -> int:
+    name, store = _open_store(args)
+    jobs = store.jobs()
+    cycles = sorted({r["cycle"] for r in store.cycles()})
+    campaign = store.get_meta("campaign", {})
+    print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.get('cycles', '?')} "
+          f"(cycle 0 = initial design)")
+    counts = Counter(j["state"] for j in jobs)
+    print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
+    for c in cycles:
+        print(f"  cycle {c}: " + ", ".join(f"{s} {per_cycle[(c, s)]}" for s in ("submitted", "done", "failed")
+                                           if per_cycle[(c, s)]))
+    failed = [j for j in jobs if j["state"] == "failed"]
+    if failed:
+        print("failures:")
+        for j in failed:
+            print(f"  {j['polymer_id']} (cycle {j['cycle']}): {j['failure_kind']} in {j['failure_stage']}: "
+                  f"{j['failure_message']}")
+    problems = store.pool_problems()
+    if problems:
+        print(f"pool entries skipped: {len(problems)}")
+        for p in problems:
+            print(f"  row {p['row']} (id {p['polymer_id']}, {p['stage']}): {p['problem']}")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    import torch
+
+    from surrogate.pareto import pareto_mask, to_max_form
+
+    name, store = _open_store(args)
+    objectives: dict[str, str] = store.get_meta("campaign", {}).get("objectives", {})
+    names = list(objectives)
+    rows = store.results()
+    if not rows:
+        print(f"campaign {name}: no finished polymers yet")
+        return 0
+    values = [json.loads(r["objectives"]) for r in rows]
+    Y = torch.tensor([[v[n] for n in names] for v in values], dtype=torch.float64)
+    mask = pareto_mask(to_max_form(Y, [objectives[n] == "maximize" for n in names]))
+    front = sorted((i for i in range(len(rows)) if mask[i]), key=lambda i: -values[i][names[0]])
+    print(f"campaign {name}: {len(front)} non-dominated of {len(rows)} evaluated "
+          f"({', '.join(f'{n} {objectives[n]}' for n in names)})")
+    header = ["id", *names, "cycle", "psmiles"]
+    table = [[rows[i]["polymer_id"], *(f"{values[i][n]:.4f}" for n in names), str(rows[i]["cycle"]), rows[i]["smiles"]]
+             for i in front]
+    widths = [max(len(h), *(len(r[k]) for r in table)) for k, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return 0
+
+
+def cmd_job_run(args) -> int:
+    from workflow.job import JobFailure, run_property_job
+
+    try:
+        record = run_property_job(args.psmiles, args.preset, args.dir, cores=args.cores, seed=args.seed)
+    except JobFailure as exc:
+        print(json.dumps({"failed": True, "kind": exc.kind, "stage": exc.stage, "message": exc.message}))
+        return 1
+    print(json.dumps(record, indent=1, default=str))
+    return 0
+
+
+def cmd_pool_featurize(args) -> int:
+    import pandas as pd
+
+    from surrogate.descriptor import featurize
+    from workflow.pool import load_pool
+
+    pool = load_pool(args.pool)
+    for p in pool.problems:
+        print(f"{pool.path.name}: {p}; skipped", file=sys.stderr)
+    feats = featurize(pool.entries["canonical"].tolist(), cache_path=args.cache, workers=args.workers,
+                      timeout_s=args.timeout)
+    for i, reason in sorted(feats.failures.items()):
+        print(f"{pool.path.name}: id {pool.entries['id'].iloc[i]}: {reason}; skipped", file=sys.stderr)
+    ok = [i for i in range(len(pool.entries)) if i not in feats.failures]
+    from surrogate.descriptor import _descriptor_object
+
+    cols = _descriptor_object().ffkm_desc_names()
+    out = pd.DataFrame(feats.X[ok], columns=cols)
+    out.insert(0, "id", pool.entries["id"].iloc[ok].to_numpy())
+    out.insert(1, "smiles", pool.entries["smiles"].iloc[ok].to_numpy())
+    out.to_parquet(args.out, index=False)
+    print(f"wrote {len(out)} descriptors to {args.out} ({feats.cached} from cache, {feats.computed} computed, "
+          f"{len(feats.failures)} failed, {feats.seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The campaign loop: featurize the pool, pick, dispatch, store, refit, repeat.
+
+Cycle 0 picks ``initial_size`` polymers at random; each later cycle fits one GP per objective on
+the finished polymers (failed ones excluded), scores every polymer never submitted, and submits
+the top ``batch_size``. Results are written to the store as each job finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import Future, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from surrogate.acquisition import select
+from surrogate.descriptor import featurize
+from surrogate.gp import DTYPE, fit_model
+from surrogate.pareto import to_max_form
+from workflow.config import Campaign, ConfigError
+from workflow.job import JobFailure
+from workflow.pool import load_pool, read_table
+from workflow.presets import ProtocolPreset, load_preset
+from workflow.profiles import Profile
+from workflow.store import Store
+
+Log = Callable[[str], None]
+
+
+def store_path(runs_dir: Path, name: str) -> Path:
+    return Path(runs_dir) / name / "campaign.sqlite"
+
+
+def job_seed(seed: int, polymer_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{polymer_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _safe(polymer_id: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]", "_", polymer_id)[:40]
+    return s or hashlib.sha256(polymer_id.encode()).hexdigest()[:12]
+
+
+class Evaluator(ABC):
+    """Turns (polymer id, PSMILES, job directory) into a future of a property record."""
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @abstractmethod
+    def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future: ...
+
+    def close(self) -> None:
+        pass
+
+
+class OracleEvaluator(Evaluator):
+    """Looks a polymer's properties up in a table (CSV/Parquet) instead of simulating it."""
+
+    def __init__(self, table: Path, id_column: str = "id"):
+        df = read_table(Path(table))
+        if id_column not in df.columns:
+            raise ConfigError(f"oracle table {table} has no column {id_column!r}")
+        df[id_column] = df[id_column].astype(str)
+        self.rows = df.set_index(id_column)
+
+    def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future:
+        fut: Future = Future()
+        if polymer_id not in self.rows.index:
+            fut.set_exception(JobFailure("invalid_input", "oracle", f"id {polymer_id!r} is not in the oracle table"))
+        else:
+            row = self.rows.loc[polymer_id]
+            record = {k: (None if pd.isna(v) else v) for k, v in row.items() if not isinstance(v, str)}
+            record |= {"psmiles": psmiles, "preset": "oracle", "started_at": time.time()}
+            fut.set_result(record)
+        return fut
+
+
+class ParslEvaluator(Evaluator):
+    """Runs property jobs as Parsl apps on the profile's executor."""
+
+    def __init__(self, profile: Profile, preset: ProtocolPreset, run_dir: Path):
+        import parsl
+
+        self.profile, self.preset = profile, preset
+        self.dfk = parsl.load(profile.parsl_config(run_dir / "parsl"))
+
+    def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future:
+        return _property_job_app(psmiles, self.preset.model_dump_json(), str(job_dir), self.profile.cores_per_job, seed)
+
+    def close(self) -> None:
+        import parsl
+
+        self.dfk.cleanup()
+        parsl.clear()
+
+
+def _make_app():
+    from parsl import python_app
+
+    @python_app
+    def property_job(psmiles: str, preset_json: str, job_dir: str, cores: int, seed: int) -> dict:
+        from workflow.job import run_property_job
+        from workflow.presets import ProtocolPreset
+
+        return run_property_job(psmiles, ProtocolPreset.model_validate_json(preset_json), job_dir, cores, seed)
+
+    return property_job
+
+
+def _property_job_app(*args):
+    global _APP
+    try:
+        app = _APP
+    except NameError:
+        app = _APP = _make_app()
+    return app(*args)
+
+
+class CampaignRunner:
+    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print):
+        self.campaign = campaign
+        self.run_dir = Path(runs_dir) / campaign.name
+        self.runs_dir = Path(runs_dir)
+        self.log = log
+        self.store = Store(store_path(runs_dir, campaign.name))
+        saved = self.store.get_meta("campaign")
+        current = campaign.model_dump(mode="json")
+        if saved is not None and saved != current:
+            raise ConfigError(f"runs/{campaign.name} holds a campaign with different settings; "
+                              f"rename the campaign or remove {self.run_dir}")
+        self.store.set_meta("campaign", current)
+
+    # --- pool and descriptors -----------------------------------------------------------------
+    def prepare_pool(self) -> tuple[list[str], dict[str, str], torch.Tensor]:
+        pool = load_pool(self.campaign.pool)
+        problems = [(p.row, p.id, "validation", p.problem) for p in pool.problems]
+        for p in pool.problems:
+            self.log(f"pool {pool.path.name}: {p}; skipped")
+        df = pool.entries
+        feats = featurize(df["canonical"].tolist(), cache_path=self.runs_dir / "descriptor_cache.sqlite",
+                          workers=os.cpu_count() or 1, timeout_s=120)
+        rows = df.index.to_numpy()
+        for i, reason in sorted(feats.failures.items()):
+            problems.append((int(rows[i]) + 1, df["id"].iloc[i], "descriptor", reason))
+            self.log(f"pool {pool.path.name}: id {df['id'].iloc[i]}: descriptor failed ({reason}); skipped")
+        ok = np.array([i not in feats.failures for i in range(len(df))], dtype=bool)
+        names = df["name"] if "name" in df.columns else pd.Series([None] * len(df))
+        entries = [(pid, int(r) + 1, smi, can, (nm or None))
+                   for pid, r, smi, can, nm in zip(df["id"], rows, df["smiles"], df["canonical"], names)]
+        self.store.save_pool(entries, problems)
+        ids = df["id"][ok].tolist()
+        smiles = dict(zip(df["id"][ok], df["smiles"][ok]))
+        X = torch.as_tensor(feats.X[ok], dtype=DTYPE)
+        self.log(f"pool: {len(ids)} usable polymers ({feats.cached} descriptors cached, "
+                 f"{feats.computed} computed in {feats.seconds:.1f} s, {len(problems)} skipped)")
+        return ids, smiles, X
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self, evaluator: Evaluator) -> None:
+        ids, smiles, X = self.prepare_pool()
+        index = {pid: i for i, pid in enumerate(ids)}
+        c = self.campaign
+        with evaluator:
+            pending = self.store.jobs("submitted")
+            if pending:
+                self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
+                self._dispatch(evaluator, [(r["job_id"], r["polymer_id"], Path(r["job_dir"])) for r in pending], smiles)
+            last = self.store.last_cycle()
+            for cycle in range(0 if last is None else last + 1, c.cycles + 1):
+                taken = self.store.submitted_polymers()
+                cand = [i for i, pid in enumerate(ids) if pid not in taken]
+                if not cand:
+                    self.log("every usable polymer of the pool has been evaluated")
+                    break
+                picks = self._select(cycle, cand, ids, X, index)
+                jobs = []
+                for pid in picks:
+                    job_id = self.store.add_job(pid, cycle, lambda jid: str(self.run_dir / "jobs" / f"{jid:05d}_{_safe(pid)}"))
+                    job_dir = Path(self.store.job(job_id)["job_dir"])
+                    jobs.append((job_id, pid, job_dir))
+                self.log(f"cycle {cycle}: submitted {len(jobs)} job(s): {', '.join(p for _, p, _ in jobs)}")
+                self._dispatch(evaluator, jobs, smiles)
+
+    def _training_data(self, index: dict[str, int], X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        names = list(self.campaign.objectives)
+        rows, ys = [], []
+        for r in self.store.results():
+            obj = _json(r["objectives"])
+            if r["polymer_id"] in index and all(math.isfinite(obj.get(n, math.nan)) for n in names):
+                rows.append(index[r["polymer_id"]])
+                ys.append([obj[n] for n in names])
+        Y = torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names))
+        return X[rows], to_max_form(Y, self.campaign.maximize)
+
+    def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]) -> list[str]:
+        c = self.campaign
+        rng = np.random.default_rng([c.seed, cycle])
+        X_cand = X[cand]
+        if cycle == 0:
+            sel = select("random", c.initial_size, X_cand, rng)
+            strategy, n_train = "random (initial design)", 0
+        else:
+            X_train, Y_train = self._training_data(index, X)
+            n_train = X_train.shape[0]
+            if c.strategy == "random" or n_train < 2:
+                sel = select("random", c.batch_size, X_cand, rng)
+                strategy = "random" if c.strategy == "random" else f"random (only {n_train} result(s) to fit on)"
+            else:
+                model = fit_model(X_train, Y_train)
+                sel = select(c.strategy, c.batch_size, X_cand, rng, model=model, Y_train=Y_train)
+                strategy = c.strategy
+        picks = [ids[cand[i]] for i in sel.indices]
+        self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train)
+        return picks
+
+    def _dispatch(self, evaluator: Evaluator, jobs: list[tuple[int, str, Path]], smiles: dict[str, str]) -> None:
+        futures: dict[Future, tuple[int, str]] = {}
+        for job_id, pid, job_dir in jobs:
+            if pid not in smiles:
+                self.store.fail_job(job_id, "invalid_input", "prep", "polymer is no longer a usable pool entry")
+                continue
+            futures[evaluator.submit(pid, smiles[pid], job_dir, job_seed(self.campaign.seed, pid))] = (job_id, pid)
+        for fut in as_completed(futures):
+            job_id, pid = futures[fut]
+            self._record(fut, job_id, pid)
+
+    def _record(self, fut: Future, job_id: int, pid: str) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            if isinstance(exc, JobFailure):
+                kind, stage, msg = exc.kind, exc.stage, exc.message
+            else:
+                kind, stage, msg = "md_failed", "dispatch", f"{type(exc).__name__}: {exc}"
+            self.store.fail_job(job_id, kind, stage, msg)
+            self.log(f"  {pid}: FAILED ({kind} in {stage}): {msg}")
+            return
+        record: dict[str, Any] = fut.result()
+        objectives = {}
+        for name in self.campaign.objectives:
+            v = record.get(name)
+            if v is None or not math.isfinite(float(v)):
+                self.store.fail_job(job_id, "invalid_input", "result", f"the result has no finite {name!r}")
+                self.log(f"  {pid}: FAILED: no finite {name!r} in its result")
+                return
+            objectives[name] = float(v)
+        self.store.finish_job(job_id, pid, record, objectives)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
+        self.log(f"  {pid}: done, {shown}")
+
+
+def _json(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:
+    if campaign.oracle is not None:
+        return OracleEvaluator(campaign.oracle.table, campaign.oracle.id_column)
+    return ParslEvaluator(profile, load_preset(campaign.preset), run_dir)

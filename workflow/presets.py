@@ -1,0 +1,169 @@
+"""Protocol presets: every physics setting of a property job, in one typed place.
+
+A preset scales the same code path from a one-minute CI job (``smoke``) to RadonPy's published
+protocol (``full``). Nothing in the job branches on the preset's name; it only reads these fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+WAVELENGTHS_NM: tuple[float, float, float] = (486.1, 589.3, 656.3)
+"""Fraunhofer F, D and C lines: n_F, n_D, n_C give the Abbe number."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QMSettings(_Frozen):
+    """Polarizability of the CH3-capped repeat unit (PySCF, linear response)."""
+
+    functional: str = "cam-b3lyp"
+    basis: str = "6-311+g(2d,p)"
+    basis_heavy: dict[str, str] = Field(default_factory=lambda: {"Br": "def2-svp", "I": "def2-svp"})
+    grid_level: int = 3
+    n_conformers: int = 10
+    scf_max_cycles: int = 100
+    response_tol: float = 1e-5
+    memory_mb: int = 4000
+
+
+class MDSettings(_Frozen):
+    """Amorphous cell and LAMMPS equilibration (RadonPy builds the inputs)."""
+
+    n_chains: int = 10
+    atoms_per_chain: int = 1000
+    tacticity: str = "atactic"
+    init_density: float = 0.05
+    kspace_accuracy: float = 1e-6
+    # packing: CG minimisation, short NVT at 0.1 fs, heating, then compression to `pack_density`
+    relax_steps: int = 20_000
+    heat_steps: int = 1_000_000
+    compress_steps: int = 1_000_000
+    max_temp: float = 700.0
+    pack_density: float = 0.8
+    # Larsen's 21-step compression/decompression: 7 rows of (NVT hot, NVT cool, NPT) steps
+    eq21_steps: tuple[tuple[int, int, int], ...] = (
+        (50000, 50000, 50000),
+        (50000, 100000, 50000),
+        (50000, 100000, 50000),
+        (50000, 100000, 5000),
+        (5000, 10000, 5000),
+        (5000, 10000, 5000),
+        (5000, 10000, 800000),
+    )
+    eq21_max_temp: float = 600.0
+    max_press: float = 50000.0
+    # NPT sampling at 300 K, 1 atm; density and the equilibrium check come from it
+    sampling_steps: int = 5_000_000
+    temp: float = 300.0
+    press: float = 1.0
+    thermo_freq: int = 1000
+    dump_freq: int = 1000
+    # RadonPy's analysis windows, in thermo rows (its defaults: 2000 and 2000)
+    analysis_init: int = 2000
+    analysis_width: int = 2000
+    max_additional_runs: int = 4
+    require_equilibrium: bool = True
+    nematic_order_max: float = 0.1
+
+    @model_validator(mode="after")
+    def _windows_fit_the_run(self) -> "MDSettings":
+        rows = self.sampling_steps // self.thermo_freq
+        if self.analysis_init + self.analysis_width > rows:
+            raise ValueError(
+                f"analysis_init + analysis_width = {self.analysis_init + self.analysis_width} thermo rows, "
+                f"but sampling gives only {rows} (sampling_steps / thermo_freq)"
+            )
+        if len(self.eq21_steps) != 7:
+            raise ValueError(f"eq21_steps needs 7 rows, got {len(self.eq21_steps)}")
+        return self
+
+
+class ProtocolPreset(_Frozen):
+    name: str
+    description: str = ""
+    charge_model: str = "gasteiger"
+    qm: QMSettings = QMSettings()
+    md: MDSettings = MDSettings()
+
+
+SMOKE = ProtocolPreset(
+    name="smoke",
+    description="CI-sized: ~300 atoms, STO-3G, a few thousand MD steps. Not physics; the code path is.",
+    qm=QMSettings(functional="b3lyp", basis="sto-3g", basis_heavy={}, grid_level=1, n_conformers=4),
+    md=MDSettings(
+        n_chains=3,
+        atoms_per_chain=100,
+        kspace_accuracy=1e-4,
+        relax_steps=1000,
+        heat_steps=1000,
+        compress_steps=2000,
+        eq21_steps=((100, 100, 100),) * 7,
+        sampling_steps=3000,
+        thermo_freq=10,
+        dump_freq=1000,
+        analysis_init=100,
+        analysis_width=100,
+        max_additional_runs=0,
+        require_equilibrium=False,
+    ),
+)
+
+QUICK = ProtocolPreset(
+    name="quick",
+    description="Workstation run: ~3,000 atoms, shortened 21-step, 300 ps NPT sampling, 6-31G(d).",
+    qm=QMSettings(functional="cam-b3lyp", basis="6-31g(d)", grid_level=2, n_conformers=10),
+    md=MDSettings(
+        n_chains=6,
+        atoms_per_chain=500,
+        kspace_accuracy=1e-5,
+        relax_steps=5000,
+        heat_steps=100_000,
+        compress_steps=100_000,
+        eq21_steps=tuple((a // 5, b // 5, c // 5) for a, b, c in MDSettings().eq21_steps),
+        sampling_steps=300_000,
+        thermo_freq=100,
+        analysis_init=1000,
+        analysis_width=1000,
+        max_additional_runs=2,
+    ),
+)
+
+FULL = ProtocolPreset(
+    name="full",
+    description="RadonPy's published protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT.",
+)
+
+BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}
+
+
+class PresetError(ValueError):
+    """A preset name or file that cannot be used; the message is one line."""
+
+
+def load_preset(name_or_path: str | Path) -> ProtocolPreset:
+    """Return a built-in preset by name, or read one from a YAML file."""
+    key = str(name_or_path)
+    if key in BUILTIN_PRESETS:
+        return BUILTIN_PRESETS[key]
+    path = Path(key)
+    if not path.is_file():
+        raise PresetError(f"unknown preset {key!r}: use one of {sorted(BUILTIN_PRESETS)} or a YAML file path")
+    try:
+        data = yaml.safe_load(path.read_text())
+        return ProtocolPreset.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise PresetError(f"{path}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        return f"{loc}: {err['msg']}"
+    return str(exc).splitlines()[0]

@@ -1,0 +1,174 @@
+"""The campaign store: one SQLite database (WAL) under ``runs/<campaign>/``.
+
+Only the driver writes; ``workflow status`` and ``workflow pareto`` read it while a campaign runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+JOB_STATES = ("submitted", "done", "failed")
+TERMINAL_STATES = ("done", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pool (
+    polymer_id TEXT PRIMARY KEY,
+    row INTEGER NOT NULL,
+    smiles TEXT NOT NULL,
+    canonical TEXT NOT NULL,
+    name TEXT
+);
+CREATE TABLE IF NOT EXISTS pool_problems (
+    row INTEGER NOT NULL,
+    polymer_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    problem TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    polymer_id TEXT NOT NULL REFERENCES pool(polymer_id),
+    cycle INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('submitted', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 1,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    failure_kind TEXT,
+    failure_stage TEXT,
+    failure_message TEXT,
+    job_dir TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_polymer ON jobs(polymer_id);
+CREATE TABLE IF NOT EXISTS results (
+    job_id INTEGER PRIMARY KEY REFERENCES jobs(job_id),
+    polymer_id TEXT NOT NULL REFERENCES pool(polymer_id),
+    refractive_index REAL,
+    abbe_number REAL,
+    density REAL,
+    objectives TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    preset TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cycles (
+    cycle INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    polymer_id TEXT NOT NULL REFERENCES pool(polymer_id),
+    strategy TEXT NOT NULL,
+    acquisition REAL,
+    predicted_mean TEXT,
+    predicted_std TEXT,
+    n_training INTEGER NOT NULL,
+    selected_at REAL NOT NULL,
+    PRIMARY KEY (cycle, rank)
+);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path, readonly: bool = False):
+        self.path = Path(path)
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no campaign store at {self.path}")
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- meta -------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    # --- pool -------------------------------------------------------------------------------
+    def save_pool(self, entries: Iterable[tuple[str, int, str, str, str | None]],
+                  problems: Iterable[tuple[int, str, str, str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?, ?, ?)", entries)
+            self.db.execute("DELETE FROM pool_problems")
+            self.db.executemany("INSERT INTO pool_problems VALUES (?, ?, ?, ?)", problems)
+
+    def pool_problems(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM pool_problems ORDER BY row").fetchall()
+
+    # --- jobs -------------------------------------------------------------------------------
+    def add_job(self, polymer_id: str, cycle: int, job_dir_for: Callable[[int], str]) -> int:
+        """Insert a submitted job; its directory is named from its new id by ``job_dir_for``."""
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) VALUES (?, ?, 'submitted', ?, '')",
+                (polymer_id, cycle, time.time()))
+            job_id = int(cur.lastrowid)
+            self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir_for(job_id), job_id))
+        return job_id
+
+    def job(self, job_id: int) -> sqlite3.Row:
+        return self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+
+    def finish_job(self, job_id: int, polymer_id: str, record: dict[str, Any], objectives: dict[str, float]) -> None:
+        """Mark a job done and store its result, in one transaction."""
+        now = time.time()
+        started = record.get("started_at")
+        with self.db:
+            self.db.execute("UPDATE jobs SET state = 'done', started_at = ?, ended_at = ? WHERE job_id = ?",
+                            (started, now, job_id))
+            self.db.execute(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, polymer_id, record.get("refractive_index"), record.get("abbe_number"), record.get("density"),
+                 json.dumps(objectives), json.dumps(record, default=str), record.get("preset", "oracle"),
+                 json.dumps(record.get("protocol", {})), json.dumps(record.get("versions", {})), now))
+
+    def fail_job(self, job_id: int, kind: str, stage: str, message: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE jobs SET state = 'failed', ended_at = ?, failure_kind = ?, failure_stage = ?, "
+                            "failure_message = ? WHERE job_id = ?", (time.time(), kind, stage, message, job_id))
+
+    def jobs(self, state: str | None = None) -> list[sqlite3.Row]:
+        if state is None:
+            return self.db.execute("SELECT * FROM jobs ORDER BY job_id").fetchall()
+        return self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY job_id", (state,)).fetchall()
+
+    def submitted_polymers(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT polymer_id FROM jobs")}
+
+    def results(self) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT r.*, j.cycle, p.smiles, p.name FROM results r JOIN jobs j USING (job_id) "
+            "JOIN pool p ON p.polymer_id = r.polymer_id ORDER BY r.job_id").fetchall()
+
+    # --- cycles -----------------------------------------------------------------------------
+    def record_selection(self, cycle: int, polymer_ids: list[str], strategy: str, acquisition: list[float | None],
+                         mean: list[list[float]] | None, std: list[list[float]] | None, n_training: int) -> None:
+        now = time.time()
+        rows = [(cycle, rank, pid, strategy, acquisition[rank],
+                 json.dumps(mean[rank]) if mean is not None else None,
+                 json.dumps(std[rank]) if std is not None else None, n_training, now)
+                for rank, pid in enumerate(polymer_ids)]
+        with self.db:
+            self.db.executemany("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def cycles(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM cycles ORDER BY cycle, rank").fetchall()
+
+    def last_cycle(self) -> int | None:
+        row = self.db.execute("SELECT MAX(cycle) FROM cycles").fetchone()
+        return row[0]
