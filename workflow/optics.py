@@ -21,7 +21,7 @@ def lorentz_lorenz(polarizability_ang3: float, density_g_cm3: float, mol_weight_
             f"Lorentz-Lorenz needs positive inputs, got alpha={polarizability_ang3} A^3, "
             f"rho={density_g_cm3} g/cm^3, M={mol_weight_g_mol} g/mol"
         )
-    n = float(_radonpy_refractive_index(float(polarizability_ang3), float(density_g_cm3), float(mol_weight_g_mol))[0])
+    n = float(_radonpy_refractive_index(float(polarizability_ang3), float(density_g_cm3), float(mol_weight_g_mol)))
     if not math.isfinite(n):
         raise ValueError(f"Lorentz-Lorenz has no real solution for alpha={polarizability_ang3} A^3, rho={density_g_cm3}")
     return n

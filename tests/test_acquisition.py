@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from surrogate.acquisition import ehvi, select
+from surrogate.gp import fit_model
+from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+
+D = torch.float64
+
+
+def test_ehvi_matches_hand_computed_two_objective_case():
+    # front {(1, 1)}, reference (0, 0): the improvement of a point y is
+    # y1+ * y2+ - min(1, y1+) * min(1, y2+)   (y+ = max(y, 0)); EHVI is its expectation.
+    Y_train = torch.tensor([[1.0, 1.0]], dtype=D)
+    ref = torch.zeros(2, dtype=D)
+    mean = torch.tensor([[2.0, 2.0], [1.5, 0.5], [0.8, 1.6]], dtype=D)
+    std = torch.tensor([[1e-9, 1e-9], [0.3, 0.4], [0.5, 0.2]], dtype=D)
+    got = ehvi(mean, std, Y_train, ref)
+    assert got[0].item() == torch.tensor(3.0, dtype=D).item() or abs(got[0].item() - 3.0) < 1e-6
+    g = torch.Generator().manual_seed(0)
+    for i in (1, 2):
+        y = mean[i] + std[i] * torch.randn(2_000_000, 2, generator=g, dtype=D)
+        yp = y.clamp_min(0)
+        imp = yp[:, 0] * yp[:, 1] - yp[:, 0].clamp_max(1) * yp[:, 1].clamp_max(1)
+        assert abs(got[i].item() - imp.mean().item()) < 3e-3
+
+
+def test_pareto_and_hypervolume_by_hand():
+    Y = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [1.5, 1.5]], dtype=D)
+    assert pareto_mask(Y).tolist() == [True, True, True, False]
+    # staircase above (0,0): 1*3 + 1*2 + 1*1 = 6
+    assert hypervolume(Y, torch.zeros(2, dtype=D)) == 6.0
+    assert to_max_form(Y[:1], [True, False]).tolist() == [[1.0, -3.0]]
+    assert reference_point(Y).tolist() == [1.0 - 0.2, 1.0 - 0.2]
+
+
+def test_selection_returns_distinct_rows():
+    torch.manual_seed(0)
+    X = torch.rand(20, 8, dtype=D)
+    Y = torch.stack([X[:, 0] + X[:, 1], X[:, 2] - X[:, 3]], dim=1)
+    model = fit_model(X, Y)
+    X_cand = torch.rand(300, 8, dtype=D)
+    sel = select("ehvi-topk", 10, X_cand, np.random.default_rng(0), model=model, Y_train=Y)
+    assert len(set(sel.indices)) == 10
+    assert sel.acquisition == sorted(sel.acquisition, reverse=True) and sel.acquisition[0] > 0
+    assert len(sel.mean) == 10 and len(sel.std[0]) == 2
+    rnd = select("random", 50, X_cand[:30], np.random.default_rng(1))
+    assert sorted(rnd.indices) == list(range(30))  # q larger than the pool: every row once

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from surrogate.descriptor import N_FEATURES, SETTINGS, featurize, ff_kernel_mean
+
+DIVERSE = {
+    "aliphatic": "*CC(*)CC",
+    "aromatic backbone": "*c1ccc(S*)cc1",
+    "fluorinated": "*C(F)(F)C(F)(F)*",
+    "sulfur": "*CCS*",
+    "nitrogen": "*CCCCCC(=O)N*",
+    "chlorine": "*CC(*)Cl",
+}
+
+
+def radonpy_cyclic10(smiles: str) -> np.ndarray:
+    """RadonPy's own descriptor path (ffkm_mp_wrapper) on a cyclic 10-mer, in this process."""
+    from radonpy.core import poly
+    from radonpy.ff.descriptor import FF_descriptor
+    from radonpy.ff.gaff2_mod import GAFF2_mod
+
+    desc = FF_descriptor(GAFF2_mod(), polar=False, nk=SETTINGS["nk"], s=SETTINGS["s"])
+    mol = poly.make_cyclicpolymer(smiles, n=10, return_mol=True)
+    assert desc.ff.ff_assign(mol, charge="gasteiger")
+    return np.asarray(desc.ff_kernel_mean([mol]))
+
+
+@pytest.mark.parametrize("kind", list(DIVERSE))
+def test_cyclic_trimer_equals_radonpy_cyclic_decamer(kind):
+    smi = DIVERSE[kind]
+    x3 = ff_kernel_mean(smi)
+    x10 = radonpy_cyclic10(smi)
+    assert x3.shape == (N_FEATURES,)
+    assert np.max(np.abs(x3 - x10)) < 1e-12
+    assert x3[:10].sum() > 0 and not np.allclose(x3, ff_kernel_mean("*CCO*"))
+
+
+def test_cache_returns_identical_arrays_and_skips_work(tmp_path):
+    smiles = ["*CC*", "*CC(*)C", "*CCO*", "*CC*"]
+    cache = tmp_path / "cache.sqlite"
+    first = featurize(smiles, cache_path=cache, workers=2)
+    assert first.computed == 3 and first.cached == 0 and not first.failures
+    np.testing.assert_array_equal(first.X[0], first.X[3])
+    second = featurize(smiles, cache_path=cache, workers=2)
+    assert second.computed == 0 and second.cached == 4
+    np.testing.assert_array_equal(first.X, second.X)
+
+
+def test_failures_and_time_limit_are_reported_not_hung(tmp_path):
+    res = featurize(["*CC*", "*C[Si](C)(C)*"], cache_path=None, workers=2)
+    assert np.all(np.isfinite(res.X[0]))
+    assert 1 in res.failures and np.all(np.isnan(res.X[1]))
+    # a C100 repeat unit takes ~8 s here; with a 1 s limit its worker is killed and replaced
+    slow = featurize(["*" + "C" * 100 + "*", "*CC(*)C"], cache_path=None, workers=1, timeout_s=1.0)
+    assert "longer than 1 s" in slow.failures[0]
+    assert 1 not in slow.failures and np.all(np.isfinite(slow.X[1]))

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from workflow.optics import photon_energy_hartree
+from workflow.qm import capped_repeat_unit, response_polarizability
+
+
+@pytest.fixture(scope="module")
+def water_scf():
+    from pyscf import dft, gto
+
+    mol = gto.M(atom="O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587", basis="6-31g", verbose=0)
+    mf = dft.RKS(mol)
+    mf.xc = "b3lyp"
+    mf.kernel()
+    return mf
+
+
+def test_response_polarizability_agrees_with_pyscf_properties(water_scf):
+    from pyscf.prop.polarizability.rks import Polarizability
+
+    w = photon_energy_hartree(589.3)
+    tensors, _ = response_polarizability(water_scf, [0.0, w], tol=1e-8)
+    ref = Polarizability(water_scf)
+    np.testing.assert_allclose(tensors[0], ref.polarizability(), atol=1e-5)
+    np.testing.assert_allclose(tensors[1], ref.polarizability_with_freq(freq=w), atol=1e-5)
+    assert np.trace(tensors[1]) > np.trace(tensors[0])  # normal dispersion
+
+
+def test_static_polarizability_is_the_field_derivative_of_the_dipole(water_scf):
+    """Finite field: alpha_zz = d mu_z / d E_z from SCF dipoles at +-E."""
+    from pyscf import dft
+
+    mol, h = water_scf.mol, 1e-3
+    mu = []
+    for sign in (+1, -1):
+        mf = dft.RKS(mol)
+        mf.xc = "b3lyp"
+        with mol.with_common_orig(np.zeros(3)):
+            r = mol.intor("int1e_r", comp=3)
+        hcore = mf.get_hcore()
+        mf.get_hcore = lambda *a, hc=hcore, s=sign: hc + s * h * r[2]
+        mf.conv_tol = 1e-11
+        mf.kernel()
+        dm = mf.make_rdm1()
+        mu.append(-np.einsum("pq,qp->", r[2], dm))
+    alpha_ff = (mu[0] - mu[1]) / (2 * h)  # +h z in the one-electron Hamiltonian is a field of strength h
+    tensors, _ = response_polarizability(water_scf, [0.0], tol=1e-8)
+    assert tensors[0][2, 2] == pytest.approx(alpha_ff, rel=2e-3)
+
+
+def test_capped_repeat_unit_replaces_links_by_methyls():
+    from rdkit import Chem
+
+    mol = capped_repeat_unit("*CC(*)c1ccccc1")
+    assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.MolToSmiles(Chem.MolFromSmiles("CCC(C)c1ccccc1"))
