@@ -69,7 +69,7 @@ class OracleEvaluator(Evaluator):
     """Looks a polymer's properties up in a table (CSV/Parquet) instead of simulating it."""
 
     def __init__(self, table: Path, id_column: str = "id"):
-        df = read_table(Path(table))
+        df = read_table(Path(table), keep_text=False)
         if id_column not in df.columns:
             raise ConfigError(f"oracle table {table} has no column {id_column!r}")
         df[id_column] = df[id_column].astype(str)
@@ -81,7 +81,7 @@ class OracleEvaluator(Evaluator):
             fut.set_exception(JobFailure("invalid_input", "oracle", f"id {polymer_id!r} is not in the oracle table"))
         else:
             row = self.rows.loc[polymer_id]
-            record = {k: (None if pd.isna(v) else v) for k, v in row.items() if not isinstance(v, str)}
+            record = {k: (None if pd.isna(v) else v) for k, v in row.items()}
             record |= {"psmiles": psmiles, "preset": "oracle", "started_at": time.time()}
             fut.set_result(record)
         return fut

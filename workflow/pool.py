@@ -67,13 +67,14 @@ def check_psmiles(psmiles: str) -> str | None:
     return None
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, keep_text: bool = True) -> pd.DataFrame:
+    """A CSV or Parquet table; ``keep_text`` keeps empty cells as '' (pool ids), else they read as NaN."""
     if not path.is_file():
         raise PoolError(f"pool file {path} does not exist")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        return pd.read_csv(path, dtype={"id": str}, keep_default_na=not keep_text)
     except Exception as exc:
         raise PoolError(f"pool file {path} cannot be read: {exc}") from None
 

@@ -1,0 +1,112 @@
+"""Campaigns end to end: a real two-cycle smoke campaign through Parsl, and oracle replays."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write
+from workflow.config import load_campaign
+from workflow.engine import CampaignRunner, OracleEvaluator, make_evaluator, store_path
+from workflow.profiles import load_profile
+from workflow.store import Store
+
+TINY_POOL = "id,smiles,name\nPE,*CC*,polyethylene\nPOM,*CO*,polyoxymethylene\nPVF,*CC(*)F,poly(vinyl fluoride)\n" \
+            "PEO,*CCO*,poly(ethylene oxide)\nPP,*CC(*)C,polypropylene\n"
+
+
+def assert_store_consistent(store: Store):
+    jobs = store.jobs()
+    assert jobs, "no jobs"
+    assert all(j["state"] in ("done", "failed") for j in jobs), [dict(j) for j in jobs]
+    job_ids = {j["job_id"]: j for j in jobs}
+    for r in store.results():
+        assert r["job_id"] in job_ids and job_ids[r["job_id"]]["state"] == "done"
+        assert job_ids[r["job_id"]]["polymer_id"] == r["polymer_id"]
+    assert len(store.results()) == sum(j["state"] == "done" for j in jobs)
+    polymers = [j["polymer_id"] for j in jobs]
+    assert len(polymers) == len(set(polymers)), "a polymer was submitted twice"
+    for j in jobs:
+        if j["state"] == "failed":
+            assert j["failure_kind"] and j["failure_stage"] and j["failure_message"]
+
+
+def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
+    write(tmp_path / "pool.csv", TINY_POOL)
+    camp = load_campaign(write(tmp_path / "c.yaml", "name: tiny\npool: pool.csv\n"
+                               "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
+                               "initial_size: 2\nbatch_size: 2\ncycles: 2\npreset: smoke\nseed: 5\n"))
+    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner.run(make_evaluator(camp, load_profile("local"), runner.run_dir))
+    store = Store(store_path(tmp_path / "runs", "tiny"), readonly=True)
+    assert_store_consistent(store)
+    assert len(store.jobs()) == 5  # 2 + 2, then the one polymer left
+    assert sorted({c["cycle"] for c in store.cycles()}) == [0, 1, 2]
+    cyc1 = [c for c in store.cycles() if c["cycle"] == 1]
+    assert all(c["strategy"] == "ehvi-topk" and c["acquisition"] is not None and c["predicted_mean"] for c in cyc1)
+    for r in store.results():
+        assert 0.5 < r["density"] < 2.0 and r["refractive_index"] > 1 and r["abbe_number"] > 0
+        assert r["preset"] == "smoke" and "lammps" in r["versions"]
+
+
+ORACLE = "id,refractive_index,Cp\n" + "\n".join(f"Q{i:02d},{1.4 + 0.01 * (i % 7)},{1000 + 37 * ((i * 5) % 11)}"
+                                                 for i in range(30))
+SMILES = ["*CC*", "*CC(*)C", "*CC(*)CC", "*CC(*)(C)C", "*CC(*)F", "*CC(*)Cl", "*CC(*)C#N", "*CCO*", "*CO*",
+          "*CCS*", "*CC(C)O*", "*CCCCO*", "*CC(*)O", "*CC(*)(F)F", "*C(F)(F)C(*)(F)F", "*CC(*)C(N)=O",
+          "*CC(=O)O*", "*C(C)C(=O)O*", "*CC(*)OC(C)=O", "*CC(*)C(=O)OC", "*CC(*)c1ccccc1", "*CC(*)(C(=O)OC)C",
+          "*CC=CC*", "*CC(C)=CC*", "*CC(*)C=C", "*CC(*)SC", "*CC(C)S*", "*c1ccc(S*)cc1", "*c1ccc(O*)cc1",
+          "*CCCCCC(=O)N*"]
+
+
+@pytest.fixture
+def oracle_campaign(tmp_path):
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES)))
+    # Q03 has no refractive index: its job fails and it is never selected again
+    write(tmp_path / "oracle.csv", "\n".join(",".join(["Q03", "", ln.split(",")[2]]) if ln.startswith("Q03,") else ln
+                                             for ln in ORACLE.split("\n")))
+    return load_campaign(write(tmp_path / "c.yaml", "name: replay\npool: pool.csv\n"
+                               "objectives: {refractive_index: maximize, Cp: maximize}\n"
+                               "initial_size: 6\nbatch_size: 4\ncycles: 7\nseed: 2\n"
+                               "oracle: {table: oracle.csv}\n"))
+
+
+def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_campaign):
+    runner = CampaignRunner(oracle_campaign, tmp_path / "runs", log=print)
+    runner.run(OracleEvaluator(oracle_campaign.oracle.table))
+    store = Store(store_path(tmp_path / "runs", "replay"), readonly=True)
+    assert_store_consistent(store)
+    jobs = store.jobs()
+    assert len(jobs) == 30  # 6 + 6 x 4 exhausts the pool; cycle 7 finds nothing left
+    seen: set[str] = set()
+    for cycle in range(7):
+        picks = [c["polymer_id"] for c in store.cycles() if c["cycle"] == cycle]
+        assert not (set(picks) & seen) and len(set(picks)) == len(picks)
+        seen |= set(picks)
+    q03 = [j for j in jobs if j["polymer_id"] == "Q03"]
+    assert len(q03) == 1 and q03[0]["state"] == "failed" and "refractive_index" in q03[0]["failure_message"]
+    assert sum(j["state"] == "failed" for j in jobs) == 1
+
+
+def test_status_and_pareto_commands(tmp_path, oracle_campaign):
+    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle.table))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "workflow.cli", *a, "--runs", str(tmp_path / "runs")],
+                                    capture_output=True, text=True)
+    st = run("status", "replay")
+    assert st.returncode == 0 and "jobs: done" in st.stdout and "cycle 6 of 7" in st.stdout and "Q03" in st.stdout
+    par = run("pareto", "replay")
+    assert par.returncode == 0 and "non-dominated" in par.stdout
+    import json
+
+    store = Store(store_path(tmp_path / "runs", "replay"), readonly=True)
+    obj = lambda r: json.loads(r["objectives"])
+    best = max(store.results(), key=lambda r: (obj(r)["Cp"], obj(r)["refractive_index"]))
+    assert best["polymer_id"] in par.stdout  # the lexicographic best is always non-dominated
+    missing = run("status", "nothing-here")
+    assert missing.returncode == 2 and "no campaign store" in missing.stderr
+
+
+def test_changed_campaign_settings_are_refused(tmp_path, oracle_campaign):
+    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print)
+    changed = oracle_campaign.model_copy(update={"batch_size": 7})
+    with pytest.raises(Exception, match="different settings"):
+        CampaignRunner(changed, tmp_path / "runs", log=print)
