@@ -7,7 +7,9 @@ the top ``batch_size``. Results are written to the store as each job finishes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import os
 import re
@@ -97,7 +99,8 @@ class ParslEvaluator(Evaluator):
         self.dfk = parsl.load(profile.parsl_config(run_dir / "parsl"))
 
     def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future:
-        return _property_job_app(psmiles, self.preset.model_dump_json(), str(job_dir), self.profile.cores_per_job, seed)
+        return _property_job_app()(psmiles, self.preset.model_dump_json(), str(job_dir), self.profile.cores_per_job,
+                                   seed)
 
     def close(self) -> None:
         import parsl
@@ -106,7 +109,9 @@ class ParslEvaluator(Evaluator):
         parsl.clear()
 
 
-def _make_app():
+@functools.cache
+def _property_job_app():
+    """The Parsl app, built on first use so that importing the engine does not import Parsl."""
     from parsl import python_app
 
     @python_app
@@ -117,15 +122,6 @@ def _make_app():
         return run_property_job(psmiles, ProtocolPreset.model_validate_json(preset_json), job_dir, cores, seed)
 
     return property_job
-
-
-def _property_job_app(*args):
-    global _APP
-    try:
-        app = _APP
-    except NameError:
-        app = _APP = _make_app()
-    return app(*args)
 
 
 class CampaignRunner:
@@ -197,7 +193,7 @@ class CampaignRunner:
         names = list(self.campaign.objectives)
         rows, ys = [], []
         for r in self.store.results():
-            obj = _json(r["objectives"])
+            obj = json.loads(r["objectives"])
             if r["polymer_id"] in index and all(math.isfinite(obj.get(n, math.nan)) for n in names):
                 rows.append(index[r["polymer_id"]])
                 ys.append([obj[n] for n in names])
@@ -258,12 +254,6 @@ class CampaignRunner:
         self.store.finish_job(job_id, pid, record, objectives)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
         self.log(f"  {pid}: done, {shown}")
-
-
-def _json(text: str) -> dict:
-    import json
-
-    return json.loads(text)
 
 
 def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:
