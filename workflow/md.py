@@ -115,8 +115,7 @@ class MDRunner:
 
     def packing_md(self, cell, preset):
         """RadonPy's EQ21step packing with the preset's step counts (RadonPy hard-codes 2x10^6)."""
-        calc, const, *_rest = _radonpy()
-        MD = _rest[-2]
+        calc, const, _poly, _utils, _ff, _lammps, MD, _eq = _radonpy()
         s = self.settings
         mass = calc.mol_mass(cell)
         f_length = np.cbrt((mass / const.NA) / (s.pack_density / const.cm2ang**3)) / 2
