@@ -16,7 +16,7 @@ def test_ehvi_matches_hand_computed_two_objective_case():
     mean = torch.tensor([[2.0, 2.0], [1.5, 0.5], [0.8, 1.6]], dtype=D)
     std = torch.tensor([[1e-9, 1e-9], [0.3, 0.4], [0.5, 0.2]], dtype=D)
     got = ehvi(mean, std, Y_train, ref)
-    assert got[0].item() == torch.tensor(3.0, dtype=D).item() or abs(got[0].item() - 3.0) < 1e-6
+    assert abs(got[0].item() - 3.0) < 1e-6  # a near-certain point at (2, 2): 2*2 - 1*1
     g = torch.Generator().manual_seed(0)
     for i in (1, 2):
         y = mean[i] + std[i] * torch.randn(2_000_000, 2, generator=g, dtype=D)

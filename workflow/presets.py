@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from workflow.config import one_line
+
 WAVELENGTHS_NM: tuple[float, float, float] = (486.1, 589.3, 656.3)
 """Fraunhofer F, D and C lines: n_F, n_D, n_C give the Abbe number."""
 
@@ -156,14 +158,9 @@ def load_preset(name_or_path: str | Path) -> ProtocolPreset:
         raise PresetError(f"unknown preset {key!r}: use one of {sorted(BUILTIN_PRESETS)} or a YAML file path")
     try:
         data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise PresetError(f"{path}: not valid YAML") from None
+    try:
         return ProtocolPreset.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise PresetError(f"{path}: {_one_line(exc)}") from None
-
-
-def _one_line(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        return f"{loc}: {err['msg']}"
-    return str(exc).splitlines()[0]
+    except ValidationError as exc:
+        raise PresetError(f"{path}: {one_line(exc)}") from None
