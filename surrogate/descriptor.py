@@ -6,6 +6,14 @@ neighbourhood for any n >= 3, so the kernel mean (an average over them) is the s
 trimer; RadonPy's own functions compute it here on ``cyclic=3`` (the tests compare with
 ``cyclic=10``).
 
+Why RadonPy hangs: ``make_cyclicpolymer`` closes the ring and re-perceives aromaticity, and
+GAFF2_mod's ``ff_assign`` then kekulizes the whole macrocycle. RDKit kekulizes each fused ring
+system at once, and the macrocycle fuses every unit's rings into one system: the search grows
+exponentially with the units (a pyromellitimide trimer: minutes, a cyclic 10-mer: never).
+:func:`cyclic_oligomer` builds the same molecule with RadonPy's helpers but kekulizes the
+*linear* n-mer before closing the ring and leaves aromaticity to ``ff_assign`` (MDL model, as
+RadonPy does), so its kekulization is a no-op.
+
 :func:`featurize` runs polymers in parallel worker processes with a per-polymer time limit (a
 polymer over the limit is reported and skipped, its worker replaced) and a persistent SQLite
 cache keyed by canonical PSMILES plus the descriptor settings.
@@ -51,12 +59,40 @@ class DescriptorError(RuntimeError):
     pass
 
 
+def cyclic_oligomer(psmiles: str, n: int):
+    """RadonPy's ``make_cyclicpolymer(psmiles, n, return_mol=True)``, in Kekule form (see above)."""
+    from radonpy.core import poly, utils
+    from rdkit import Chem
+
+    mol = poly.polymerize_MolFromSmiles(psmiles, n=n, terminal="*")
+    if mol is None:
+        return None
+    Chem.Kekulize(mol, clearAromaticFlags=True)  # linear n-mer: each unit's rings kekulized apart
+    poly.set_mainchain_flag(mol)
+    poly.set_linker_flag(mol)
+    head, tail = mol.GetIntProp("head_idx"), mol.GetIntProp("tail_idx")
+    head_ne, tail_ne = mol.GetIntProp("head_ne_idx"), mol.GetIntProp("tail_ne_idx")
+    orders = {mol.GetBondBetweenAtoms(head, head_ne).GetBondTypeAsDouble(),
+              mol.GetBondBetweenAtoms(tail, tail_ne).GetBondTypeAsDouble()}
+    # remove the two link atoms, renumbering as make_cyclicpolymer does, and close the ring
+    mol = utils.remove_atom(mol, head)
+    tail_after = tail - 1 if tail > head else tail
+    mol = utils.remove_atom(mol, tail_after)
+    head_ne -= (head_ne > tail) + (head_ne > head)
+    tail_ne -= (tail_ne > tail) + (tail_ne > head)
+    order = (Chem.BondType.DOUBLE if 2.0 in orders else Chem.BondType.TRIPLE if 3.0 in orders
+             else Chem.BondType.SINGLE)
+    mol = utils.add_bond(mol, tail_ne, head_ne, order=order)
+    F = Chem.SanitizeFlags
+    Chem.SanitizeMol(mol, F.SANITIZE_ALL ^ F.SANITIZE_SETAROMATICITY ^ F.SANITIZE_SYMMRINGS)
+    Chem.GetSSSR(mol)
+    return mol
+
+
 def ff_kernel_mean(psmiles: str, cyclic: int = SETTINGS["cyclic"]) -> np.ndarray:
     """RadonPy's kernel-mean descriptor of one repeat unit (shape ``170``)."""
-    from radonpy.core import poly
-
     desc = _descriptor_object()
-    mol = poly.make_cyclicpolymer(psmiles, n=cyclic, return_mol=True)
+    mol = cyclic_oligomer(psmiles, n=cyclic)
     if mol is None:
         raise DescriptorError(f"RadonPy cannot make a cyclic {cyclic}-mer of {psmiles!r}")
     if not desc.ff.ff_assign(mol, charge=SETTINGS["charge"]):
@@ -109,6 +145,9 @@ class Featurized:
 
 
 def _worker(conn) -> None:
+    from radonpy.core import const
+
+    const.print_level = 2  # RadonPy's info lines (empirical parameters used) would flood the terminal
     while True:
         try:
             task = conn.recv()
@@ -166,7 +205,7 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
                 if w.conn in ready:
                     try:
                         idx, x, err = w.conn.recv()
-                    except EOFError:
+                    except (EOFError, OSError):
                         idx, x, err = w.task[0], None, "descriptor worker died"
                         pool[pool.index(w)] = _Worker(ctx)
                     if err is None:

@@ -44,5 +44,5 @@ def test_selection_returns_distinct_rows():
     assert len(set(sel.indices)) == 10
     assert sel.acquisition == sorted(sel.acquisition, reverse=True) and sel.acquisition[0] > 0
     assert len(sel.mean) == 10 and len(sel.std[0]) == 2
-    rnd = select("random", 50, X_cand[:30], np.random.default_rng(1))
+    rnd = select("random", 50, X_cand, np.random.default_rng(1), candidates=np.arange(30))
     assert sorted(rnd.indices) == list(range(30))  # q larger than the pool: every row once

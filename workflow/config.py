@@ -16,7 +16,7 @@ DEMO_CAMPAIGN = PACKAGE_CAMPAIGNS / "demo.yaml"
 
 MD_OBJECTIVES = ("refractive_index", "abbe_number")
 Direction = Literal["maximize", "minimize"]
-Strategy = Literal["ehvi-topk", "random"]
+Strategy = Literal["ehvi-topk", "qlognehvi-greedy", "random"]
 
 
 class ConfigError(ValueError):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from surrogate.acquisition import select
+from surrogate.acquisition import Selection, select
 from surrogate.descriptor import featurize
 from surrogate.gp import DTYPE, fit_model
 from surrogate.pareto import to_max_form
@@ -124,9 +124,28 @@ def _property_job_app():
     return property_job
 
 
+Selector = Callable[[int, torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, np.random.Generator], Selection]
+
+
+def surrogate_selector(strategy: str) -> Selector:
+    """Fit one GP per objective on the finished polymers and pick by ``strategy``.
+
+    A selector gets ``(q, X, candidates, X_train, Y_train, rng)``: the pool matrix, the pool rows
+    still open, the training data in maximisation form, and the cycle's random generator.
+    """
+    def pick(q, X, candidates, X_train, Y_train, rng) -> Selection:
+        model = fit_model(X_train, Y_train)
+        return select(strategy, q, X, rng, model=model, Y_train=Y_train, X_train=X_train, candidates=candidates)
+
+    return pick
+
+
 class CampaignRunner:
-    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print):
+    """Runs a campaign; ``selector`` replaces the campaign's strategy (used by benchmarks)."""
+
+    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, selector: Selector | None = None):
         self.campaign = campaign
+        self.selector = selector or surrogate_selector(campaign.strategy)
         self.run_dir = Path(runs_dir) / campaign.name
         self.runs_dir = Path(runs_dir)
         self.log = log
@@ -203,20 +222,18 @@ class CampaignRunner:
     def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]) -> list[str]:
         c = self.campaign
         rng = np.random.default_rng([c.seed, cycle])
-        X_cand = X[cand]
         if cycle == 0:
-            sel = select("random", c.initial_size, X_cand, rng)
+            sel = select("random", c.initial_size, X, rng, candidates=cand)
             strategy, n_train = "random (initial design)", 0
         else:
             X_train, Y_train = self._training_data(index, X)
             n_train = X_train.shape[0]
             if c.strategy == "random" or n_train < 2:
-                sel = select("random", c.batch_size, X_cand, rng)
+                sel = select("random", c.batch_size, X, rng, candidates=cand)
                 strategy = "random" if c.strategy == "random" else f"random (only {n_train} result(s) to fit on)"
             else:
-                model = fit_model(X_train, Y_train)
-                sel = select(c.strategy, c.batch_size, X_cand, rng, model=model, Y_train=Y_train)
-                strategy = c.strategy
+                sel = self.selector(c.batch_size, X, np.asarray(cand), X_train, Y_train, rng)
+                strategy = sel.strategy
         picks = [ids[cand[i]] for i in sel.indices]
         self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train)
         return picks

@@ -1,0 +1,189 @@
+"""Retrospective active learning on PI1070: each strategy replayed over several seeds.
+
+    python benchmarks/pi1070_replay.py [--data PATH] [--seeds 10] [--strategies a,b,...]
+
+The published setting: objectives ``refractive_index`` and ``Cp`` (both maximised), 10 initial
+polymers, 10 per cycle, 20 cycles. Every run is a real PolyScout campaign (``CampaignRunner``
+with the oracle evaluator: a polymer's "simulation" is a look-up of its PI1070 row), stored under
+``runs/benchmarks/pi1070/``. The same seed gives every strategy the same initial design.
+
+Figures, against the table's true Pareto front (non-dominated rows of the whole table):
+``front_found_after_N``: fraction of the front's polymers evaluated after cycle N;
+``hv_fraction_after_20``: hypervolume of the evaluated polymers over the front's, objectives
+min-max scaled over the table, reference point at the worst corner (0, 0);
+``cycles_to_99_hv``: first cycle reaching 99% of that hypervolume (median over seeds; ``null``
+when most seeds do not reach it within the cycles run).
+
+``published-replica`` is the published method rebuilt beside ours for a side-by-side baseline:
+one scikit-learn GP per objective (constant x isotropic RBF + white noise, hyper-parameters by
+marginal likelihood), objectives z-scored on the training set, analytic EHVI (BoTorch's algebra)
+with reference point (-5, -5) in z units, top 10. Ends with one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._pi1070 import ID_COLUMN, REPO, data_argument, load_table, write_pool  # noqa: E402
+
+OBJECTIVES = ("refractive_index", "Cp")
+PUBLISHED = {"ehvi (reported)": {"front_found_after_10": 0.54, "front_found_after_20": 0.90, "cycles_to_99_hv": 18},
+             "random (reported)": {"front_found_after_10": 0.09, "front_found_after_20": 0.17}}
+
+
+def published_selector(q, X, candidates, X_train, Y_train, rng):
+    """The published SPACIER selection (see the module docstring)."""
+    import torch
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    from surrogate.acquisition import Selection, ehvi
+
+    Y = Y_train.numpy()
+    mu, sd = Y.mean(axis=0), Y.std(axis=0)
+    Z = (Y - mu) / np.where(sd > 0, sd, 1.0)
+    Xc = X[torch.as_tensor(candidates)].numpy()
+    means, stds = [], []
+    for j in range(Z.shape[1]):
+        kernel = ConstantKernel(1.0) * RBF(1.0) + WhiteKernel(1e-2)
+        gp = GaussianProcessRegressor(kernel=kernel, random_state=0).fit(X_train.numpy(), Z[:, j])
+        m, s = gp.predict(Xc, return_std=True)
+        means.append(m)
+        stds.append(s)
+    mean = torch.as_tensor(np.stack(means, 1))
+    std = torch.as_tensor(np.stack(stds, 1)).clamp_min(1e-9)
+    scores = ehvi(mean, std, torch.as_tensor(Z), torch.tensor([-5.0, -5.0], dtype=mean.dtype))
+    order = torch.argsort(scores, descending=True)[:q].tolist()
+    return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(),
+                     "published-replica")
+
+
+def run_campaign(job: tuple[str, int, dict]) -> dict:
+    """One campaign in its own process; returns the evaluated polymer ids per cycle."""
+    strategy, seed, opts = job
+    import torch
+
+    torch.set_num_threads(opts["threads"])
+    from workflow.config import Campaign, OracleSettings
+    from workflow.engine import CampaignRunner, OracleEvaluator, store_path
+
+    runs = Path(opts["runs"])
+    name = f"pi1070-{strategy}-s{seed}"
+    if not opts["keep"]:
+        shutil.rmtree(runs / name, ignore_errors=True)
+    campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives={o: "maximize" for o in OBJECTIVES},
+                        initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
+                        strategy="ehvi-topk" if strategy == "published-replica" else strategy, seed=seed,
+                        oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
+    selector = published_selector if strategy == "published-replica" else None
+    t0 = time.perf_counter()
+    runner = CampaignRunner(campaign, runs, log=lambda m: None, selector=selector)
+    runner.run(OracleEvaluator(campaign.oracle.table, campaign.oracle.id_column))
+    seconds = time.perf_counter() - t0
+    db = sqlite3.connect(store_path(runs, name))
+    done = db.execute("SELECT cycle, polymer_id FROM jobs WHERE state = 'done'").fetchall()
+    db.close()
+    return {"strategy": strategy, "seed": seed, "done": done, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data_argument(parser)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica")
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--initial", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--processes", type=int, default=os.cpu_count(), help="campaigns run side by side")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "benchmarks" / "pi1070")
+    parser.add_argument("--keep", action="store_true", help="resume earlier runs instead of starting afresh")
+    args = parser.parse_args()
+
+    import torch
+
+    from surrogate.descriptor import featurize
+    from surrogate.pareto import hypervolume, pareto_mask
+    from workflow.pool import load_pool
+
+    table = load_table(args.data)
+    pool = write_pool(table, args.runs / "pool.csv")
+    t0 = time.perf_counter()  # descriptors once, into the cache every campaign reads
+    feats = featurize(load_pool(pool).entries["canonical"].tolist(), cache_path=args.runs / "descriptor_cache.sqlite")
+    print(f"descriptors: {len(table)} polymers, {feats.computed} computed, {feats.cached} cached, "
+          f"{len(feats.failures)} failed, {time.perf_counter() - t0:.1f} s")
+
+    Y = table[list(OBJECTIVES)].to_numpy(dtype=float)
+    ok = np.isfinite(Y).all(axis=1)
+    lo, hi = Y[ok].min(axis=0), Y[ok].max(axis=0)
+    scaled = {pid: (y - lo) / (hi - lo) for pid, y, k in zip(table[ID_COLUMN], Y, ok) if k}
+    ids = list(scaled)
+    S = torch.tensor(np.array([scaled[i] for i in ids]))
+    front = {ids[i] for i in torch.nonzero(pareto_mask(S))[:, 0].tolist()}
+    ref = torch.zeros(2, dtype=S.dtype)
+    hv_true = hypervolume(S, ref)
+    print(f"true front: {len(front)} polymers of {len(ids)} with both objectives; hypervolume {hv_true:.4f} (scaled)")
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    opts = {"runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
+            "batch": args.batch, "cycles": args.cycles, "keep": args.keep,
+            "threads": max(1, (os.cpu_count() or 1) // max(1, args.processes))}
+    jobs = [(s, seed, opts) for seed in range(args.seeds) for s in strategies]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.processes) as workers:
+        runs = []
+        for r in workers.imap_unordered(run_campaign, jobs):
+            runs.append(r)
+            print(f"  {r['strategy']:<18} seed {r['seed']:>2}: {len(r['done'])} evaluated, {r['seconds']:.0f} s",
+                  flush=True)
+    print(f"{len(runs)} campaigns in {time.perf_counter() - t0:.0f} s")
+
+    figures: dict = {"seeds": args.seeds}
+    C = args.cycles
+    for s in strategies:
+        curves, found, reach, secs = [], [], [], []
+        for r in (r for r in runs if r["strategy"] == s):
+            hv, fr = [], []
+            for c in range(C + 1):
+                got = [pid for cyc, pid in r["done"] if cyc <= c and pid in scaled]
+                P = torch.tensor(np.array([scaled[p] for p in got])).reshape(-1, 2)
+                hv.append(hypervolume(P, ref) / hv_true)
+                fr.append(len(front.intersection(got)) / len(front))
+            curves.append(hv)
+            found.append(fr)
+            reach.append(next((c for c in range(C + 1) if hv[c] >= 0.99), None))
+            secs.append(r["seconds"])
+        hv_arr, fr_arr = np.array(curves), np.array(found)
+        print(f"\n{s}: hypervolume fraction per cycle (mean ± sd over {len(curves)} seeds), front found")
+        for c in range(C + 1):
+            print(f"  cycle {c:>2}: hv {hv_arr[:, c].mean():.3f} ± {hv_arr[:, c].std():.3f}   "
+                  f"front {fr_arr[:, c].mean():.2f} ± {fr_arr[:, c].std():.2f}")
+        reached = sorted(C + 1 if x is None else x for x in reach)
+        med = statistics.median(reached)
+        figures[s] = {"front_found_after_10": round(float(fr_arr[:, min(10, C)].mean()), 3),
+                      "front_found_after_20": round(float(fr_arr[:, min(20, C)].mean()), 3),
+                      "hv_fraction_after_20": round(float(hv_arr[:, min(20, C)].mean()), 4),
+                      "hv_fraction_after_20_sd": round(float(hv_arr[:, min(20, C)].std()), 4),
+                      "cycles_to_99_hv": None if med > C else med,
+                      "seeds_reaching_99_hv": sum(x is not None for x in reach),
+                      "seconds_per_campaign": round(statistics.mean(secs), 1)}
+        print(f"  median cycles to 99% hv: {'>' + str(C) if med > C else med}; mean campaign time "
+              f"{statistics.mean(secs):.0f} s")
+    print("\nreported for the published method (DEVELOPERS' issue 3, 10 seeds): " + json.dumps(PUBLISHED))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
