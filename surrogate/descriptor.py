@@ -144,10 +144,24 @@ class Featurized:
     seconds: float = 0.0
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker stuck in C code is killed when its parent (the forkserver) goes, so a killed
+    driver leaves no orphan burning a core."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _worker(conn) -> None:
     from radonpy.core import const
 
     const.print_level = 2  # RadonPy's info lines (empirical parameters used) would flood the terminal
+    _die_with_parent()
     while True:
         try:
             task = conn.recv()

@@ -70,9 +70,11 @@ def oracle_campaign(tmp_path):
                                "oracle: {table: oracle.csv}\n"))
 
 
-def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_campaign):
-    runner = CampaignRunner(oracle_campaign, tmp_path / "runs", log=print)
-    runner.run(OracleEvaluator(oracle_campaign.oracle.table))
+@pytest.mark.parametrize("strategy", ["ehvi-topk", "qlognehvi-greedy", "random"])
+def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_campaign, strategy):
+    campaign = oracle_campaign.model_copy(update={"strategy": strategy})
+    runner = CampaignRunner(campaign, tmp_path / "runs", log=print)
+    runner.run(OracleEvaluator(campaign.oracle.table))
     store = Store(store_path(tmp_path / "runs", "replay"), readonly=True)
     assert_store_consistent(store)
     jobs = store.jobs()
@@ -85,6 +87,8 @@ def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_c
     q03 = [j for j in jobs if j["polymer_id"] == "Q03"]
     assert len(q03) == 1 and q03[0]["state"] == "failed" and "refractive_index" in q03[0]["failure_message"]
     assert sum(j["state"] == "failed" for j in jobs) == 1
+    later = {c["strategy"] for c in store.cycles() if c["cycle"] > 0}
+    assert later == {strategy}
 
 
 def test_status_and_pareto_commands(tmp_path, oracle_campaign):

@@ -65,3 +65,24 @@ def test_failures_and_time_limit_are_reported_not_hung(tmp_path):
     slow = featurize(["*" + "C" * 100 + "*", "*CC(*)C"], cache_path=None, workers=1, timeout_s=1.0)
     assert "longer than 1 s" in slow.failures[0]
     assert 1 not in slow.failures and np.all(np.isfinite(slow.X[1]))
+
+
+def test_pool_featurize_writes_parquet_with_ids(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    pool = tmp_path / "pool.csv"
+    pool.write_text("id,smiles\nPE,*CC*\nbad,*C[Si](*)(C)C\nPP,*CC(*)C\nPE2,*CC*\n")
+    out = tmp_path / "x.parquet"
+    cmd = [sys.executable, "-m", "workflow.cli", "pool", "featurize", str(pool), "--out", str(out),
+           "--cache", str(tmp_path / "cache.sqlite"), "--workers", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "bad" in res.stderr and "Si" in res.stderr and "PE2" in res.stderr  # skipped rows are named
+    df = pd.read_parquet(out)
+    assert df["id"].tolist() == ["PE", "PP"] and df.shape[1] == 2 + N_FEATURES
+    np.testing.assert_array_equal(df.iloc[0, 2:].to_numpy(dtype=float), ff_kernel_mean("*CC*"))
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0 and "2 from cache, 0 computed" in again.stdout
