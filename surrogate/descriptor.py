@@ -253,12 +253,16 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
 
 
 def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: int | None = None,
-              timeout_s: float = 120.0, progress: bool | None = None) -> Featurized:
-    """Descriptors of canonical PSMILES, from the cache where present, computed in parallel otherwise."""
+              timeout_s: float = 120.0, progress: bool | None = None, write_cache: bool = True) -> Featurized:
+    """Descriptors of canonical PSMILES, from the cache where present, computed in parallel otherwise.
+
+    ``write_cache=False`` reads an existing cache but adds nothing to it (and creates no file).
+    """
     t0 = time.monotonic()
     n = len(smiles)
     X = np.full((n, N_FEATURES), np.nan)
-    cache = DescriptorCache(cache_path) if cache_path is not None else None
+    use_cache = cache_path is not None and (write_cache or Path(cache_path).is_file())
+    cache = DescriptorCache(cache_path) if use_cache else None
     known = cache.get_many(list(set(smiles))) if cache is not None else {}
     tasks, cached = [], 0
     first_index: dict[str, int] = {}
@@ -274,7 +278,8 @@ def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: 
     results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, progress)
     new = {smiles[i]: x for i, x in results.items()}
     if cache is not None:
-        cache.put_many(new)
+        if write_cache:
+            cache.put_many(new)
         cache.close()
     failures: dict[int, str] = {}
     failed_smiles = {smiles[i]: r for i, r in failures_first.items()}

@@ -37,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("campaign", nargs="?", default=str(DEMO_CAMPAIGN), help="campaign YAML file (default: demo)")
     run.add_argument("--profile", default="local", help="profile name in hpc_profiles/ or a YAML path (default: local)")
     run.add_argument("--runs", default="runs", help="directory holding campaign outputs (default: ./runs)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="select the next batch and show what would be submitted, and where; change nothing")
     run.set_defaults(func=cmd_run)
+
+    prof = sub.add_parser("profile", help="site profiles (hpc_profiles/)").add_subparsers(metavar="ACTION")
+    pl = prof.add_parser("list", help="the profiles this directory and the package know")
+    pl.set_defaults(func=cmd_profile_list)
+    ps = prof.add_parser("show", help="a profile's settings, or with --script its batch script")
+    ps.add_argument("name", help="profile name or YAML path")
+    ps.add_argument("--script", action="store_true", help="print the batch script Parsl submits per block")
+    ps.set_defaults(func=cmd_profile_show)
 
     for name, func, text in (("status", cmd_status, "cycles, jobs by state, failures"),
                              ("pareto", cmd_pareto, "the current non-dominated polymers")):
@@ -83,6 +93,8 @@ def cmd_run(args) -> int:
     if campaign.oracle is None:
         load_preset(campaign.preset)
     runs = Path(args.runs)
+    if args.dry_run:
+        return _dry_run(campaign, profile, runs)
     print(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
           f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
           f"preset {campaign.preset}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
@@ -90,6 +102,63 @@ def cmd_run(args) -> int:
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
     runner.run(make_evaluator(campaign, profile, runner.run_dir))
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
+    return 0
+
+
+def _dry_run(campaign, profile, runs: Path) -> int:
+    from workflow.engine import CampaignRunner, _safe
+
+    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), dry_run=True)
+    cycle, strategy, picks = runner.plan()
+    print(f"dry run: nothing is submitted or written (campaign {campaign.name}, profile {profile.name})")
+    if cycle is None:
+        print("nothing left to select: the campaign is complete")
+        return 0
+    where = (f"{profile.scheduler} queue {profile.queue or '(default)'}" if profile.scheduler != "local"
+             else "local worker processes")
+    evaluator = (f"oracle table {campaign.oracle.table}" if campaign.oracle is not None
+                 else f"property jobs, preset {campaign.preset}, {profile.cores_per_job} core(s) each, LAMMPS via "
+                      f"'{profile.mpi_launcher.replace('{ranks}', str(profile.cores_per_job))}'")
+    print(f"cycle {cycle} ({strategy}): {len(picks)} polymer(s) -> {evaluator}, on {where}")
+    for pid, smi in picks:
+        print(f"  {pid:<14} {smi:<50} {runner.run_dir / 'jobs' / ('NNNNN_' + _safe(pid))}")
+    if campaign.oracle is None and profile.scheduler != "local":
+        print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
+              f"({profile.workers_per_node} worker(s) per node):\n")
+        print(profile.batch_script())
+    return 0
+
+
+def cmd_profile_list(args) -> int:
+    from workflow.profiles import find_profile, known_profiles, load_profile
+
+    rows = []
+    for name in known_profiles():
+        try:
+            p = load_profile(name)
+            rows.append([p.name, p.scheduler, p.queue or "-", str(p.nodes_per_block), str(p.node_cores),
+                         str(p.cores_per_job), p.walltime if p.scheduler != "local" else "-", str(find_profile(name))])
+        except ConfigError as exc:
+            rows.append([name, "INVALID", str(exc), "", "", "", "", str(find_profile(name))])
+    header = ["name", "scheduler", "queue", "nodes", "cores/node", "cores/job", "walltime", "file"]
+    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(header)] if rows else [len(h) for h in header]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_profile_show(args) -> int:
+    import yaml
+
+    from workflow.profiles import find_profile, load_profile
+
+    profile = load_profile(args.name)
+    if args.script:
+        print(profile.batch_script(), end="")
+        return 0
+    print(f"# {find_profile(args.name)}: {profile.workers_per_node} property job(s) per node, "
+          f"{profile.nodes_per_block} node(s) per block, up to {profile.max_blocks} block(s)")
+    print(yaml.safe_dump(profile.model_dump(), sort_keys=False), end="")
     return 0
 
 

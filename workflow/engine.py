@@ -100,7 +100,7 @@ class ParslEvaluator(Evaluator):
 
     def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future:
         return _property_job_app()(psmiles, self.preset.model_dump_json(), str(job_dir), self.profile.cores_per_job,
-                                   seed)
+                                   seed, self.profile.mpi_launcher)
 
     def close(self) -> None:
         import parsl
@@ -115,11 +115,12 @@ def _property_job_app():
     from parsl import python_app
 
     @python_app
-    def property_job(psmiles: str, preset_json: str, job_dir: str, cores: int, seed: int) -> dict:
+    def property_job(psmiles: str, preset_json: str, job_dir: str, cores: int, seed: int, mpi_launcher: str) -> dict:
         from workflow.job import run_property_job
         from workflow.presets import ProtocolPreset
 
-        return run_property_job(psmiles, ProtocolPreset.model_validate_json(preset_json), job_dir, cores, seed)
+        return run_property_job(psmiles, ProtocolPreset.model_validate_json(preset_json), job_dir, cores, seed,
+                                mpi_launcher)
 
     return property_job
 
@@ -143,19 +144,26 @@ def surrogate_selector(strategy: str) -> Selector:
 class CampaignRunner:
     """Runs a campaign; ``selector`` replaces the campaign's strategy (used by benchmarks)."""
 
-    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, selector: Selector | None = None):
+    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, selector: Selector | None = None,
+                 dry_run: bool = False):
         self.campaign = campaign
         self.selector = selector or surrogate_selector(campaign.strategy)
         self.run_dir = Path(runs_dir) / campaign.name
         self.runs_dir = Path(runs_dir)
         self.log = log
-        self.store = Store(store_path(runs_dir, campaign.name))
-        saved = self.store.get_meta("campaign")
+        self.dry_run = dry_run
+        path = store_path(runs_dir, campaign.name)
+        if dry_run:  # read what exists, write nothing
+            self.store = Store(path, readonly=True) if path.is_file() else None
+        else:
+            self.store = Store(path)
+        saved = self.store.get_meta("campaign") if self.store is not None else None
         current = campaign.model_dump(mode="json")
         if saved is not None and saved != current:
             raise ConfigError(f"runs/{campaign.name} holds a campaign with different settings; "
                               f"rename the campaign or remove {self.run_dir}")
-        self.store.set_meta("campaign", current)
+        if not dry_run:
+            self.store.set_meta("campaign", current)
 
     # --- pool and descriptors -----------------------------------------------------------------
     def prepare_pool(self) -> tuple[list[str], dict[str, str], torch.Tensor]:
@@ -165,7 +173,7 @@ class CampaignRunner:
             self.log(f"pool {pool.path.name}: {p}; skipped")
         df = pool.entries
         feats = featurize(df["canonical"].tolist(), cache_path=self.runs_dir / "descriptor_cache.sqlite",
-                          workers=os.cpu_count() or 1, timeout_s=120)
+                          workers=os.cpu_count() or 1, timeout_s=120, write_cache=not self.dry_run)
         rows = df.index.to_numpy()
         for i, reason in sorted(feats.failures.items()):
             problems.append((int(rows[i]) + 1, df["id"].iloc[i], "descriptor", reason))
@@ -174,7 +182,8 @@ class CampaignRunner:
         names = df["name"] if "name" in df.columns else pd.Series([None] * len(df))
         entries = [(pid, int(r) + 1, smi, can, (nm or None))
                    for pid, r, smi, can, nm in zip(df["id"], rows, df["smiles"], df["canonical"], names)]
-        self.store.save_pool(entries, problems)
+        if not self.dry_run:
+            self.store.save_pool(entries, problems)
         ids = df["id"][ok].tolist()
         smiles = dict(zip(df["id"][ok], df["smiles"][ok]))
         X = torch.as_tensor(feats.X[ok], dtype=DTYPE)
@@ -208,10 +217,26 @@ class CampaignRunner:
                 self.log(f"cycle {cycle}: submitted {len(jobs)} job(s): {', '.join(p for _, p, _ in jobs)}")
                 self._dispatch(evaluator, jobs, smiles)
 
+    def plan(self) -> tuple[int | None, str, list[tuple[str, str]]]:
+        """The next cycle's picks without submitting or recording anything: ``(cycle, strategy, [(id, psmiles)])``.
+
+        ``cycle`` is ``None`` when the campaign has nothing left to select.
+        """
+        ids, smiles, X = self.prepare_pool()
+        index = {pid: i for i, pid in enumerate(ids)}
+        last = self.store.last_cycle() if self.store is not None else None
+        cycle = 0 if last is None else last + 1
+        taken = self.store.submitted_polymers() if self.store is not None else set()
+        cand = [i for i, pid in enumerate(ids) if pid not in taken]
+        if cycle > self.campaign.cycles or not cand:
+            return None, "", []
+        picks, sel, strategy, _ = self._choose(cycle, cand, ids, X, index)
+        return cycle, strategy, [(pid, smiles[pid]) for pid in picks]
+
     def _training_data(self, index: dict[str, int], X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         names = list(self.campaign.objectives)
         rows, ys = [], []
-        for r in self.store.results():
+        for r in (self.store.results() if self.store is not None else []):
             obj = json.loads(r["objectives"])
             if r["polymer_id"] in index and all(math.isfinite(obj.get(n, math.nan)) for n in names):
                 rows.append(index[r["polymer_id"]])
@@ -220,6 +245,11 @@ class CampaignRunner:
         return X[rows], to_max_form(Y, self.campaign.maximize)
 
     def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]) -> list[str]:
+        picks, sel, strategy, n_train = self._choose(cycle, cand, ids, X, index)
+        self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train)
+        return picks
+
+    def _choose(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]):
         c = self.campaign
         rng = np.random.default_rng([c.seed, cycle])
         if cycle == 0:
@@ -234,9 +264,7 @@ class CampaignRunner:
             else:
                 sel = self.selector(c.batch_size, X, np.asarray(cand), X_train, Y_train, rng)
                 strategy = sel.strategy
-        picks = [ids[cand[i]] for i in sel.indices]
-        self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train)
-        return picks
+        return [ids[cand[i]] for i in sel.indices], sel, strategy, n_train
 
     def _dispatch(self, evaluator: Evaluator, jobs: list[tuple[int, str, Path]], smiles: dict[str, str]) -> None:
         futures: dict[Future, tuple[int, str]] = {}

@@ -91,7 +91,7 @@ def validate_psmiles(psmiles: str) -> None:
 
 
 def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0, mpi_launcher: str = "mpirun -n {ranks}") -> dict[str, Any]:
     """Compute density, polarizabilities, n_D and Abbe number of one polymer.
 
     Args:
@@ -100,6 +100,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         job_dir: directory for the job's files (created; reused to resume).
         cores: cores this job may use (MPI ranks for LAMMPS, threads for PySCF).
         seed: random seed for the chain growth and packing.
+        mpi_launcher: how LAMMPS is started, ``{ranks}`` becoming ``cores`` (the profile's setting).
 
     Returns:
         The record (also written to ``job_dir/record.json``).
@@ -155,7 +156,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
             rutils.pickle_dump(cell, str(cell_file))
             write_json_atomic(job_dir / "cell.json", {"n_units": n_units, "n_atoms": cell.GetNumAtoms()})
             timings["cell"] = time.monotonic() - t0
-        runner = mdmod.MDRunner(job_dir / "md", preset.md, cores)
+        runner = mdmod.MDRunner(job_dir / "md", preset.md, cores, mpi_launcher)
         t0 = time.monotonic()
         analysis = runner.run(cell)
         timings["md"] = time.monotonic() - t0

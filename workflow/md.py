@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,23 @@ from workflow.presets import MDSettings
 
 class MDError(RuntimeError):
     """Building the cell or running LAMMPS failed."""
+
+
+DEFAULT_LAUNCHER = "mpirun -n {ranks}"
+
+
+def launcher_command(template: str, ranks: int) -> list[str]:
+    """A profile's ``mpi_launcher`` (e.g. ``mpirun ${NQSV_MPIOPTS} -np {ranks}``) as an argument list.
+
+    Environment variables are expanded and the line split here (no shell); a bare ``mpirun``
+    is the one next to this Python (the mpich wheel that matches the ``lmp`` wheel) when present.
+    """
+    args = shlex.split(os.path.expandvars(template.replace("{ranks}", str(int(ranks)))))
+    if not args:
+        raise ValueError(f"empty MPI launcher {template!r}")
+    if args[0] == "mpirun":
+        args[0] = find_executable("mpirun")
+    return args
 
 
 def find_executable(name: str) -> str:
@@ -99,13 +117,13 @@ class Segment:
 class MDRunner:
     """Runs the equilibration segments of one cell in one directory."""
 
-    def __init__(self, work_dir: Path, settings: MDSettings, cores: int):
+    def __init__(self, work_dir: Path, settings: MDSettings, cores: int, mpi_launcher: str = DEFAULT_LAUNCHER):
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.cores = max(1, int(cores))
         self.lmp = find_executable("lmp")
-        self.mpirun = find_executable("mpirun")
+        self.launch = launcher_command(mpi_launcher, self.cores)
         self.timings: dict[str, float] = {}
 
     # --- LAMMPS inputs, built by RadonPy ---------------------------------------------------
@@ -176,8 +194,7 @@ class MDRunner:
         done = self.work_dir / f"{segment.name}.done"
         if done.is_file():
             return
-        cmd = [self.mpirun, "-n", str(self.cores), self.lmp, "-in", segment.input_file, "-sc", "none",
-               "-log", segment.log_file]
+        cmd = [*self.launch, self.lmp, "-in", segment.input_file, "-sc", "none", "-log", segment.log_file]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         t0 = time.monotonic()
         with open(self.work_dir / f"{segment.name}.out", "w") as out:

@@ -1,30 +1,78 @@
-"""Site profiles (``hpc_profiles/NAME.yaml``): where and how property jobs run, as a Parsl config."""
+"""Site profiles (``hpc_profiles/NAME.yaml``): where and how property jobs run, as a Parsl config.
+
+One typed settings object per site; :meth:`Profile.parsl_config` turns it into a Parsl
+``Config`` with one HighThroughputExecutor whose provider is Parsl's own (``LocalProvider``,
+``SlurmProvider``, ``PBSProProvider``) or ours for NQSV (:class:`workflow.providers.NQSVProvider`).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import string
+import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workflow.config import ConfigError, load_yaml_mapping, one_line
 
 PROFILE_DIRS = (Path.cwd() / "hpc_profiles", Path(__file__).resolve().parent.parent / "hpc_profiles")
+Scheduler = Literal["local", "slurm", "pbspro", "nqsv"]
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@+-]+$")  # queue/account names reach scheduler command lines
+# what each scheduler's qsub/sbatch prints, for rendering a script without submitting it
+_DRY_SUBMIT_OUTPUT = {"slurm": "Submitted batch job 0", "pbspro": "0.preview",
+                      "nqsv": "Request 0.preview submitted to queue: preview."}
 
 
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    scheduler: Literal["local"] = "local"
-    cores_per_node: int | None = Field(default=None, ge=1, description="default: all cores of this machine")
-    cores_per_job: int = Field(default=1, ge=1)
+    scheduler: Scheduler = "local"
+    queue: str | None = Field(default=None, description="SLURM partition, PBS/NQSV queue")
+    account: str | None = Field(default=None, description="SLURM account, PBS project, NQSV group")
+    nodes_per_block: int = Field(default=1, ge=1)
+    cores_per_node: int | None = Field(default=None, ge=1, description="default (local only): this machine's")
+    cores_per_job: int = Field(default=1, ge=1, description="MPI ranks / threads of one property job")
+    walltime: str = Field(default="01:00:00", description="per block, HH:MM:SS")
+    init_blocks: int = Field(default=1, ge=0)
     max_blocks: int = Field(default=1, ge=1)
-    worker_init: list[str] = Field(default_factory=list)
+    worker_init: list[str] = Field(default_factory=list, description="shell lines before the workers start")
+    scheduler_options: list[str] = Field(default_factory=list, description="extra directive lines")
+    mpi_launcher: str = Field(default="mpirun -n {ranks}", description="how a job starts LAMMPS; {ranks} filled in")
+    mpi_type: Literal["intmpi", "openmpi"] = Field(default="intmpi", description="NQSV #PBS -T")
+    address: str | None = Field(default=None, description="address workers use to reach the driver")
+    cmd_timeout: int = Field(default=60, ge=1, description="seconds per scheduler command")
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{1,4}:[0-5]\d:[0-5]\d", v):
+            raise ValueError(f"walltime {v!r} is not HH:MM:SS")
+        return v
+
+    @field_validator("queue", "account")
+    @classmethod
+    def _safe(cls, v: str | None) -> str | None:
+        if v is not None and not _SAFE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} may hold only letters, digits and _ . @ + -")
+        return v
+
+    @field_validator("mpi_launcher")
+    @classmethod
+    def _launcher(cls, v: str) -> str:
+        if "{ranks}" not in v:
+            raise ValueError(f"mpi_launcher {v!r} must contain {{ranks}}")
+        return v
 
     @model_validator(mode="after")
     def _fits(self) -> "Profile":
+        if self.scheduler != "local" and self.cores_per_node is None:
+            raise ValueError(f"a {self.scheduler} profile needs cores_per_node")
+        if self.scheduler == "nqsv" and (self.queue is None or self.account is None):
+            raise ValueError("an nqsv profile needs queue and account (the NQSV group)")
         if self.cores_per_node is not None and self.cores_per_job > self.cores_per_node:
             raise ValueError(f"cores_per_job={self.cores_per_job} exceeds cores_per_node={self.cores_per_node}")
         return self
@@ -37,21 +85,83 @@ class Profile(BaseModel):
     def workers_per_node(self) -> int:
         return max(1, self.node_cores // self.cores_per_job)
 
+    # --- Parsl --------------------------------------------------------------------------------
+    def provider(self):
+        """The Parsl execution provider of this site."""
+        from parsl.launchers import MpiExecLauncher, MpiRunLauncher, SingleNodeLauncher, SrunLauncher
+
+        init = "\n".join(self.worker_init)
+        options = "\n".join(self.scheduler_options)
+        multi = self.nodes_per_block > 1
+        common = dict(nodes_per_block=self.nodes_per_block, init_blocks=self.init_blocks, min_blocks=0,
+                      max_blocks=self.max_blocks, walltime=self.walltime, worker_init=init, cmd_timeout=self.cmd_timeout)
+        if self.scheduler == "local":
+            from parsl.providers import LocalProvider
+
+            return LocalProvider(init_blocks=self.init_blocks, min_blocks=0, max_blocks=self.max_blocks,
+                                 worker_init=init)
+        if self.scheduler == "slurm":
+            from parsl.providers import SlurmProvider
+
+            return SlurmProvider(partition=self.queue, account=self.account, cores_per_node=self.cores_per_node,
+                                 scheduler_options=options, launcher=SrunLauncher() if multi else SingleNodeLauncher(),
+                                 **common)
+        if self.scheduler == "pbspro":
+            from parsl.providers import PBSProProvider
+
+            return PBSProProvider(queue=self.queue, account=self.account, cpus_per_node=self.cores_per_node,
+                                  scheduler_options=options,
+                                  launcher=MpiExecLauncher() if multi else SingleNodeLauncher(), **common)
+        from workflow.providers import NQSVProvider
+
+        return NQSVProvider(queue=self.queue, group=self.account, cores_per_node=self.cores_per_node,
+                            mpi_type=self.mpi_type, scheduler_options=options,
+                            launcher=MpiRunLauncher(overrides="${NQSV_MPIOPTS} -ppn 1") if multi
+                            else SingleNodeLauncher(), **common)
+
+    def executor(self):
+        from parsl.addresses import address_by_hostname
+        from parsl.executors import HighThroughputExecutor
+
+        address = self.address or ("127.0.0.1" if self.scheduler == "local" else address_by_hostname())
+        return HighThroughputExecutor(label=f"polyscout-{self.name}", address=address,
+                                      cores_per_worker=self.cores_per_job, max_workers_per_node=self.workers_per_node,
+                                      provider=self.provider())
+
     def parsl_config(self, run_dir: Path):
         """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs."""
         from parsl.config import Config
-        from parsl.executors import HighThroughputExecutor
-        from parsl.providers import LocalProvider
 
-        provider = LocalProvider(init_blocks=1, min_blocks=0, max_blocks=self.max_blocks,
-                                 worker_init="\n".join(self.worker_init))
-        executor = HighThroughputExecutor(
-            label=f"polyscout-{self.name}",
-            cores_per_worker=self.cores_per_job,
-            max_workers_per_node=self.workers_per_node,
-            provider=provider,
-        )
-        return Config(executors=[executor], run_dir=str(run_dir), strategy="simple", initialize_logging=True)
+        return Config(executors=[self.executor()], run_dir=str(run_dir), strategy="simple", initialize_logging=True)
+
+    def batch_script(self) -> str:
+        """The batch script Parsl submits for one block of this profile, without submitting it.
+
+        The worker command is the executor's; values Parsl fixes only when it starts (ports, run
+        directory, block id) are shown as ``{placeholders}``.
+        """
+        if self.scheduler == "local":
+            raise ConfigError(f"profile {self.name!r} runs workers as local processes: there is no batch script")
+        executor = self.executor()
+        known = {"max_workers_per_node": f"--max_workers_per_node={self.workers_per_node}",
+                 "cores_per_worker": self.cores_per_job, "debug": "", "cpu_affinity": "none",
+                 "enable_mpi_mode": "", "mpi_launcher": "mpiexec", "accelerators": "", "address_probe_timeout_string": ""}
+        command = string.Formatter().vformat(executor.launch_cmd, (), _KeepMissing(known))
+        command = " ".join(command.split())
+        provider = executor.provider
+        with tempfile.TemporaryDirectory() as tmp:
+            provider.script_dir = tmp
+            provider.execute_wait = lambda cmd, timeout=None: (0, _DRY_SUBMIT_OUTPUT[self.scheduler], "")
+            provider.submit(command, 1, job_name="polyscout")  # HTEX: one manager per node
+            script = next(p for p in Path(tmp).iterdir() if p.suffix not in (".stdout", ".stderr", ".ec"))
+            text = script.read_text()
+        return text.replace(tmp, "{run_dir}/submit_scripts")
+
+
+
+class _KeepMissing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 def find_profile(name_or_path: str) -> Path:
@@ -62,8 +172,11 @@ def find_profile(name_or_path: str) -> Path:
         candidate = d / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
-    known = sorted({f.stem for d in PROFILE_DIRS if d.is_dir() for f in d.glob("*.yaml")})
-    raise ConfigError(f"unknown profile {name_or_path!r}: known profiles are {', '.join(known) or 'none'}")
+    raise ConfigError(f"unknown profile {name_or_path!r}: known profiles are {', '.join(known_profiles()) or 'none'}")
+
+
+def known_profiles() -> list[str]:
+    return sorted({f.stem for d in PROFILE_DIRS if d.is_dir() for f in d.glob("*.yaml")})
 
 
 def load_profile(name_or_path: str) -> Profile:
