@@ -147,7 +147,7 @@ class NQSVProvider(ClusterProvider):
             stdout, stderr = res["script_path"] + ".stdout", res["script_path"] + ".stderr"
             stt = states.get(job_id) or next((s for k, s in states.items() if job_id.startswith(k + ".")
                                               or k.startswith(job_id)), None)
-            if stt is None:
+            if stt is None or translate_table.get(stt) == JobState.COMPLETED:
                 state = self._finished_state(res["script_path"] + ".ec")
             else:
                 state = translate_table.get(stt, JobState.UNKNOWN)
