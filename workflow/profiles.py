@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -129,8 +130,16 @@ class Profile(BaseModel):
                                       provider=self.provider())
 
     def parsl_config(self, run_dir: Path):
-        """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs."""
+        """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs.
+
+        Parsl starts ``interchange.py`` (and local workers) from PATH: this Python's ``bin/`` is
+        put first so that a ``workflow`` run from an unactivated venv finds its own.
+        """
         from parsl.config import Config
+
+        bin_dir = str(Path(sys.executable).parent)
+        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
         return Config(executors=[self.executor()], run_dir=str(run_dir), strategy="simple", initialize_logging=True)
 
