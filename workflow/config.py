@@ -29,6 +29,15 @@ class OracleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: Path
     id_column: str = "id"
+    duration_s: tuple[float, float] = Field(
+        default=(0.0, 0.0), description="simulated job duration, uniform in [low, high] seconds (uneven MD jobs)")
+
+    @field_validator("duration_s")
+    @classmethod
+    def _durations(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError(f"duration_s must be [low, high] with 0 <= low <= high, got {list(v)}")
+        return v
 
 
 class Campaign(BaseModel):

@@ -28,7 +28,7 @@ from surrogate.descriptor import featurize
 from surrogate.gp import DTYPE, fit_model
 from surrogate.pareto import to_max_form
 from workflow.config import Campaign, ConfigError
-from workflow.job import JobFailure
+from workflow.job import RECORD_FILE, JobFailure, read_json, write_json_atomic
 from workflow.pool import load_pool, read_table
 from workflow.presets import ProtocolPreset, load_preset
 from workflow.profiles import Profile
@@ -51,6 +51,44 @@ def _safe(polymer_id: str) -> str:
     return s or hashlib.sha256(polymer_id.encode()).hexdigest()[:12]
 
 
+class DriverLock:
+    """One driver per campaign: an exclusive ``flock`` on ``runs/<name>/driver.lock``.
+
+    The operating system drops the lock when the driver dies (``kill -9`` included), so a crash
+    never leaves a stale lock; a second ``workflow run`` meanwhile refuses with who holds it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = None
+
+    def __enter__(self) -> "DriverLock":
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise ConfigError(f"campaign in {self.path.parent} is already being run by {holder}; "
+                              f"wait for it or stop it (workflow status works meanwhile)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
+
+
 class Evaluator(ABC):
     """Turns (polymer id, PSMILES, job directory) into a future of a property record."""
 
@@ -68,25 +106,51 @@ class Evaluator(ABC):
 
 
 class OracleEvaluator(Evaluator):
-    """Looks a polymer's properties up in a table (CSV/Parquet) instead of simulating it."""
+    """Looks a polymer's properties up in a table (CSV/Parquet) instead of simulating it.
 
-    def __init__(self, table: Path, id_column: str = "id"):
+    Like a real job it writes its record to ``job_dir/record.json`` (atomically). With
+    ``duration_s`` each look-up takes a random time in that range (seeded by the job), so that
+    replays can simulate slow, uneven MD jobs.
+    """
+
+    def __init__(self, table: Path, id_column: str = "id", duration_s: tuple[float, float] = (0.0, 0.0)):
+        from concurrent.futures import ThreadPoolExecutor
+
         df = read_table(Path(table), keep_text=False)
         if id_column not in df.columns:
             raise ConfigError(f"oracle table {table} has no column {id_column!r}")
         df[id_column] = df[id_column].astype(str)
         self.rows = df.set_index(id_column)
+        self.duration_s = duration_s
+        self._threads = ThreadPoolExecutor(max_workers=256) if duration_s[1] > 0 else None
+
+    def _lookup(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> dict:
+        started = time.time()
+        lo, hi = self.duration_s
+        if hi > 0:
+            time.sleep(lo + (hi - lo) * np.random.default_rng(seed).random())
+        if polymer_id not in self.rows.index:
+            raise JobFailure("invalid_input", "oracle", f"id {polymer_id!r} is not in the oracle table")
+        row = self.rows.loc[polymer_id]
+        record = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        record |= {"psmiles": psmiles, "preset": "oracle", "started_at": started}
+        Path(job_dir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(job_dir) / RECORD_FILE, record)
+        return record
 
     def submit(self, polymer_id: str, psmiles: str, job_dir: Path, seed: int) -> Future:
+        if self._threads is not None:
+            return self._threads.submit(self._lookup, polymer_id, psmiles, job_dir, seed)
         fut: Future = Future()
-        if polymer_id not in self.rows.index:
-            fut.set_exception(JobFailure("invalid_input", "oracle", f"id {polymer_id!r} is not in the oracle table"))
-        else:
-            row = self.rows.loc[polymer_id]
-            record = {k: (None if pd.isna(v) else v) for k, v in row.items()}
-            record |= {"psmiles": psmiles, "preset": "oracle", "started_at": time.time()}
-            fut.set_result(record)
+        try:
+            fut.set_result(self._lookup(polymer_id, psmiles, job_dir, seed))
+        except JobFailure as exc:
+            fut.set_exception(exc)
         return fut
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 class ParslEvaluator(Evaluator):
@@ -193,11 +257,15 @@ class CampaignRunner:
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, evaluator: Evaluator) -> None:
+        with DriverLock(self.run_dir / "driver.lock"):
+            self._run(evaluator)
+
+    def _run(self, evaluator: Evaluator) -> None:
         ids, smiles, X = self.prepare_pool()
         index = {pid: i for i, pid in enumerate(ids)}
         c = self.campaign
         with evaluator:
-            pending = self.store.jobs("submitted")
+            pending = self._ingest_finished(self.store.jobs("submitted"))
             if pending:
                 self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
                 self._dispatch(evaluator, [(r["job_id"], r["polymer_id"], Path(r["job_dir"])) for r in pending], smiles)
@@ -208,12 +276,8 @@ class CampaignRunner:
                 if not cand:
                     self.log("every usable polymer of the pool has been evaluated")
                     break
-                picks = self._select(cycle, cand, ids, X, index)
-                jobs = []
-                for pid in picks:
-                    job_id = self.store.add_job(pid, cycle, lambda jid: str(self.run_dir / "jobs" / f"{jid:05d}_{_safe(pid)}"))
-                    job_dir = Path(self.store.job(job_id)["job_dir"])
-                    jobs.append((job_id, pid, job_dir))
+                picks, job_ids = self._select(cycle, cand, ids, X, index)
+                jobs = [(job_id, pid, Path(self.store.job(job_id)["job_dir"])) for job_id, pid in zip(job_ids, picks)]
                 self.log(f"cycle {cycle}: submitted {len(jobs)} job(s): {', '.join(p for _, p, _ in jobs)}")
                 self._dispatch(evaluator, jobs, smiles)
 
@@ -233,6 +297,20 @@ class CampaignRunner:
         picks, sel, strategy, _ = self._choose(cycle, cand, ids, X, index)
         return cycle, strategy, [(pid, smiles[pid]) for pid in picks]
 
+    def _ingest_finished(self, pending: list) -> list:
+        """Store the results that jobs wrote while no driver was listening; return the others."""
+        left = []
+        for r in pending:
+            record = read_json(Path(r["job_dir"]) / RECORD_FILE) if r["job_dir"] else None
+            if record is None or any(record.get(n) is None for n in self.campaign.objectives):
+                left.append(r)  # missing, truncated or corrupt: not a result; the job runs (resumes) again
+                continue
+            done: Future = Future()
+            done.set_result(record)
+            self.log(f"  {r['polymer_id']}: finished while the driver was away; result ingested from {r['job_dir']}")
+            self._record(done, r["job_id"], r["polymer_id"])
+        return left
+
     def _training_data(self, index: dict[str, int], X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         names = list(self.campaign.objectives)
         rows, ys = [], []
@@ -244,14 +322,20 @@ class CampaignRunner:
         Y = torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names))
         return X[rows], to_max_form(Y, self.campaign.maximize)
 
-    def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]) -> list[str]:
+    def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor,
+                index: dict[str, int]) -> tuple[list[str], list[int]]:
         picks, sel, strategy, n_train = self._choose(cycle, cand, ids, X, index)
-        self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train)
-        return picks
+        job_ids = self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train,
+                                              job_dir_for=self.job_dir)
+        return picks, job_ids
+
+    def job_dir(self, job_id: int, polymer_id: str) -> str:
+        return str(self.run_dir / "jobs" / f"{job_id:05d}_{_safe(polymer_id)}")
 
     def _choose(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]):
         c = self.campaign
         rng = np.random.default_rng([c.seed, cycle])
+        torch.manual_seed(job_seed(c.seed, f"cycle-{cycle}"))  # GP fitting restarts draw from torch's RNG
         if cycle == 0:
             sel = select("random", c.initial_size, X, rng, candidates=cand)
             strategy, n_train = "random (initial design)", 0
@@ -303,5 +387,5 @@ class CampaignRunner:
 
 def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:
     if campaign.oracle is not None:
-        return OracleEvaluator(campaign.oracle.table, campaign.oracle.id_column)
+        return OracleEvaluator(campaign.oracle.table, campaign.oracle.id_column, campaign.oracle.duration_s)
     return ParslEvaluator(profile, load_preset(campaign.preset), run_dir)

@@ -110,8 +110,8 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     done = read_json(job_dir / RECORD_FILE)
-    if done is not None:
-        return done
+    if done is not None and all(done.get(k) is not None for k in ("density", "refractive_index", "abbe_number")):
+        return done  # a truncated or corrupt record is not a result: the job resumes from its stages
     validate_psmiles(psmiles)
     timings: dict[str, float] = {}
     t_start = time.time()

@@ -157,14 +157,29 @@ class Store:
 
     # --- cycles -----------------------------------------------------------------------------
     def record_selection(self, cycle: int, polymer_ids: list[str], strategy: str, acquisition: list[float | None],
-                         mean: list[list[float]] | None, std: list[list[float]] | None, n_training: int) -> None:
+                         mean: list[list[float]] | None, std: list[list[float]] | None, n_training: int,
+                         job_dir_for: Callable[[int, str], str] | None = None) -> list[int]:
+        """Record a cycle's picks and, with ``job_dir_for``, their submitted jobs: one transaction.
+
+        A driver killed mid-way leaves either the whole cycle (picks and jobs) or none of it.
+        Returns the new job ids in pick order.
+        """
         now = time.time()
         rows = [(cycle, rank, pid, strategy, acquisition[rank],
                  json.dumps(mean[rank]) if mean is not None else None,
                  json.dumps(std[rank]) if std is not None else None, n_training, now)
                 for rank, pid in enumerate(polymer_ids)]
+        job_ids: list[int] = []
         with self.db:
             self.db.executemany("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if job_dir_for is not None:
+                for pid in polymer_ids:
+                    cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) "
+                                          "VALUES (?, ?, 'submitted', ?, '')", (pid, cycle, now))
+                    job_id = int(cur.lastrowid)
+                    self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir_for(job_id, pid), job_id))
+                    job_ids.append(job_id)
+        return job_ids
 
     def cycles(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM cycles ORDER BY cycle, rank").fetchall()

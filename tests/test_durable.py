@@ -1,0 +1,144 @@
+"""Durable campaigns: kill -9 of the driver at several points, resume, and compare with an
+uninterrupted run; result files written while the driver was away; corrupt results; one driver."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write
+from tests.test_campaign import ORACLE, SMILES, assert_store_consistent
+from workflow.config import load_campaign
+from workflow.engine import CampaignRunner, OracleEvaluator, store_path
+from workflow.store import Store
+
+CAMPAIGN = ("name: durable\npool: pool.csv\nobjectives: {refractive_index: maximize, Cp: maximize}\n"
+            "initial_size: 6\nbatch_size: 4\ncycles: 4\nseed: 11\n"
+            "oracle: {table: oracle.csv, duration_s: [DLO, DHI]}\n")
+
+
+def setup(tmp_path: Path, lo: float, hi: float) -> Path:
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES)))
+    write(tmp_path / "oracle.csv", ORACLE)
+    return write(tmp_path / "c.yaml", CAMPAIGN.replace("DLO", str(lo)).replace("DHI", str(hi)))
+
+
+def driver(campaign: Path, runs: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--runs", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def snapshot(runs: Path) -> tuple[list, list]:
+    path = store_path(runs, "durable")
+    if not path.is_file():
+        return [], []
+    store = Store(path, readonly=True)
+    try:
+        return [dict(j) for j in store.jobs()], [dict(c) for c in store.cycles()]
+    except Exception:  # tables not created yet
+        return [], []
+    finally:
+        store.close()
+
+
+def wait_for(runs: Path, condition, proc: subprocess.Popen, limit: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        jobs, cycles = snapshot(runs)
+        if condition(jobs, cycles):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"driver ended before the kill point:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    raise AssertionError("kill point never reached")
+
+
+def picks_by_cycle(runs: Path) -> dict[int, list[str]]:
+    _, cycles = snapshot(runs)
+    out: dict[int, list[str]] = {}
+    for c in cycles:
+        out.setdefault(c["cycle"], []).append(c["polymer_id"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run (no simulated durations: the results do not depend on them)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    camp = load_campaign(setup(tmp, 0.0, 0.0))
+    CampaignRunner(camp, tmp / "runs", log=lambda m: None).run(OracleEvaluator(camp.oracle.table))
+    return picks_by_cycle(tmp / "runs")
+
+
+def test_kill_9_at_several_points_then_resume_matches_an_uninterrupted_run(tmp_path, reference):
+    campaign = setup(tmp_path, 0.3, 1.2)
+    runs = tmp_path / "runs"
+    kill_points = [
+        ("right after the initial design is submitted", lambda j, c: len(j) >= 6),
+        ("while cycle 1's jobs run", lambda j, c: any(x["cycle"] == 1 for x in j)
+         and any(x["state"] == "submitted" for x in j)),
+        ("as cycle 2's results are being written", lambda j, c: any(x["cycle"] == 2 and x["state"] == "done" for x in j)),
+        ("during cycle 3's selection (cycle 2 all done)", lambda j, c: sum(x["cycle"] == 2 and x["state"] != "submitted"
+                                                                            for x in j) == 4),
+    ]
+    for label, condition in kill_points:
+        proc = driver(campaign, runs)
+        wait_for(runs, condition, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        jobs, _ = snapshot(runs)
+        polymers = [x["polymer_id"] for x in jobs]
+        assert len(polymers) == len(set(polymers)), f"after kill {label!r}: a polymer was submitted twice"
+    final = driver(campaign, runs)
+    out, _ = final.communicate(timeout=300)
+    assert final.returncode == 0, out
+    store = Store(store_path(runs, "durable"), readonly=True)
+    assert_store_consistent(store)
+    assert picks_by_cycle(runs) == reference  # same selections, cycle by cycle
+    assert len(store.results()) == sum(len(v) for v in reference.values()) == 22
+
+
+def test_result_written_while_the_driver_was_away_is_ingested_and_corrupt_ones_are_not(tmp_path):
+    campaign = setup(tmp_path, 5.0, 5.0)  # slow jobs: the driver is killed while all are running
+    runs = tmp_path / "runs"
+    proc = driver(campaign, runs)
+    wait_for(runs, lambda j, c: len(j) == 6, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    jobs, _ = snapshot(runs)
+    finished, corrupt = jobs[0], jobs[1]
+    Path(finished["job_dir"]).mkdir(parents=True, exist_ok=True)
+    Path(finished["job_dir"], "record.json").write_text(json.dumps(
+        {"refractive_index": 1.777, "Cp": 1234.0, "note": "written by the job after the driver died"}))
+    Path(corrupt["job_dir"]).mkdir(parents=True, exist_ok=True)
+    Path(corrupt["job_dir"], "record.json").write_text('{"refractive_index": 1.4, "Cp"')  # truncated
+    camp = load_campaign(campaign)  # resume with instant look-ups (the durations only simulate slow jobs)
+    CampaignRunner(camp, runs, log=print).run(OracleEvaluator(camp.oracle.table))
+    store = Store(store_path(runs, "durable"), readonly=True)
+    res = {r["polymer_id"]: json.loads(r["properties"]) for r in store.results()}
+    assert res[finished["polymer_id"]]["note"] == "written by the job after the driver died"
+    assert res[finished["polymer_id"]]["refractive_index"] == 1.777
+    assert "note" not in res[corrupt["polymer_id"]]  # re-evaluated by the oracle, not read from the broken file
+    assert_store_consistent(store)
+
+
+def test_a_second_driver_refuses_while_the_first_runs_and_status_reads_meanwhile(tmp_path):
+    campaign = setup(tmp_path, 30.0, 30.0)  # the first driver waits on its jobs throughout
+    runs = tmp_path / "runs"
+    first = driver(campaign, runs)
+    try:
+        wait_for(runs, lambda j, c: len(j) >= 6, first)
+        second = subprocess.run([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--runs", str(runs)],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "already being run by pid" in second.stderr
+        status = subprocess.run([sys.executable, "-m", "workflow.cli", "status", "durable", "--runs", str(runs)],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and "submitted 6" in status.stdout, status.stdout + status.stderr
+    finally:
+        first.kill()
+        first.wait()
