@@ -44,7 +44,7 @@ PUBLISHED = {"ehvi (reported)": {"front_found_after_10": 0.54, "front_found_afte
              "random (reported)": {"front_found_after_10": 0.09, "front_found_after_20": 0.17}}
 
 
-def published_selector(q, X, candidates, X_train, Y_train, rng):
+def published_selector(q, X, candidates, X_train, Y_train, rng, X_pending=None):
     """The published SPACIER selection (see the module docstring)."""
     import torch
     from sklearn.gaussian_process import GaussianProcessRegressor

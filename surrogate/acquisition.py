@@ -115,10 +115,10 @@ def _ehvi_topk(q, X, rows, model, Y_train, ref) -> tuple[torch.Tensor, torch.Ten
 
 
 def _greedy(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
-            Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, seed: int):
+            Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, seed: int, X_pending: torch.Tensor | None = None):
     order, scores, mean, std = _ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
     acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model=model, ref_point=ref.tolist(), X_baseline=X_train, prune_baseline=True,
+        model=model, ref_point=ref.tolist(), X_baseline=X_train, prune_baseline=True, X_pending=X_pending,
         sampler=SobolQMCNormalSampler(torch.Size([GREEDY_MC_SAMPLES]), seed=seed))
     choices = X[rows[order]]
     picked, _ = optimize_acqf_discrete(acqf, q=q, choices=choices, max_batch_size=512, unique=True)
@@ -134,7 +134,7 @@ def _greedy(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: 
 def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, model: Model | None = None,
            Y_train: torch.Tensor | None = None, X_train: torch.Tensor | None = None,
            candidates: np.ndarray | torch.Tensor | None = None, ref_point: torch.Tensor | None = None,
-           prefilter: int = GREEDY_PREFILTER) -> Selection:
+           prefilter: int = GREEDY_PREFILTER, X_pending: torch.Tensor | None = None) -> Selection:
     """Pick ``min(q, k)`` distinct candidates.
 
     Args:
@@ -144,6 +144,9 @@ def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, mod
         model, Y_train, X_train: the fitted model and its training data (``Y_train`` in
             maximisation form); ``X_train`` is needed by ``qlognehvi-greedy`` only.
         ref_point: hypervolume reference point; default :func:`surrogate.pareto.reference_point`.
+        X_pending: inputs of polymers still being evaluated (``p x d``). Analytic EHVI cannot take
+            them, so with pending points both EHVI strategies pick through qLogNEHVI with
+            ``X_pending`` (the greedy path), and new picks avoid what is already running.
     """
     rows = (torch.arange(X.shape[0], device=X.device) if candidates is None
             else torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=X.device))
@@ -157,12 +160,12 @@ def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, mod
     if model is None or Y_train is None:
         raise ValueError(f"{strategy} needs a fitted model and the training outcomes")
     ref = reference_point(Y_train) if ref_point is None else ref_point
-    if strategy == "ehvi-topk":
+    if strategy == "ehvi-topk" and X_pending is None:
         order, scores, mean, std = _ehvi_topk(q, X, rows, model, Y_train, ref)
     else:
         if X_train is None:
-            raise ValueError("qlognehvi-greedy needs the training inputs")
+            raise ValueError(f"{strategy} with pending points needs the training inputs")
         order, scores, mean, std = _greedy(q, X, rows, model, X_train, Y_train, ref, prefilter,
-                                           seed=int(rng.integers(2**31)))
+                                           seed=int(rng.integers(2**31)), X_pending=X_pending)
     order = order.tolist()
     return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(), strategy)

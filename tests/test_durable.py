@@ -142,3 +142,67 @@ def test_a_second_driver_refuses_while_the_first_runs_and_status_reads_meanwhile
     finally:
         first.kill()
         first.wait()
+
+
+class FlakyOracle(OracleEvaluator):
+    """The oracle, but some polymers' jobs fail: a block that hits its walltime, bad input."""
+
+    def __init__(self, table, timeouts: dict[str, int], invalid: set[str]):
+        super().__init__(table)
+        self.timeouts, self.invalid, self.calls = dict(timeouts), invalid, {}
+
+    def submit(self, polymer_id, psmiles, job_dir, seed):
+        from concurrent.futures import Future
+
+        from workflow.job import JobFailure
+
+        self.calls[polymer_id] = self.calls.get(polymer_id, 0) + 1
+        fut = Future()
+        if polymer_id in self.invalid:
+            fut.set_exception(JobFailure("invalid_input", "prep", "RDKit cannot parse it"))
+        elif self.timeouts.get(polymer_id, 0) >= self.calls[polymer_id]:
+            fut.set_exception(JobFailure("timeout", "md", "the block's walltime ended during sampling"))
+        else:
+            return super().submit(polymer_id, psmiles, job_dir, seed)
+        return fut
+
+
+def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
+    camp = load_campaign(setup(tmp_path, 0.0, 0.0)).model_copy(update={"cycles": 1})
+    plan = CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]  # this seed's initial design
+    once, always, bad = plan[0][0], plan[1][0], plan[2][0]
+    ev = FlakyOracle(camp.oracle.table, timeouts={once: 1, always: 99}, invalid={bad})
+    CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
+    store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
+    jobs = {j["polymer_id"]: j for j in store.jobs()}
+    assert jobs[once]["state"] == "done" and jobs[once]["attempts"] == 2 and ev.calls[once] == 2
+    assert jobs[always]["state"] == "failed" and jobs[always]["failure_kind"] == "timeout"
+    assert jobs[always]["attempts"] == 3 == ev.calls[always]  # default: 3 attempts for a timeout
+    assert jobs[bad]["state"] == "failed" and ev.calls[bad] == 1  # invalid input is never retried
+    assert_store_consistent(store)  # failed polymers are not selected again
+
+
+def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
+    camp = load_campaign(setup(tmp_path, 2.0, 6.0)).model_copy(
+        update={"mode": "async", "in_flight": 3, "initial_size": 3, "batch_size": 3, "cycles": 3,
+                "strategy": "ehvi-topk"})
+    CampaignRunner(camp, tmp_path / "runs", log=print).run(
+        OracleEvaluator(camp.oracle.table, duration_s=camp.oracle.duration_s))
+    store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
+    jobs = store.jobs()
+    polymers = [j["polymer_id"] for j in jobs]
+    assert len(jobs) == 12 and len(set(polymers)) == 12
+    cycles = store.cycles()
+    assert [c["cycle"] for c in cycles] == [0, 0, 0, *range(1, 10)]  # the initial design, then one pick at a time
+    assert all(c["strategy"] in ("ehvi-topk", "random (only 1 result(s) to fit on)") for c in cycles if c["cycle"] > 0)
+    assert cycles[-1]["strategy"] == "ehvi-topk"
+    # slots are refilled one by one while the others still run (batch mode would wait for all three)
+    ends = sorted(j["ended_at"] for j in jobs)
+    submits = sorted(j["submitted_at"] for j in jobs)
+    assert all(submits[3 + k] >= ends[k] - 1e-6 for k in range(9))  # never more than 3 in flight
+    overlapped = sum(any(j["submitted_at"] < submits[3 + k] < j["ended_at"] for j in jobs) for k in range(9))
+    assert overlapped >= 6, overlapped
+    busy = sum(j["ended_at"] - j["started_at"] for j in jobs)
+    utilisation = busy / (3 * (max(ends) - min(j["started_at"] for j in jobs)))
+    print(f"async utilisation {utilisation:.2f}")
+    assert utilisation > 0.5

@@ -40,6 +40,12 @@ class OracleSettings(BaseModel):
         return v
 
 
+FailureKind = Literal["invalid_input", "qm_failed", "md_failed", "not_equilibrated", "oriented", "timeout"]
+# invalid input never improves on retry; a timeout (walltime of a block) or a crashed MD usually does
+DEFAULT_ATTEMPTS: dict[str, int] = {"invalid_input": 1, "qm_failed": 1, "md_failed": 2, "not_equilibrated": 1,
+                                    "oriented": 1, "timeout": 3}
+
+
 class Campaign(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,8 +58,23 @@ class Campaign(BaseModel):
     preset: str = "smoke"
     seed: int = 0
     strategy: Strategy = "ehvi-topk"
+    mode: Literal["batch", "async"] = Field(
+        default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
+                                     "`in_flight` jobs running, refit and pick one whenever one finishes")
+    in_flight: int | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
+    retries: dict[FailureKind, int] = Field(
+        default_factory=lambda: dict(DEFAULT_ATTEMPTS),
+        description="attempts per failure kind; a retry resubmits the job, which resumes from its last stage")
     oracle: OracleSettings | None = None
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("retries")
+    @classmethod
+    def _attempts(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"attempts must be at least 1, got {bad}")
+        return DEFAULT_ATTEMPTS | v
 
     @field_validator("objectives")
     @classmethod

@@ -15,7 +15,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from concurrent.futures import Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Callable
 
@@ -189,18 +189,21 @@ def _property_job_app():
     return property_job
 
 
-Selector = Callable[[int, torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, np.random.Generator], Selection]
+Selector = Callable[[int, torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, np.random.Generator,
+                     torch.Tensor | None], Selection]
 
 
 def surrogate_selector(strategy: str) -> Selector:
     """Fit one GP per objective on the finished polymers and pick by ``strategy``.
 
-    A selector gets ``(q, X, candidates, X_train, Y_train, rng)``: the pool matrix, the pool rows
-    still open, the training data in maximisation form, and the cycle's random generator.
+    A selector gets ``(q, X, candidates, X_train, Y_train, rng, X_pending)``: the pool matrix, the
+    pool rows still open, the training data in maximisation form, the cycle's random generator,
+    and the inputs of jobs still running (async mode) or None.
     """
-    def pick(q, X, candidates, X_train, Y_train, rng) -> Selection:
+    def pick(q, X, candidates, X_train, Y_train, rng, X_pending=None) -> Selection:
         model = fit_model(X_train, Y_train)
-        return select(strategy, q, X, rng, model=model, Y_train=Y_train, X_train=X_train, candidates=candidates)
+        return select(strategy, q, X, rng, model=model, Y_train=Y_train, X_train=X_train, candidates=candidates,
+                      X_pending=X_pending)
 
     return pick
 
@@ -268,6 +271,10 @@ class CampaignRunner:
             pending = self._ingest_finished(self.store.jobs("submitted"))
             if pending:
                 self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
+            if c.mode == "async":
+                self._run_async(evaluator, ids, smiles, X, index, pending)
+                return
+            if pending:
                 self._dispatch(evaluator, [(r["job_id"], r["polymer_id"], Path(r["job_dir"])) for r in pending], smiles)
             last = self.store.last_cycle()
             for cycle in range(0 if last is None else last + 1, c.cycles + 1):
@@ -322,9 +329,9 @@ class CampaignRunner:
         Y = torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names))
         return X[rows], to_max_form(Y, self.campaign.maximize)
 
-    def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor,
-                index: dict[str, int]) -> tuple[list[str], list[int]]:
-        picks, sel, strategy, n_train = self._choose(cycle, cand, ids, X, index)
+    def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int],
+                X_pending: torch.Tensor | None = None) -> tuple[list[str], list[int]]:
+        picks, sel, strategy, n_train = self._choose(cycle, cand, ids, X, index, X_pending)
         job_ids = self.store.record_selection(cycle, picks, strategy, sel.acquisition, sel.mean, sel.std, n_train,
                                               job_dir_for=self.job_dir)
         return picks, job_ids
@@ -332,8 +339,10 @@ class CampaignRunner:
     def job_dir(self, job_id: int, polymer_id: str) -> str:
         return str(self.run_dir / "jobs" / f"{job_id:05d}_{_safe(polymer_id)}")
 
-    def _choose(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int]):
+    def _choose(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int],
+                X_pending: torch.Tensor | None = None):
         c = self.campaign
+        q = c.batch_size if c.mode == "batch" else 1
         rng = np.random.default_rng([c.seed, cycle])
         torch.manual_seed(job_seed(c.seed, f"cycle-{cycle}"))  # GP fitting restarts draw from torch's RNG
         if cycle == 0:
@@ -343,23 +352,80 @@ class CampaignRunner:
             X_train, Y_train = self._training_data(index, X)
             n_train = X_train.shape[0]
             if c.strategy == "random" or n_train < 2:
-                sel = select("random", c.batch_size, X, rng, candidates=cand)
+                sel = select("random", q, X, rng, candidates=cand)
                 strategy = "random" if c.strategy == "random" else f"random (only {n_train} result(s) to fit on)"
             else:
-                sel = self.selector(c.batch_size, X, np.asarray(cand), X_train, Y_train, rng)
+                sel = self.selector(q, X, np.asarray(cand), X_train, Y_train, rng, X_pending)
                 strategy = sel.strategy
         return [ids[cand[i]] for i in sel.indices], sel, strategy, n_train
 
+    def _submit(self, evaluator: Evaluator, job_id: int, pid: str, job_dir: Path, smiles: dict[str, str],
+                futures: dict[Future, tuple[int, str, Path]]) -> None:
+        if pid not in smiles:
+            self.store.fail_job(job_id, "invalid_input", "prep", "polymer is no longer a usable pool entry")
+            return
+        futures[evaluator.submit(pid, smiles[pid], job_dir, job_seed(self.campaign.seed, pid))] = (job_id, pid, job_dir)
+
+    def _settle(self, fut: Future, futures: dict, evaluator: Evaluator, smiles: dict[str, str]) -> bool:
+        """Record a finished future, or resubmit it under the failure policy. True when it is final."""
+        job_id, pid, job_dir = futures.pop(fut)
+        exc = fut.exception()
+        if isinstance(exc, JobFailure):
+            attempts = self.store.job(job_id)["attempts"]
+            if attempts < self.campaign.retries[exc.kind]:
+                n = self.store.retry_job(job_id, exc.kind, exc.message)
+                self.log(f"  {pid}: {exc.kind} in {exc.stage} ({exc.message}); attempt {n} of "
+                         f"{self.campaign.retries[exc.kind]}, resuming from its last completed stage")
+                self._submit(evaluator, job_id, pid, job_dir, smiles, futures)
+                return False
+        self._record(fut, job_id, pid)
+        return True
+
     def _dispatch(self, evaluator: Evaluator, jobs: list[tuple[int, str, Path]], smiles: dict[str, str]) -> None:
-        futures: dict[Future, tuple[int, str]] = {}
+        futures: dict[Future, tuple[int, str, Path]] = {}
         for job_id, pid, job_dir in jobs:
-            if pid not in smiles:
-                self.store.fail_job(job_id, "invalid_input", "prep", "polymer is no longer a usable pool entry")
-                continue
-            futures[evaluator.submit(pid, smiles[pid], job_dir, job_seed(self.campaign.seed, pid))] = (job_id, pid)
-        for fut in as_completed(futures):
-            job_id, pid = futures[fut]
-            self._record(fut, job_id, pid)
+            self._submit(evaluator, job_id, pid, job_dir, smiles, futures)
+        while futures:
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._settle(fut, futures, evaluator, smiles)
+
+    # --- asynchronous mode --------------------------------------------------------------------
+    def _run_async(self, evaluator: Evaluator, ids: list[str], smiles: dict[str, str], X: torch.Tensor,
+                   index: dict[str, int], pending: list) -> None:
+        """Keep ``in_flight`` jobs running; whenever one finishes, refit and pick one more, the
+        running polymers entering the acquisition as pending points (BoTorch ``X_pending``)."""
+        c = self.campaign
+        slots = c.in_flight or c.batch_size
+        budget = c.initial_size + c.cycles * c.batch_size
+        futures: dict[Future, tuple[int, str, Path]] = {}
+        for r in pending:
+            self._submit(evaluator, r["job_id"], r["polymer_id"], Path(r["job_dir"]), smiles, futures)
+        if self.store.last_cycle() is None:
+            self._async_pick(0, ids, X, index, futures, evaluator, smiles)
+        while True:
+            while len(futures) < slots and len(self.store.jobs()) < budget:
+                cycle = (self.store.last_cycle() or 0) + 1
+                if not self._async_pick(cycle, ids, X, index, futures, evaluator, smiles):
+                    break
+            if not futures:
+                return
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._settle(fut, futures, evaluator, smiles)
+
+    def _async_pick(self, cycle: int, ids, X, index, futures, evaluator, smiles) -> bool:
+        taken = self.store.submitted_polymers()
+        cand = [i for i, pid in enumerate(ids) if pid not in taken]
+        if not cand:
+            self.log("every usable polymer of the pool has been evaluated")
+            return False
+        running = [index[pid] for _, pid, _ in futures.values() if pid in index]
+        picks, job_ids = self._select(cycle, cand, ids, X, index, X_pending=X[running] if running else None)
+        for job_id, pid in zip(job_ids, picks):
+            self._submit(evaluator, job_id, pid, Path(self.store.job(job_id)["job_dir"]), smiles, futures)
+        self.log(f"pick {cycle}: submitted {', '.join(picks)} ({len(futures)} running)")
+        return True
 
     def _record(self, fut: Future, job_id: int, pid: str) -> None:
         exc = fut.exception()

@@ -137,6 +137,13 @@ class Store:
                  json.dumps(objectives), json.dumps(record, default=str), record.get("preset", "oracle"),
                  json.dumps(record.get("protocol", {})), json.dumps(record.get("versions", {})), now))
 
+    def retry_job(self, job_id: int, kind: str, message: str) -> int:
+        """Count another attempt of a job (same directory: it resumes); returns the attempt number."""
+        with self.db:
+            self.db.execute("UPDATE jobs SET attempts = attempts + 1, failure_kind = ?, failure_message = ? "
+                            "WHERE job_id = ?", (kind, f"retried after: {message}", job_id))
+        return int(self.job(job_id)["attempts"])
+
     def fail_job(self, job_id: int, kind: str, stage: str, message: str) -> None:
         with self.db:
             self.db.execute("UPDATE jobs SET state = 'failed', ended_at = ?, failure_kind = ?, failure_stage = ?, "
