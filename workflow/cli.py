@@ -170,25 +170,67 @@ def _open_store(args):
     return name, Store(store_path(Path(args.runs), name), readonly=True)
 
 
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def cmd_status(args) -> int:
+    import time
+
+    import torch
+
+    from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+
     name, store = _open_store(args)
     jobs = store.jobs()
     cycles = sorted({r["cycle"] for r in store.cycles()})
     campaign = store.get_meta("campaign", {})
+    mode = campaign.get("mode", "batch")
     print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.get('cycles', '?')} "
-          f"(cycle 0 = initial design)")
+          f"(cycle 0 = initial design)" if mode == "batch" else
+          f"campaign {name} (async): {len(jobs)} of "
+          f"{campaign.get('initial_size', 0) + campaign.get('cycles', 0) * campaign.get('batch_size', 0)} jobs submitted")
     counts = Counter(j["state"] for j in jobs)
     print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    now = time.time()
+    running = [j for j in jobs if j["state"] == "submitted"]
+    for j in running:
+        retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
+        print(f"  running: {j['polymer_id']} (cycle {j['cycle']}, submitted {_age(now - j['submitted_at'])} ago{retry})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
+    names = list(campaign.get("objectives", {}))
+    results = store.results()
+    hv_by_cycle: dict[int, float] = {}
+    if results and len(names) == 2:
+        maximize = [campaign["objectives"][n] == "maximize" for n in names]
+        Y = to_max_form(torch.tensor([[json.loads(r["objectives"])[n] for n in names] for r in results],
+                                     dtype=torch.float64), maximize)
+        ref = reference_point(Y)
+        cyc = torch.tensor([r["cycle"] for r in results])
+        for c in cycles:
+            hv_by_cycle[c] = hypervolume(Y[cyc <= c], ref)
     for c in cycles:
-        print(f"  cycle {c}: " + ", ".join(f"{s} {per_cycle[(c, s)]}" for s in ("submitted", "done", "failed")
-                                           if per_cycle[(c, s)]))
+        parts = [f"{s} {per_cycle[(c, s)]}" for s in ("submitted", "done", "failed") if per_cycle[(c, s)]]
+        hv = f"; hypervolume {hv_by_cycle[c]:.4g}" if c in hv_by_cycle else ""
+        print(f"  cycle {c}: " + ", ".join(parts) + hv)
+    if hv_by_cycle:
+        print("  (hypervolume of everything evaluated up to that cycle, reference point: worst observed minus "
+              "10% of the range, in maximisation form)")
+        front = [results[i] for i in torch.nonzero(pareto_mask(Y))[:, 0].tolist()]
+        print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
+        for r in sorted(front, key=lambda r: -json.loads(r["objectives"])[names[0]])[:5]:
+            v = json.loads(r["objectives"])
+            print(f"  {r['polymer_id']}: " + ", ".join(f"{n} {v[n]:.4g}" for n in names) + f" (cycle {r['cycle']})")
     failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
-        print("failures:")
+        print("failures (excluded from selection):")
         for j in failed:
-            print(f"  {j['polymer_id']} (cycle {j['cycle']}): {j['failure_kind']} in {j['failure_stage']}: "
-                  f"{j['failure_message']}")
+            print(f"  {j['polymer_id']} (cycle {j['cycle']}, {j['attempts']} attempt(s)): {j['failure_kind']} in "
+                  f"{j['failure_stage']}: {j['failure_message']}")
     problems = store.pool_problems()
     if problems:
         print(f"pool entries skipped: {len(problems)}")

@@ -385,10 +385,21 @@ class CampaignRunner:
         futures: dict[Future, tuple[int, str, Path]] = {}
         for job_id, pid, job_dir in jobs:
             self._submit(evaluator, job_id, pid, job_dir, smiles, futures)
+        self._drain(futures, evaluator, smiles)
+
+    def _drain(self, futures: dict, evaluator: Evaluator, smiles: dict[str, str], until_one: bool = False) -> None:
+        """Wait for jobs (all, or ``until_one`` finished), telling the terminal every few minutes."""
+        t0 = last = time.monotonic()
         while futures:
-            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(futures), timeout=30, return_when=FIRST_COMPLETED)
             for fut in done:
                 self._settle(fut, futures, evaluator, smiles)
+            if done and until_one:
+                return
+            if not done and time.monotonic() - last > 300:
+                last = time.monotonic()
+                self.log(f"  waiting on {len(futures)} job(s) ({', '.join(p for _, p, _ in futures.values())}); "
+                         f"{(last - t0) / 60:.0f} min so far")
 
     # --- asynchronous mode --------------------------------------------------------------------
     def _run_async(self, evaluator: Evaluator, ids: list[str], smiles: dict[str, str], X: torch.Tensor,
@@ -410,9 +421,7 @@ class CampaignRunner:
                     break
             if not futures:
                 return
-            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-            for fut in done:
-                self._settle(fut, futures, evaluator, smiles)
+            self._drain(futures, evaluator, smiles, until_one=True)
 
     def _async_pick(self, cycle: int, ids, X, index, futures, evaluator, smiles) -> bool:
         taken = self.store.submitted_polymers()
