@@ -2,7 +2,6 @@
 uninterrupted run; result files written while the driver was away; corrupt results; one driver."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
