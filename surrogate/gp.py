@@ -11,12 +11,28 @@ from gpytorch.mlls import SumMarginalLogLikelihood
 DTYPE = torch.float64
 
 
-def fit_model(X: torch.Tensor, Y: torch.Tensor) -> ModelListGP:
+KERNELS = ("ard", "isotropic")
+
+
+def _covar(kernel: str, d: int):
+    """``ard``: BoTorch's default (one RBF lengthscale per input, dimension-scaled priors);
+    ``isotropic``: one lengthscale for all inputs, times an output scale (the published model)."""
+    if kernel == "ard":
+        return None
+    if kernel == "isotropic":
+        from gpytorch.kernels import RBFKernel, ScaleKernel
+
+        return ScaleKernel(RBFKernel())
+    raise ValueError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+
+
+def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "ard") -> ModelListGP:
     """Fit GPs by marginal likelihood.
 
     Args:
         X: ``n x d`` inputs, used as given (descriptors are already in [0, 1]).
         Y: ``n x m`` outcomes in maximisation form; each column is standardised by its GP.
+        kernel: ``ard`` or ``isotropic`` (see :func:`_covar`).
 
     Returns:
         A ``ModelListGP`` of ``m`` ``SingleTaskGP``s.
@@ -28,7 +44,8 @@ def fit_model(X: torch.Tensor, Y: torch.Tensor) -> ModelListGP:
     if not torch.isfinite(Y).all():
         raise ValueError("training outcomes contain NaN or inf")
     X, Y = X.to(DTYPE), Y.to(DTYPE)
-    models = [SingleTaskGP(X, Y[:, i : i + 1], outcome_transform=Standardize(m=1)) for i in range(Y.shape[1])]
+    models = [SingleTaskGP(X, Y[:, i : i + 1], covar_module=_covar(kernel, X.shape[1]),
+                           outcome_transform=Standardize(m=1)) for i in range(Y.shape[1])]
     model = ModelListGP(*models)
     fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
     model.eval()

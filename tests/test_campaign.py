@@ -49,8 +49,9 @@ def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
         assert r["preset"] == "smoke" and "lammps" in r["versions"]
 
 
-ORACLE = "id,refractive_index,Cp\n" + "\n".join(f"Q{i:02d},{1.4 + 0.01 * (i % 7)},{1000 + 37 * ((i * 5) % 11)}"
-                                                 for i in range(30))
+# like PI1070: text and integer columns beside the objectives (records must still be JSON)
+ORACLE = "id,refractive_index,Cp,tacticity,DP\n" + "\n".join(
+    f"Q{i:02d},{1.4 + 0.01 * (i % 7)},{1000 + 37 * ((i * 5) % 11)},atactic,{100 + i}" for i in range(30))
 SMILES = ["*CC*", "*CC(*)C", "*CC(*)CC", "*CC(*)(C)C", "*CC(*)F", "*CC(*)Cl", "*CC(*)C#N", "*CCO*", "*CO*",
           "*CCS*", "*CC(C)O*", "*CCCCO*", "*CC(*)O", "*CC(*)(F)F", "*C(F)(F)C(*)(F)F", "*CC(*)C(N)=O",
           "*CC(=O)O*", "*C(C)C(=O)O*", "*CC(*)OC(C)=O", "*CC(*)C(=O)OC", "*CC(*)c1ccccc1", "*CC(*)(C(=O)OC)C",
@@ -62,7 +63,7 @@ SMILES = ["*CC*", "*CC(*)C", "*CC(*)CC", "*CC(*)(C)C", "*CC(*)F", "*CC(*)Cl", "*
 def oracle_campaign(tmp_path):
     write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES)))
     # Q03 has no refractive index: its job fails and it is never selected again
-    write(tmp_path / "oracle.csv", "\n".join(",".join(["Q03", "", ln.split(",")[2]]) if ln.startswith("Q03,") else ln
+    write(tmp_path / "oracle.csv", "\n".join(",".join(["Q03", "", *ln.split(",")[2:]]) if ln.startswith("Q03,") else ln
                                              for ln in ORACLE.split("\n")))
     return load_campaign(write(tmp_path / "c.yaml", "name: replay\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, Cp: maximize}\n"

@@ -132,7 +132,7 @@ class OracleEvaluator(Evaluator):
         if polymer_id not in self.rows.index:
             raise JobFailure("invalid_input", "oracle", f"id {polymer_id!r} is not in the oracle table")
         row = self.rows.loc[polymer_id]
-        record = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        record = {str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         record |= {"psmiles": psmiles, "preset": "oracle", "started_at": started}
         Path(job_dir).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(job_dir) / RECORD_FILE, record)
