@@ -81,13 +81,14 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     from workflow.engine import CampaignRunner, OracleEvaluator, store_path
 
     runs = Path(opts["runs"])
-    name = f"pi1070-{strategy}-s{seed}"
+    name = f"pi1070-{strategy.replace(':', '-')}-s{seed}"
     if not opts["keep"]:
         shutil.rmtree(runs / name, ignore_errors=True)
+    base, _, kernel = strategy.partition(":")  # e.g. "qlognehvi-greedy:isotropic"
     campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives={o: "maximize" for o in OBJECTIVES},
                         initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
-                        strategy="ehvi-topk" if strategy == "published-replica" else strategy, seed=seed,
-                        oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
+                        strategy="ehvi-topk" if base == "published-replica" else base, kernel=kernel or "ard",
+                        seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
     selector = published_selector if strategy == "published-replica" else None
     t0 = time.perf_counter()
     runner = CampaignRunner(campaign, runs, log=lambda m: None, selector=selector)
@@ -103,7 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_argument(parser)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica")
+    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica",
+                        help="comma-separated; STRATEGY:isotropic uses the isotropic GP kernel")
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--initial", type=int, default=10)
     parser.add_argument("--batch", type=int, default=10)

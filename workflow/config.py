@@ -58,6 +58,8 @@ class Campaign(BaseModel):
     preset: str = "smoke"
     seed: int = 0
     strategy: Strategy = "ehvi-topk"
+    kernel: Literal["ard", "isotropic"] = Field(
+        default="ard", description="GP kernel: ard (one lengthscale per descriptor) or isotropic (the published one)")
     mode: Literal["batch", "async"] = Field(
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
                                      "`in_flight` jobs running, refit and pick one whenever one finishes")

@@ -193,7 +193,7 @@ Selector = Callable[[int, torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, 
                      torch.Tensor | None], Selection]
 
 
-def surrogate_selector(strategy: str) -> Selector:
+def surrogate_selector(strategy: str, kernel: str = "ard") -> Selector:
     """Fit one GP per objective on the finished polymers and pick by ``strategy``.
 
     A selector gets ``(q, X, candidates, X_train, Y_train, rng, X_pending)``: the pool matrix, the
@@ -201,7 +201,7 @@ def surrogate_selector(strategy: str) -> Selector:
     and the inputs of jobs still running (async mode) or None.
     """
     def pick(q, X, candidates, X_train, Y_train, rng, X_pending=None) -> Selection:
-        model = fit_model(X_train, Y_train)
+        model = fit_model(X_train, Y_train, kernel=kernel)
         return select(strategy, q, X, rng, model=model, Y_train=Y_train, X_train=X_train, candidates=candidates,
                       X_pending=X_pending)
 
@@ -214,7 +214,7 @@ class CampaignRunner:
     def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, selector: Selector | None = None,
                  dry_run: bool = False):
         self.campaign = campaign
-        self.selector = selector or surrogate_selector(campaign.strategy)
+        self.selector = selector or surrogate_selector(campaign.strategy, campaign.kernel)
         self.run_dir = Path(runs_dir) / campaign.name
         self.runs_dir = Path(runs_dir)
         self.log = log
