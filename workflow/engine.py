@@ -226,9 +226,16 @@ class CampaignRunner:
             self.store = Store(path)
         saved = self.store.get_meta("campaign") if self.store is not None else None
         current = campaign.model_dump(mode="json")
-        if saved is not None and saved != current:
-            raise ConfigError(f"runs/{campaign.name} holds a campaign with different settings; "
-                              f"rename the campaign or remove {self.run_dir}")
+        if saved is not None:
+            # settings added by a newer PolyScout take their defaults in a store written by an older one
+            try:
+                saved = type(campaign).model_validate(saved).model_dump(mode="json")
+            except Exception:
+                pass
+            changed = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+            if changed:
+                raise ConfigError(f"runs/{campaign.name} holds a campaign with different settings "
+                                  f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
         if not dry_run:
             self.store.set_meta("campaign", current)
 
