@@ -34,7 +34,7 @@ from botorch.utils.multi_objective.box_decompositions.non_dominated import FastN
 from surrogate.pareto import reference_point
 
 STRATEGIES = ("ehvi-topk", "qlognehvi-greedy", "random")
-CHUNK = 1000          # posterior chunk: gpytorch's prediction cost grows with chunk^2
+CHUNK = 500  # posterior chunk: gpytorch builds chunk x chunk test covariances (500 measured fastest here)
 GREEDY_PREFILTER = 300  # candidates kept for the greedy batch (per-pick cost is linear in it)
 GREEDY_MC_SAMPLES = 128
 
