@@ -51,7 +51,8 @@ def main() -> None:
         rows = []
         try:
             for n in range(args.tasks):
-                job_id = store.add_job(f"T{n}", 0, lambda j: str(Path(tmp) / f"job{j}"))
+                job_id = store.record_selection(n, [f"T{n}"], "benchmark", [None], None, None, 0,
+                                                job_dir_for=lambda j, pid: str(Path(tmp) / pid))[0]
                 submitted = time.time()
                 record = stamp().result()
                 store.finish_job(job_id, f"T{n}", record, {"x": 0.0})

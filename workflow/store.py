@@ -111,16 +111,6 @@ class Store:
         return self.db.execute("SELECT * FROM pool_problems ORDER BY row").fetchall()
 
     # --- jobs -------------------------------------------------------------------------------
-    def add_job(self, polymer_id: str, cycle: int, job_dir_for: Callable[[int], str]) -> int:
-        """Insert a submitted job; its directory is named from its new id by ``job_dir_for``."""
-        with self.db:
-            cur = self.db.execute(
-                "INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) VALUES (?, ?, 'submitted', ?, '')",
-                (polymer_id, cycle, time.time()))
-            job_id = int(cur.lastrowid)
-            self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir_for(job_id), job_id))
-        return job_id
-
     def job(self, job_id: int) -> sqlite3.Row:
         return self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
 
