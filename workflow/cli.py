@@ -170,6 +170,17 @@ def _open_store(args):
     return name, Store(store_path(Path(args.runs), name), readonly=True)
 
 
+def _objective_matrix(results, objectives: dict[str, str]):
+    """Stored results -> ``n x 2`` tensor in maximisation form (columns in campaign order)."""
+    import torch
+
+    from surrogate.pareto import to_max_form
+
+    names = list(objectives)
+    Y = torch.tensor([[json.loads(r["objectives"])[n] for n in names] for r in results], dtype=torch.float64)
+    return to_max_form(Y, [objectives[n] == "maximize" for n in names])
+
+
 def _age(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -183,7 +194,7 @@ def cmd_status(args) -> int:
 
     import torch
 
-    from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+    from surrogate.pareto import hypervolume, pareto_mask, reference_point
 
     name, store = _open_store(args)
     jobs = store.jobs()
@@ -206,9 +217,7 @@ def cmd_status(args) -> int:
     results = store.results()
     hv_by_cycle: dict[int, float] = {}
     if results and len(names) == 2:
-        maximize = [campaign["objectives"][n] == "maximize" for n in names]
-        Y = to_max_form(torch.tensor([[json.loads(r["objectives"])[n] for n in names] for r in results],
-                                     dtype=torch.float64), maximize)
+        Y = _objective_matrix(results, campaign["objectives"])
         ref = reference_point(Y)
         cyc = torch.tensor([r["cycle"] for r in results])
         for c in cycles:
@@ -240,9 +249,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    import torch
 
-    from surrogate.pareto import pareto_mask, to_max_form
+    from surrogate.pareto import pareto_mask
 
     name, store = _open_store(args)
     objectives: dict[str, str] = store.get_meta("campaign", {}).get("objectives", {})
@@ -252,8 +260,7 @@ def cmd_pareto(args) -> int:
         print(f"campaign {name}: no finished polymers yet")
         return 0
     values = [json.loads(r["objectives"]) for r in rows]
-    Y = torch.tensor([[v[n] for n in names] for v in values], dtype=torch.float64)
-    mask = pareto_mask(to_max_form(Y, [objectives[n] == "maximize" for n in names]))
+    mask = pareto_mask(_objective_matrix(rows, objectives))
     front = sorted((i for i in range(len(rows)) if mask[i]), key=lambda i: -values[i][names[0]])
     print(f"campaign {name}: {len(front)} non-dominated of {len(rows)} evaluated "
           f"({', '.join(f'{n} {objectives[n]}' for n in names)})")

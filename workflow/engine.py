@@ -182,13 +182,12 @@ class CampaignRunner:
                 self._dispatch(evaluator, [(r["job_id"], r["polymer_id"], Path(r["job_dir"])) for r in pending], smiles)
             last = self.store.last_cycle()
             for cycle in range(0 if last is None else last + 1, c.cycles + 1):
-                taken = self.store.submitted_polymers()
-                cand = [i for i, pid in enumerate(ids) if pid not in taken]
+                cand = self._open_candidates(ids)
                 if not cand:
                     self.log("every usable polymer of the pool has been evaluated")
                     break
                 picks, job_ids = self._select(cycle, cand, ids, X, index)
-                jobs = [(job_id, pid, Path(self.store.job(job_id)["job_dir"])) for job_id, pid in zip(job_ids, picks)]
+                jobs = [(job_id, pid, Path(self.job_dir(job_id, pid))) for job_id, pid in zip(job_ids, picks)]
                 self.log(f"cycle {cycle}: submitted {len(jobs)} job(s): {', '.join(p for _, p, _ in jobs)}")
                 self._dispatch(evaluator, jobs, smiles)
 
@@ -201,8 +200,7 @@ class CampaignRunner:
         index = {pid: i for i, pid in enumerate(ids)}
         last = self.store.last_cycle() if self.store is not None else None
         cycle = 0 if last is None else last + 1
-        taken = self.store.submitted_polymers() if self.store is not None else set()
-        cand = [i for i, pid in enumerate(ids) if pid not in taken]
+        cand = self._open_candidates(ids)
         if cycle > self.campaign.cycles or not cand:
             return None, "", []
         picks, sel, strategy, _ = self._choose(cycle, cand, ids, X, index)
@@ -240,6 +238,11 @@ class CampaignRunner:
                                               job_dir_for=self.job_dir)
         return picks, job_ids
 
+    def _open_candidates(self, ids: list[str]) -> list[int]:
+        """Rows of the usable pool never submitted (failed polymers included: they are not retried)."""
+        taken = self.store.submitted_polymers() if self.store is not None else set()
+        return [i for i, pid in enumerate(ids) if pid not in taken]
+
     def job_dir(self, job_id: int, polymer_id: str) -> str:
         return str(self.run_dir / "jobs" / f"{job_id:05d}_{_safe(polymer_id)}")
 
@@ -270,8 +273,8 @@ class CampaignRunner:
             return
         futures[evaluator.submit(pid, smiles[pid], job_dir, job_seed(self.campaign.seed, pid))] = (job_id, pid, job_dir)
 
-    def _settle(self, fut: Future, futures: dict, evaluator: Evaluator, smiles: dict[str, str]) -> bool:
-        """Record a finished future, or resubmit it under the failure policy. True when it is final."""
+    def _settle(self, fut: Future, futures: dict, evaluator: Evaluator, smiles: dict[str, str]) -> None:
+        """Record a finished future, or resubmit it under the failure policy."""
         job_id, pid, job_dir = futures.pop(fut)
         exc = fut.exception()
         if isinstance(exc, JobFailure):
@@ -281,9 +284,8 @@ class CampaignRunner:
                 self.log(f"  {pid}: {exc.kind} in {exc.stage} ({exc.message}); attempt {n} of "
                          f"{self.campaign.retries[exc.kind]}, resuming from its last completed stage")
                 self._submit(evaluator, job_id, pid, job_dir, smiles, futures)
-                return False
+                return
         self._record(fut, job_id, pid)
-        return True
 
     def _dispatch(self, evaluator: Evaluator, jobs: list[tuple[int, str, Path]], smiles: dict[str, str]) -> None:
         futures: dict[Future, tuple[int, str, Path]] = {}
@@ -328,15 +330,14 @@ class CampaignRunner:
             self._drain(futures, evaluator, smiles, until_one=True)
 
     def _async_pick(self, cycle: int, ids, X, index, futures, evaluator, smiles) -> bool:
-        taken = self.store.submitted_polymers()
-        cand = [i for i, pid in enumerate(ids) if pid not in taken]
+        cand = self._open_candidates(ids)
         if not cand:
             self.log("every usable polymer of the pool has been evaluated")
             return False
         running = [index[pid] for _, pid, _ in futures.values() if pid in index]
         picks, job_ids = self._select(cycle, cand, ids, X, index, X_pending=X[running] if running else None)
         for job_id, pid in zip(job_ids, picks):
-            self._submit(evaluator, job_id, pid, Path(self.store.job(job_id)["job_dir"]), smiles, futures)
+            self._submit(evaluator, job_id, pid, Path(self.job_dir(job_id, pid)), smiles, futures)
         self.log(f"pick {cycle}: submitted {', '.join(picks)} ({len(futures)} running)")
         return True
 

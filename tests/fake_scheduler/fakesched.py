@@ -109,7 +109,8 @@ def qdel(args: list[str], st: dict) -> int:
             return 1
         if job["pid"] and alive(job["pid"]):
             os.killpg(job["pid"], signal.SIGTERM)
-        print(f"Request {job_id} was deleted." if FLAVOR == "nqsv" else "", end="\n" if FLAVOR == "nqsv" else "")
+        if FLAVOR == "nqsv":  # PBS Pro's qdel prints nothing
+            print(f"Request {job_id} was deleted.")
     return 0
 
 
