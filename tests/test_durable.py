@@ -144,20 +144,25 @@ def test_a_second_driver_refuses_while_the_first_runs_and_status_reads_meanwhile
 
 
 class FlakyOracle(OracleEvaluator):
-    """The oracle, but some polymers' jobs fail: a block that hits its walltime, bad input."""
+    """The oracle, but some polymers' jobs fail: a block that hits its walltime, bad input, and cells that
+    need ``unequilibrated[id]`` more sampling runs than the preset grants (read from the job directory,
+    as the property job does)."""
 
-    def __init__(self, table, timeouts: dict[str, int], invalid: set[str]):
+    def __init__(self, table, timeouts: dict[str, int], invalid: set[str], unequilibrated: dict[str, int] = {}):
         super().__init__(table)
         self.timeouts, self.invalid, self.calls = dict(timeouts), invalid, {}
+        self.unequilibrated = dict(unequilibrated)
 
     def submit(self, polymer_id, psmiles, job_dir, seed):
         from concurrent.futures import Future
 
-        from workflow.job import JobFailure
+        from workflow.job import JobFailure, extra_sampling_runs
 
         self.calls[polymer_id] = self.calls.get(polymer_id, 0) + 1
         fut = Future()
-        if polymer_id in self.invalid:
+        if extra_sampling_runs(Path(job_dir)) < self.unequilibrated.get(polymer_id, 0):
+            fut.set_exception(JobFailure("not_equilibrated", "analysis", "RadonPy's equilibrium check failed"))
+        elif polymer_id in self.invalid:
             fut.set_exception(JobFailure("invalid_input", "prep", "RDKit cannot parse it"))
         elif self.timeouts.get(polymer_id, 0) >= self.calls[polymer_id]:
             fut.set_exception(JobFailure("timeout", "md", "the block's walltime ended during sampling"))
@@ -169,8 +174,9 @@ class FlakyOracle(OracleEvaluator):
 def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
     camp = load_campaign(setup(tmp_path, 0.0, 0.0)).model_copy(update={"cycles": 1})
     plan = CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]  # this seed's initial design
-    once, always, bad = plan[0][0], plan[1][0], plan[2][0]
-    ev = FlakyOracle(camp.oracle.table, timeouts={once: 1, always: 99}, invalid={bad})
+    once, always, bad, slow = plan[0][0], plan[1][0], plan[2][0], plan[3][0]
+    camp = camp.model_copy(update={"retries": camp.retries | {"not_equilibrated": 3}})
+    ev = FlakyOracle(camp.oracle.table, timeouts={once: 1, always: 99}, invalid={bad}, unequilibrated={slow: 2})
     CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
     store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
     jobs = {j["polymer_id"]: j for j in store.jobs()}
@@ -178,6 +184,9 @@ def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
     assert jobs[always]["state"] == "failed" and jobs[always]["failure_kind"] == "timeout"
     assert jobs[always]["attempts"] == 3 == ev.calls[always]  # default: 3 attempts for a timeout
     assert jobs[bad]["state"] == "failed" and ev.calls[bad] == 1  # invalid input is never retried
+    # not_equilibrated: each retry grants the job one more sampling run; the third attempt has two and passes
+    assert jobs[slow]["state"] == "done" and jobs[slow]["attempts"] == 3 == ev.calls[slow]
+    assert json.loads((Path(jobs[slow]["job_dir"]) / "retry.json").read_text()) == {"not_equilibrated": 2}
     assert_store_consistent(store)  # failed polymers are not selected again
 
 

@@ -50,3 +50,55 @@ def test_invalid_input_fails_before_any_work(tmp_path, smiles, needle):
         run_property_job(smiles, "smoke", tmp_path / "j")
     assert err.value.kind == "invalid_input" and err.value.stage == "prep" and needle in err.value.message
     assert not (tmp_path / "j" / "qm.json").exists()
+
+
+def test_job_inputs_are_written_without_running_and_the_job_starts_from_them(tmp_path):
+    import subprocess
+    import sys
+
+    job_dir = tmp_path / "pp"
+    out = subprocess.run([sys.executable, "-m", "workflow.cli", "job", "inputs", "*CC(*)C", "--preset", "smoke",
+                          "--dir", str(job_dir), "--cores", "2"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    listed = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert {p.split("/")[-1] for p in listed} >= {"qm_input.json", "qm_geometry.xyz", "prep.json", "cell.pickle",
+                                                  "eq1.data", "eq1.in", "eq2.in", "eq3.in"}
+    qm_in = json.loads((job_dir / "qm_input.json").read_text())
+    assert qm_in["functional"] == "b3lyp" and qm_in["basis"] == {"C": "sto-3g", "H": "sto-3g"}
+    assert len(qm_in["geometry_angstrom"]) == 3 * 3 + 2 * 3 + 2  # CH3-CH2-CH(CH3)-CH3: C5H12
+    assert "run 3000" in (job_dir / "md" / "eq3.in").read_text()
+    assert not list((job_dir / "md").glob("*.log")) and not (job_dir / "qm.json").exists()  # nothing ran
+    cell_before = (job_dir / "cell.pickle").stat().st_mtime_ns
+    rec = run_property_job("*CC(*)C", "smoke", job_dir, cores=2)
+    assert rec["density"] > 0.5 and (job_dir / "cell.pickle").stat().st_mtime_ns == cell_before
+
+
+def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_more(tmp_path):
+    """A preset from a file: smoke, but RadonPy's equilibrium check is required and one extra run allowed.
+    A few thousand steps of a 300-atom cell do not pass RadonPy's check, so the job runs RadonPy's
+    additional sampling (eq4), then fails as not_equilibrated; a campaign retry grants one more (eq5)."""
+    import yaml
+
+    from workflow.job import grant_retry
+    from workflow.presets import SMOKE, load_preset
+
+    data = SMOKE.model_dump(mode="json")
+    data["name"] = "smoke-eq"
+    data["md"].update(require_equilibrium=True, max_additional_runs=1)
+    preset_file = tmp_path / "smoke-eq.yaml"
+    preset_file.write_text(yaml.safe_dump(data))
+    preset = load_preset(str(preset_file))
+    job_dir = tmp_path / "job"
+    with pytest.raises(JobFailure) as err:
+        run_property_job("*CC*", preset, job_dir, cores=2, seed=3)
+    assert err.value.kind == "not_equilibrated" and "after 1 additional" in err.value.message
+    md = job_dir / "md"
+    assert (md / "additional1.done").is_file() and (md / "eq4.log").is_file() and not (md / "eq5.in").exists()
+    assert "read_data eq4.data" in (md / "eq4.in").read_text()
+    first = (md / "additional1.done").stat().st_mtime_ns
+
+    grant_retry(job_dir, "not_equilibrated")
+    with pytest.raises(JobFailure) as err:
+        run_property_job("*CC*", preset, job_dir, cores=2, seed=3)
+    assert "after 2 additional" in err.value.message
+    assert (md / "additional2.done").is_file() and (md / "additional1.done").stat().st_mtime_ns == first

@@ -44,3 +44,122 @@ def test_shipped_pool_has_real_polymers():
     p = load_pool(REPO / "pools" / "demo.csv")
     assert len(p) >= 40
     assert {"polystyrene", "poly(methyl methacrylate)"} <= set(p.entries["name"])
+
+
+# --- polymer identity, validation, generation -------------------------------------------------
+import hashlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from tests.conftest import REPO  # noqa: E402
+from workflow.pool import polymer_key, read_provenance, validate_pool  # noqa: E402
+
+
+def test_polymer_key_is_the_chain_not_the_way_it_is_written():
+    same = [("*CC(*)c1ccccc1", "*C(C*)c1ccccc1"),  # reversed
+            ("*CC(CC(*)(C)C(=O)OC)C(=O)OC", "*CC(C)(CC(*)C(=O)OC)C(=O)OC"),  # alternating copolymer, shifted
+            ("*Oc1ccc(cc1)C(c1ccc(cc1)OC(=O)*)(C)C", "*c1ccc(cc1)C(c1ccc(cc1)OC(=O)O*)(C)C"),  # PC from the ring
+            ("*CC(C)C(*)C(=O)OC", "*C(C(=O)OC)C(C)C*")]  # head-to-head unit read from the other end
+    for a, b in same:
+        assert polymer_key(a) == polymer_key(b), (a, b)
+    different = [("*CC(*)C", "*CCC*"), ("*/C=C/CC*", "*/C=C\\CC*"), ("*CC(CC(*)C)C(=O)OC", "*CC(C)C(*)C(=O)OC")]
+    for a, b in different:
+        assert polymer_key(a) != polymer_key(b), (a, b)
+
+
+def test_validate_reports_every_problem_by_row(tmp_path):
+    big = "*c1ccc(Oc2ccc(N3C(=O)c4ccc(C(c5ccc6c(c5)C(=O)N(*)C6=O)(C(F)(F)F)C(F)(F)F)cc4C3=O)cc2)cc1"  # 6FDA-ODA
+    pool = write(tmp_path / "pool.csv", "id,smiles\n"
+                 "A,*CC(CC(*)(C)C(=O)OC)C(=O)OC\n"
+                 "B,*CC(C)(CC(*)C(=O)OC)C(=O)OC\n"   # row 2: A shifted by one monomer
+                 "C,*CC(*)N=[N+]=[N-]\n"              # row 3: GAFF2_mod has no type for the azide's end N
+                 f"D,{big}\n"                          # row 4: 62 atoms
+                 "E,*CC(*)[Se]C\n"                     # row 5: element
+                 "F,*CC\n"                             # row 6: one link
+                 "A,*CCO*\n")                          # row 7: duplicate id
+    report = validate_pool(pool, max_unit_atoms=50, check_typing=True)
+    got = {(p.row, p.kind) for p in report.problems}
+    assert got == {(2, "duplicate"), (3, "untypable"), (4, "too_large"), (5, "element"), (6, "links"),
+                   (7, "duplicate_id")}
+    assert [p.row for p in report.problems] == sorted(p.row for p in report.problems)
+    dup = next(p for p in report.problems if p.kind == "duplicate")
+    assert "duplicate of row 1" in dup.problem and dup.id == "B"
+    assert report.n_rows == 7 and report.n_valid == 1
+    # the command: problems with rows, a summary, non-zero exit
+    out = subprocess.run([sys.executable, "-m", "workflow.cli", "pool", "validate", str(pool), "--preset", "smoke",
+                          "--gaff2"], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "pool.csv: row 2 (id B): duplicate of row 1" in out.stdout
+    assert "7 rows, 1 usable" in out.stdout and "too_large 1" in out.stdout
+
+
+MONOMERS = """name,smiles
+styrene,C=Cc1ccccc1
+methyl methacrylate,C=C(C)C(=O)OC
+4-iodylstyrene,C=Cc1ccc(I(=O)=O)cc1
+vinyltrimethylsilane,C=C[Si](C)(C)C
+ethylene glycol,OCCO
+terephthalic acid,OC(=O)c1ccc(C(=O)O)cc1
+terephthaloyl chloride,ClC(=O)c1ccc(C(Cl)=O)cc1
+hexamethylenediamine,NCCCCCCN
+"""
+
+
+def test_generate_keeps_usable_distinct_chains_with_their_monomers(tmp_path):
+    from workflow.poolgen import generate_pool, read_monomers
+
+    result = generate_pool(read_monomers(write(tmp_path / "m.csv", MONOMERS)), workers=2)
+    df = result.entries
+    assert df["id"].is_unique and df["id"].iloc[0] == "SP00001"
+    assert all(s.count("*") == 2 for s in df["smiles"])
+    assert len({polymer_key(s) for s in df["smiles"]}) == len(df)
+    assert not df["smiles"].str.contains("Si").any() and not df["smiles"].str.contains("I").any()
+    assert result.dropped["element"] >= 1 and result.dropped["untypable"] >= 1 and result.dropped["duplicate"] >= 1
+    # styrene-MMA: alternating head-to-tail, and head-to-head/tail-to-tail (its two other regio forms are
+    # the same chain shifted by two atoms)
+    assert (df["monomers"] == "methyl methacrylate + styrene").sum() == 2
+    pet = df[df["smiles"].map(polymer_key) == polymer_key("*OCCOC(=O)c1ccc(cc1)C(*)=O")]
+    assert len(pet) == 1 and pet["polymer_class"].iloc[0] == "polyester"
+    assert pet["monomers"].iloc[0] == "ethylene glycol + terephthalic acid"  # the acid chloride's copy merged
+    nylon = df[df["smiles"].map(polymer_key) == polymer_key("*NCCCCCCNC(=O)c1ccc(cc1)C(*)=O")]
+    assert nylon["polymer_class"].tolist() == ["polyamide"]
+    assert {"polyolefin", "polyester", "polyamide"} <= set(df["polymer_class"])
+
+
+def test_generate_command_writes_a_pool_that_says_how_it_was_made(tmp_path):
+    m = write(tmp_path / "m.csv", MONOMERS)
+    for out in ("pool.parquet", "pool.csv"):
+        run = subprocess.run([sys.executable, "-m", "workflow.cli", "pool", "generate", "--monomers", str(m),
+                              "--out", str(tmp_path / out), "--classes", "polyolefin,polyester", "--workers", "1"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        prov = read_provenance(tmp_path / out)
+        assert prov["monomer_file_sha256"] == hashlib.sha256(m.read_bytes()).hexdigest()
+        assert prov["remake"].startswith("workflow pool generate --monomers m.csv") and "smipoly" in prov["versions"]
+        assert set(prov["per_class"]) == {"polyolefin", "polyester"}
+        pool = load_pool(tmp_path / out)
+        assert not pool.problems and len(pool) == prov["entries"]
+        assert {"monomers", "polymer_class", "monomer_smiles"} <= set(pool.entries.columns)
+    bad = write(tmp_path / "bad.csv", "name,smiles\nok,C=C\nbroken,C1=CC\n")
+    run = subprocess.run([sys.executable, "-m", "workflow.cli", "pool", "generate", "--monomers", str(bad),
+                          "--out", str(tmp_path / "x.csv")], capture_output=True, text=True)
+    assert run.returncode == 2 and "row 2 (broken)" in run.stderr
+
+
+def test_shipped_default_pool():
+    path = REPO / "pools" / "default.parquet"
+    prov = read_provenance(path)
+    assert prov is not None, "pools/default.parquet carries no provenance"
+    monomers = REPO / "pools" / prov["monomer_file"]
+    assert prov["monomer_file_sha256"] == hashlib.sha256(monomers.read_bytes()).hexdigest(), \
+        "pools/monomers.csv changed since the default pool was generated: remake it (pools/README.md)"
+    pool = load_pool(path)
+    assert not pool.problems and len(pool) >= 10_000
+    df = pool.entries
+    assert set(df["polymer_class"]) >= {"polyolefin", "polyester", "polyamide", "polyimide", "polyurethane"}
+    assert df["smiles"].str.contains("S").mean() > 0.1 and df["smiles"].str.contains("c").mean() > 0.4
+    names = set(pd.read_csv(monomers)["name"])
+    assert all(m in names or m.startswith(("carbon monoxide", "formaldehyde"))
+               for ms in df["monomers"].head(2000) for m in ms.split(" + "))

@@ -49,21 +49,44 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--script", action="store_true", help="print the batch script Parsl submits per block")
     ps.set_defaults(func=cmd_profile_show)
 
-    for name, func, text in (("status", cmd_status, "cycles, jobs by state, failures"),
-                             ("pareto", cmd_pareto, "the current non-dominated polymers")):
-        sp = sub.add_parser(name, help=text)
-        sp.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
-        sp.add_argument("--runs", default="runs")
-        sp.set_defaults(func=func)
+    st = sub.add_parser("status", help="cycles, jobs by state, failures")
+    st.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
+    st.add_argument("--runs", default="runs")
+    st.set_defaults(func=cmd_status)
+
+    pa = sub.add_parser("pareto", help="the non-dominated polymers; plots; hypervolume per cycle",
+                        description="List the non-dominated polymers. With --plot, draw every evaluated polymer "
+                                    "(coloured by cycle), the front and, for refractive index vs Abbe number, the "
+                                    "empirical trade-off boundary. With --hypervolume, the hypervolume per cycle "
+                                    "(and --plot draws that instead).")
+    pa.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
+    pa.add_argument("--runs", default="runs")
+    pa.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
+    pa.add_argument("--boundary", metavar="CSV",
+                    help="trade-off boundary points (columns refractive_index, abbe_number, optional name); "
+                         "default: CYTOP 1.34/90, PMMA 1.492/58, polycarbonate 1.584/31, polystyrene 1.592/31")
+    pa.add_argument("--hypervolume", action="store_true", help="hypervolume per cycle instead of the front")
+    pa.set_defaults(func=cmd_pareto)
+
+    ex = sub.add_parser("export", help="every result with its provenance (training data for other campaigns)")
+    ex.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
+    ex.add_argument("--runs", default="runs")
+    ex.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    ex.add_argument("--out", help="output file (default: runs/NAME/export.FORMAT)")
+    ex.set_defaults(func=cmd_export)
 
     job = sub.add_parser("job", help="one property job").add_subparsers(metavar="ACTION")
-    jr = job.add_parser("run", help="run one property job and print its record as JSON")
-    jr.add_argument("psmiles")
-    jr.add_argument("--preset", default="smoke")
-    jr.add_argument("--dir", required=True, help="job directory (reused to resume)")
-    jr.add_argument("--cores", type=int, default=1)
-    jr.add_argument("--seed", type=int, default=0)
-    jr.set_defaults(func=cmd_job_run)
+    for action, func, text, dir_text in (
+            ("run", cmd_job_run, "run one property job and print its record as JSON", "job directory (reused to resume)"),
+            ("inputs", cmd_job_inputs, "write every input of one property job (QM, cell, LAMMPS); run nothing",
+             "job directory (`workflow job run` on it starts from these)")):
+        jp = job.add_parser(action, help=text)
+        jp.add_argument("psmiles")
+        jp.add_argument("--preset", default="smoke", help="smoke | quick | full | a preset YAML file")
+        jp.add_argument("--dir", required=True, help=dir_text)
+        jp.add_argument("--cores", type=int, default=1)
+        jp.add_argument("--seed", type=int, default=0)
+        jp.set_defaults(func=func)
 
     pool = sub.add_parser("pool", help="pool tools").add_subparsers(metavar="ACTION")
     pf = pool.add_parser("featurize", help="write the 170-d descriptors of a pool (Parquet)")
@@ -73,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--workers", type=int, default=None)
     pf.add_argument("--timeout", type=float, default=120.0, help="per-polymer time limit, seconds")
     pf.set_defaults(func=cmd_pool_featurize)
+    pg = pool.add_parser("generate", help="homo- and co-polymers from a monomer list (SMiPoly rules)",
+                         description="Generate a virtual pool with SMiPoly: repeat units with two links, one entry "
+                                     "per chain, only what GAFF2_mod can type; each entry keeps its monomers and "
+                                     "polymer class.")
+    pg.add_argument("--monomers", required=True, help="CSV/Parquet with a smiles column (and name)")
+    pg.add_argument("--out", required=True, help="pool file to write (.parquet or .csv)")
+    pg.add_argument("--classes", default="all",
+                    help="comma-separated SMiPoly polymer classes (polyolefin, polyester, polyether, polyamide, "
+                         "polyimide, polyurethane, polyoxazolidone), 'all' or 'exc_ole' (default: all)")
+    pg.add_argument("--workers", type=int, default=None, help="processes for the GAFF2_mod check (default: all cores)")
+    pg.add_argument("--id-prefix", default="SP", help="ids are PREFIX00001, ... (default: SP)")
+    pg.set_defaults(func=cmd_pool_generate)
+    pv = pool.add_parser("validate", help="every problem of a pool file, by row, and a summary")
+    pv.add_argument("pool")
+    pv.add_argument("--preset", default="full",
+                    help="flag repeat units too large for this preset's chains (default: full)")
+    pv.add_argument("--gaff2", action="store_true", help="also check GAFF2_mod typing (about 70 ms a row)")
+    pv.add_argument("--max-listed", type=int, default=50, help="problems printed per kind (default: 50)")
+    pv.set_defaults(func=cmd_pool_validate)
     return p
 
 
@@ -170,17 +212,6 @@ def _open_store(args):
     return name, Store(store_path(Path(args.runs), name), readonly=True)
 
 
-def _objective_matrix(results, objectives: dict[str, str]):
-    """Stored results -> ``n x 2`` tensor in maximisation form (columns in campaign order)."""
-    import torch
-
-    from surrogate.pareto import to_max_form
-
-    names = list(objectives)
-    Y = torch.tensor([[json.loads(r["objectives"])[n] for n in names] for r in results], dtype=torch.float64)
-    return to_max_form(Y, [objectives[n] == "maximize" for n in names])
-
-
 def _age(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -192,9 +223,7 @@ def _age(seconds: float) -> str:
 def cmd_status(args) -> int:
     import time
 
-    import torch
-
-    from surrogate.pareto import hypervolume, pareto_mask, reference_point
+    from workflow.report import hypervolume_per_cycle, results_frame
 
     name, store = _open_store(args)
     jobs = store.jobs()
@@ -214,14 +243,9 @@ def cmd_status(args) -> int:
         print(f"  running: {j['polymer_id']} (cycle {j['cycle']}, submitted {_age(now - j['submitted_at'])} ago{retry})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
     names = list(campaign.get("objectives", {}))
-    results = store.results()
-    hv_by_cycle: dict[int, float] = {}
-    if results and len(names) == 2:
-        Y = _objective_matrix(results, campaign["objectives"])
-        ref = reference_point(Y)
-        cyc = torch.tensor([r["cycle"] for r in results])
-        for c in cycles:
-            hv_by_cycle[c] = hypervolume(Y[cyc <= c], ref)
+    frame = results_frame(store)
+    table = hypervolume_per_cycle(frame, campaign.get("objectives", {}))
+    hv_by_cycle = dict(zip(table["cycle"], table["hypervolume"]))
     for c in cycles:
         parts = [f"{s} {per_cycle[(c, s)]}" for s in ("submitted", "done", "failed") if per_cycle[(c, s)]]
         hv = f"; hypervolume {hv_by_cycle[c]:.4g}" if c in hv_by_cycle else ""
@@ -229,11 +253,10 @@ def cmd_status(args) -> int:
     if hv_by_cycle:
         print("  (hypervolume of everything evaluated up to that cycle, reference point: worst observed minus "
               "10% of the range, in maximisation form)")
-        front = [results[i] for i in torch.nonzero(pareto_mask(Y))[:, 0].tolist()]
+        front = frame[frame["on_front"]].sort_values(names[0], ascending=False)
         print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
-        for r in sorted(front, key=lambda r: -json.loads(r["objectives"])[names[0]])[:5]:
-            v = json.loads(r["objectives"])
-            print(f"  {r['polymer_id']}: " + ", ".join(f"{n} {v[n]:.4g}" for n in names) + f" (cycle {r['cycle']})")
+        for r in front.head(5).itertuples():
+            print(f"  {r.polymer_id}: " + ", ".join(f"{n} {getattr(r, n):.4g}" for n in names) + f" (cycle {r.cycle})")
     failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
         print("failures (excluded from selection):")
@@ -248,29 +271,69 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_pareto(args) -> int:
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(header)]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
-    from surrogate.pareto import pareto_mask
+
+def cmd_pareto(args) -> int:
+    from workflow.report import (COMMERCIAL_OPTICAL_POLYMERS, OPTICAL_OBJECTIVES, beyond_boundary,
+                                 campaign_objectives, hypervolume_per_cycle, plot_hypervolume, plot_pareto,
+                                 read_boundary, results_frame)
 
     name, store = _open_store(args)
-    objectives: dict[str, str] = store.get_meta("campaign", {}).get("objectives", {})
+    objectives = campaign_objectives(store)
     names = list(objectives)
-    rows = store.results()
-    if not rows:
+    frame = results_frame(store)
+    if frame.empty:
         print(f"campaign {name}: no finished polymers yet")
         return 0
-    values = [json.loads(r["objectives"]) for r in rows]
-    mask = pareto_mask(_objective_matrix(rows, objectives))
-    front = sorted((i for i in range(len(rows)) if mask[i]), key=lambda i: -values[i][names[0]])
-    print(f"campaign {name}: {len(front)} non-dominated of {len(rows)} evaluated "
-          f"({', '.join(f'{n} {objectives[n]}' for n in names)})")
-    header = ["id", *names, "cycle", "psmiles"]
-    table = [[rows[i]["polymer_id"], *(f"{values[i][n]:.4f}" for n in names), str(rows[i]["cycle"]), rows[i]["smiles"]]
-             for i in front]
-    widths = [max(len(h), *(len(r[k]) for r in table)) for k, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"plot file {args.plot}: use a .png or .svg name")
+    if args.hypervolume:
+        table = hypervolume_per_cycle(frame, objectives)
+        print(f"campaign {name}: hypervolume of everything evaluated up to each cycle (reference point "
+              f"{', '.join(f'{v:.4g}' for v in table.attrs['reference_point'])} in maximisation form: the worst "
+              f"result minus 10% of the range)")
+        _table(["cycle", "evaluated", "front", "hypervolume"],
+               [[str(r.cycle), str(r.evaluated), str(r.front), f"{r.hypervolume:.5g}"] for r in table.itertuples()])
+        if args.plot:
+            print(f"plot: {plot_hypervolume(table, args.plot, f'{name}: hypervolume per cycle')}")
+        return 0
+    front = frame[frame["on_front"]].sort_values(names[0], ascending=objectives[names[0]] == "minimize")
+    print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
+          f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
+    _table(["id", *names, "cycle", "psmiles"],
+           [[r.polymer_id, *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), r.smiles]
+            for r in front.itertuples()])
+    optical = set(names) == set(OPTICAL_OBJECTIVES)
+    boundary = read_boundary(args.boundary) if args.boundary else COMMERCIAL_OPTICAL_POLYMERS
+    if optical:
+        beyond = frame[beyond_boundary(frame["refractive_index"], frame["abbe_number"], boundary)]
+        source = args.boundary or "commercial optical polymers " + ", ".join(
+            f"{p.name} {p.refractive_index}/{p.abbe_number:g}" for p in boundary)
+        print(f"beyond the trade-off boundary ({source}): {len(beyond) or 'none'}")
+        for r in beyond.sort_values("refractive_index", ascending=False).itertuples():
+            print(f"  {r.polymer_id}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
+                  f"(cycle {r.cycle}) {r.smiles}")
+    elif args.boundary:
+        print(f"(the boundary applies to refractive_index vs abbe_number; this campaign optimises {', '.join(names)})")
+    if args.plot:
+        print(f"plot: {plot_pareto(frame, objectives, args.plot, f'{name}: {len(frame)} evaluated', boundary)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from workflow.report import export_frame, write_export
+
+    name, store = _open_store(args)
+    frame = export_frame(store)
+    out = Path(args.out) if args.out else Path(args.runs) / name / f"export.{args.format}"
+    write_export(frame, out, args.format)
+    done = int((frame["status"] == "done").sum()) if len(frame) else 0
+    print(f"wrote {len(frame)} polymer(s) ({done} done, {len(frame) - done} failed) to {out}; "
+          f"name it under initial_data in another campaign to train on it")
     return 0
 
 
@@ -283,6 +346,19 @@ def cmd_job_run(args) -> int:
         print(json.dumps({"failed": True, "kind": exc.kind, "stage": exc.stage, "message": exc.message}))
         return 1
     print(json.dumps(record, indent=1, default=str))
+    return 0
+
+
+def cmd_job_inputs(args) -> int:
+    from workflow.job import JobFailure, write_job_inputs
+
+    try:
+        files = write_job_inputs(args.psmiles, args.preset, args.dir, cores=args.cores, seed=args.seed)
+    except JobFailure as exc:
+        print(f"workflow: error: {exc.kind} in {exc.stage}: {exc.message}", file=sys.stderr)
+        return 1
+    for f in files:
+        print(f)
     return 0
 
 
@@ -310,6 +386,56 @@ def cmd_pool_featurize(args) -> int:
     print(f"wrote {len(out)} descriptors to {args.out} ({feats.cached} from cache, {feats.computed} computed, "
           f"{len(feats.failures)} failed, {feats.seconds:.1f} s)")
     return 0
+
+
+def cmd_pool_generate(args) -> int:
+    import os
+
+    from workflow.poolgen import generate_pool, provenance, read_monomers, write_pool
+
+    monomers_path, out = Path(args.monomers), Path(args.out)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    monomers = read_monomers(monomers_path)
+    workers = args.workers or os.cpu_count() or 1
+    result = generate_pool(monomers, classes, workers=workers, id_prefix=args.id_prefix,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    remake = (f"workflow pool generate --monomers {monomers_path.name} --out {out.name} --classes {','.join(classes)}"
+              f" --id-prefix {args.id_prefix}")
+    write_pool(result.entries, out, provenance(monomers_path, classes, result, remake))
+    per_class = ", ".join(f"{k} {v}" for k, v in result.entries["polymer_class"].value_counts().items())
+    print(f"wrote {len(result.entries)} polymers to {out} ({per_class}) in {result.seconds:.0f} s")
+    for reason, n in sorted(result.dropped.items()):
+        print(f"  dropped {n} ({reason}), e.g. {result.examples[reason]}")
+    if result.unclassified:
+        print(f"  monomers SMiPoly found no class for: {', '.join(result.unclassified)}")
+    return 0
+
+
+def cmd_pool_validate(args) -> int:
+    from workflow.pool import validate_pool
+    from workflow.presets import load_preset
+
+    preset = load_preset(args.preset)
+    limit = preset.md.atoms_per_chain // 2
+    report = validate_pool(args.pool, max_unit_atoms=limit, check_typing=args.gaff2)
+    shown: Counter = Counter()
+    for p in report.problems:
+        shown[p.kind] += 1
+        if shown[p.kind] <= args.max_listed:
+            print(f"{report.path.name}: {p}")
+    for kind, n in shown.items():
+        if n > args.max_listed:
+            print(f"{report.path.name}: ... and {n - args.max_listed} more {kind} problem(s)")
+    counts = report.counts()
+    print(f"{report.path}: {report.n_rows} rows, {report.n_valid} usable"
+          + (f"; problems: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}" if counts else "; no problems"))
+    print(f"  (too_large: repeat unit over {limit} atoms, half a chain of preset {preset.name}; "
+          f"GAFF2_mod typing {'checked' if args.gaff2 else 'not checked (--gaff2)'})")
+    if report.provenance:
+        prov = report.provenance
+        print(f"  made by {prov.get('made_by')} on {prov.get('created')} from {prov.get('monomer_file')}; "
+              f"remake: {prov.get('remake')}")
+    return 1 if report.problems else 0
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ class Campaign(BaseModel):
         default_factory=lambda: dict(DEFAULT_ATTEMPTS),
         description="attempts per failure kind; a retry resubmits the job, which resumes from its last stage")
     oracle: OracleSettings | None = None
+    initial_data: list[Path] = Field(
+        default_factory=list,
+        description="earlier campaigns' exports (workflow export): their finished polymers train the model from "
+                    "the start and count toward the initial design; pool polymers among them are not run again")
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("retries")
@@ -87,7 +91,8 @@ class Campaign(BaseModel):
 
     def resolve(self, base: Path) -> "Campaign":
         """Make relative paths relative to the campaign file's directory."""
-        upd = {"pool": _resolve(self.pool, base), "source": base}
+        upd = {"pool": _resolve(self.pool, base), "source": base,
+               "initial_data": [_resolve(p, base) for p in self.initial_data]}
         if self.oracle is not None:
             upd["oracle"] = self.oracle.model_copy(update={"table": _resolve(self.oracle.table, base)})
         return self.model_copy(update=upd)

@@ -3,6 +3,10 @@
 Cycle 0 picks ``initial_size`` polymers at random; each later cycle fits one GP per objective on
 the finished polymers (failed ones excluded), scores every polymer never submitted, and submits
 the top ``batch_size``. Results are written to the store as each job finishes.
+
+Results exported from earlier campaigns (``initial_data``) join the training data from cycle 0 on
+and count toward the initial design (cycle 0 then picks only the rest at random, or, when they
+are enough, picks ``batch_size`` by the strategy); pool polymers among them are never submitted.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from surrogate.gp import DTYPE, fit_model
 from surrogate.pareto import to_max_form
 from workflow.config import Campaign, ConfigError
 from workflow.evaluators import Evaluator, OracleEvaluator, ParslEvaluator, make_evaluator  # noqa: F401 (re-export)
-from workflow.job import RECORD_FILE, JobFailure, read_json
-from workflow.pool import load_pool
+from workflow.job import RECORD_FILE, JobFailure, grant_retry, read_json
+from workflow.pool import canonical_psmiles, load_pool, read_table
 from workflow.store import Store
 
 Log = Callable[[str], None]
@@ -105,6 +109,37 @@ def surrogate_selector(strategy: str, kernel: str = "ard") -> Selector:
     return pick
 
 
+class PriorData:
+    """Finished polymers from earlier campaigns' exports, as training data (maximisation form)."""
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, known: set[str], sources: list[str]):
+        self.X, self.Y, self.known, self.sources = X, Y, known, sources
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+def read_prior_results(paths: list[Path], objectives: list[str]) -> pd.DataFrame:
+    """Rows ``canonical, <objectives>`` of the finished polymers in exports (one per polymer, first wins)."""
+    frames = []
+    for path in paths:
+        df = read_table(Path(path), keep_text=False)
+        missing = [c for c in ("smiles", *objectives) if c not in df.columns]
+        if missing:
+            raise ConfigError(f"initial data {path} lacks column(s) {', '.join(missing)} (an export of a campaign "
+                              f"with objectives {', '.join(objectives)} has them)")
+        if "status" in df.columns:
+            df = df[df["status"] == "done"]
+        vals = df[objectives].apply(pd.to_numeric, errors="coerce")
+        ok = np.isfinite(vals.to_numpy(dtype=float)).all(axis=1)
+        canon = [canonical_psmiles(s) if isinstance(s, str) else None for s in df["smiles"]]
+        part = pd.DataFrame({"canonical": canon, **{n: vals[n] for n in objectives}})[ok]
+        frames.append(part[part["canonical"].notna()])
+    if not frames:
+        return pd.DataFrame(columns=["canonical", *objectives])
+    return pd.concat(frames, ignore_index=True).drop_duplicates("canonical")
+
+
 class CampaignRunner:
     """Runs a campaign; ``selector`` replaces the campaign's strategy (used by benchmarks)."""
 
@@ -135,6 +170,7 @@ class CampaignRunner:
                                   f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
         if not dry_run:
             self.store.set_meta("campaign", current)
+        self.prior: PriorData | None = None
 
     # --- pool and descriptors -----------------------------------------------------------------
     def prepare_pool(self) -> tuple[list[str], dict[str, str], torch.Tensor]:
@@ -160,7 +196,38 @@ class CampaignRunner:
         X = torch.as_tensor(feats.X[ok], dtype=DTYPE)
         self.log(f"pool: {len(ids)} usable polymers ({feats.cached} descriptors cached, "
                  f"{feats.computed} computed in {feats.seconds:.1f} s, {len(problems)} skipped)")
+        if self.campaign.initial_data:
+            self.prior = self._load_prior(dict(zip(df["canonical"][ok], ids)), X)
         return ids, smiles, X
+
+    def _load_prior(self, pool_ids: dict[str, str], X: torch.Tensor) -> PriorData:
+        c = self.campaign
+        names = list(c.objectives)
+        prior = read_prior_results(c.initial_data, names)
+        index = {pid: i for i, pid in enumerate(pool_ids.values())}
+        in_pool = [pool_ids.get(k) for k in prior["canonical"]]
+        outside = [k for k, pid in zip(prior["canonical"], in_pool) if pid is None]
+        feats = featurize(outside, cache_path=self.runs_dir / "descriptor_cache.sqlite",
+                          workers=os.cpu_count() or 1, timeout_s=120, write_cache=not self.dry_run)
+        rows, ys, known = [], [], set()
+        out_i = 0
+        for (_, r), pid in zip(prior.iterrows(), in_pool):
+            if pid is not None:
+                rows.append(X[index[pid]])
+                known.add(pid)
+            else:
+                ok = out_i not in feats.failures
+                if ok:
+                    rows.append(torch.as_tensor(feats.X[out_i], dtype=DTYPE))
+                out_i += 1
+                if not ok:
+                    continue
+            ys.append([float(r[n]) for n in names])
+        Xp = torch.stack(rows) if rows else torch.zeros(0, X.shape[1], dtype=DTYPE)
+        Yp = to_max_form(torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names)), c.maximize)
+        self.log(f"initial data: {len(ys)} finished polymer(s) from {len(c.initial_data)} file(s) "
+                 f"({len(known)} in this pool, not run again; {len(ys) - len(known)} outside it, used for training)")
+        return PriorData(Xp, Yp, known, [str(p) for p in c.initial_data])
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, evaluator: Evaluator) -> None:
@@ -229,7 +296,10 @@ class CampaignRunner:
                 rows.append(index[r["polymer_id"]])
                 ys.append([obj[n] for n in names])
         Y = torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names))
-        return X[rows], to_max_form(Y, self.campaign.maximize)
+        X_train, Y_train = X[rows], to_max_form(Y, self.campaign.maximize)
+        if self.prior is not None and len(self.prior):
+            X_train, Y_train = torch.cat([self.prior.X, X_train]), torch.cat([self.prior.Y, Y_train])
+        return X_train, Y_train
 
     def _select(self, cycle: int, cand: list[int], ids: list[str], X: torch.Tensor, index: dict[str, int],
                 X_pending: torch.Tensor | None = None) -> tuple[list[str], list[int]]:
@@ -241,6 +311,8 @@ class CampaignRunner:
     def _open_candidates(self, ids: list[str]) -> list[int]:
         """Rows of the usable pool never submitted (failed polymers included: they are not retried)."""
         taken = self.store.submitted_polymers() if self.store is not None else set()
+        if self.prior is not None:
+            taken |= self.prior.known
         return [i for i, pid in enumerate(ids) if pid not in taken]
 
     def job_dir(self, job_id: int, polymer_id: str) -> str:
@@ -252,9 +324,10 @@ class CampaignRunner:
         q = c.batch_size if c.mode == "batch" else 1
         rng = np.random.default_rng([c.seed, cycle])
         torch.manual_seed(job_seed(c.seed, f"cycle-{cycle}"))  # GP fitting restarts draw from torch's RNG
-        if cycle == 0:
-            sel = select("random", c.initial_size, X, rng, candidates=cand)
-            strategy, n_train = "random (initial design)", 0
+        n_prior = len(self.prior) if self.prior is not None else 0
+        if cycle == 0 and c.initial_size > n_prior:
+            sel = select("random", c.initial_size - n_prior, X, rng, candidates=cand)
+            strategy, n_train = "random (initial design)", n_prior
         else:
             X_train, Y_train = self._training_data(index, X)
             n_train = X_train.shape[0]
@@ -280,6 +353,7 @@ class CampaignRunner:
         if isinstance(exc, JobFailure):
             attempts = self.store.job(job_id)["attempts"]
             if attempts < self.campaign.retries[exc.kind]:
+                grant_retry(job_dir, exc.kind)  # not_equilibrated: the job samples once more
                 n = self.store.retry_job(job_id, exc.kind, exc.message)
                 self.log(f"  {pid}: {exc.kind} in {exc.stage} ({exc.message}); attempt {n} of "
                          f"{self.campaign.retries[exc.kind]}, resuming from its last completed stage")
@@ -314,7 +388,8 @@ class CampaignRunner:
         running polymers entering the acquisition as pending points (BoTorch ``X_pending``)."""
         c = self.campaign
         slots = c.in_flight or c.batch_size
-        budget = c.initial_size + c.cycles * c.batch_size
+        n_prior = len(self.prior) if self.prior is not None else 0
+        budget = max(c.initial_size - n_prior, 0) + c.cycles * c.batch_size  # earlier results count as initial
         futures: dict[Future, tuple[int, str, Path]] = {}
         for r in pending:
             self._submit(evaluator, r["job_id"], r["polymer_id"], Path(r["job_dir"]), smiles, futures)

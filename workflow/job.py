@@ -90,6 +90,92 @@ def validate_psmiles(psmiles: str) -> None:
         raise JobFailure("invalid_input", "prep", problem)
 
 
+RETRY_FILE = "retry.json"
+
+
+def extra_sampling_runs(job_dir: Path) -> int:
+    """Additional sampling runs granted by the campaign's retries of a ``not_equilibrated`` job."""
+    info = read_json(job_dir / RETRY_FILE) or {}
+    return int(info.get("not_equilibrated", 0))
+
+
+def grant_retry(job_dir: Path, kind: str) -> None:
+    """Record in the job directory that the job is resubmitted after a ``kind`` failure."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    info = read_json(job_dir / RETRY_FILE) or {}
+    info[kind] = int(info.get(kind, 0)) + 1
+    write_json_atomic(job_dir / RETRY_FILE, info)
+
+
+def _cell(job_dir: Path, monomer, preset: ProtocolPreset, seed: int, timings: dict[str, float]):
+    """The amorphous cell (RadonPy), built once and kept as ``cell.pickle``; returns ``(cell, n_units)``."""
+    from radonpy.core import utils as rutils
+
+    from workflow import md as mdmod
+
+    cell_file = job_dir / "cell.pickle"
+    if cell_file.is_file():
+        return rutils.pickle_load(str(cell_file)), read_json(job_dir / "cell.json")["n_units"]
+    t0 = time.monotonic()
+    cell, n_units = mdmod.build_cell(monomer, preset.md, preset.charge_model, seed)
+    rutils.pickle_dump(cell, str(cell_file))
+    write_json_atomic(job_dir / "cell.json", {"n_units": n_units, "n_atoms": cell.GetNumAtoms()})
+    timings["cell"] = time.monotonic() - t0
+    return cell, n_units
+
+
+def write_job_inputs(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1, seed: int = 0,
+                     mpi_launcher: str = "mpirun -n {ranks}") -> list[Path]:
+    """Everything a property job would compute from, written to ``job_dir`` without running QM or MD.
+
+    ``qm_input.json`` (method, basis per element, frequencies, the CH3-capped geometry also as
+    ``qm_geometry.xyz``), ``prep.json`` (charges), ``cell.pickle`` (the amorphous cell) and RadonPy's
+    LAMMPS data and inputs under ``md/``. ``workflow job run`` on the same directory starts from them.
+    """
+    from workflow import md as mdmod
+    from workflow import qm as qmmod
+    from workflow.optics import photon_energy_hartree
+
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    job_dir = Path(job_dir).resolve()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    validate_psmiles(psmiles)
+    try:
+        monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed)
+    except Exception as exc:
+        raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
+    timings: dict[str, float] = {}
+    _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
+    geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(psmiles), preset.qm.n_conformers)
+    conf = geometry.GetConformer()
+    xyz = [f"{a.GetSymbol()} {p.x:.6f} {p.y:.6f} {p.z:.6f}"
+           for a, p in ((a, conf.GetAtomPosition(a.GetIdx())) for a in geometry.GetAtoms())]
+    (job_dir / "qm_geometry.xyz").write_text(f"{len(xyz)}\nCH3-capped repeat unit of {psmiles}\n" + "\n".join(xyz) + "\n")
+    elements = sorted({a.GetSymbol() for a in geometry.GetAtoms()})
+    write_json_atomic(job_dir / "qm_input.json", {
+        "program": "pyscf", "method": "RKS linear response", "functional": preset.qm.functional,
+        "basis": {el: preset.qm.basis_heavy.get(el, preset.qm.basis) for el in elements},
+        "grid_level": preset.qm.grid_level, "scf_max_cycles": preset.qm.scf_max_cycles,
+        "response_tol": preset.qm.response_tol, "threads": cores, "memory_mb": preset.qm.memory_mb,
+        "charge": int(sum(a.GetFormalCharge() for a in geometry.GetAtoms())),
+        "wavelengths_nm": list(WAVELENGTHS_NM),
+        "frequencies_hartree": [0.0] + [photon_energy_hartree(wl) for wl in WAVELENGTHS_NM],
+        "geometry_angstrom": xyz})
+    cell, _ = _cell(job_dir, monomer, preset, seed, timings)
+    md_files = mdmod.MDRunner(job_dir / "md", preset.md, cores, mpi_launcher).write_inputs(cell)
+    return [job_dir / "qm_input.json", job_dir / "qm_geometry.xyz", job_dir / "prep.json", job_dir / "cell.pickle",
+            *md_files]
+
+
+def _prep_record(psmiles: str, preset: ProtocolPreset, monomer) -> dict[str, Any]:
+    from radonpy.core import calc
+
+    charges = [a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()]
+    return {"psmiles": psmiles, "charge_model": preset.charge_model, "charges": charges,
+            "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
+
+
 def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
                      seed: int = 0, mpi_launcher: str = "mpirun -n {ranks}") -> dict[str, Any]:
     """Compute density, polarizabilities, n_D and Abbe number of one polymer.
@@ -125,14 +211,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     except Exception as exc:  # RadonPy raises bare Exceptions
         raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
 
-    def prep() -> dict[str, Any]:
-        from radonpy.core import calc
-
-        charges = [a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()]
-        return {"psmiles": psmiles, "charge_model": preset.charge_model, "charges": charges,
-                "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
-
-    prep_data = _stage(job_dir, "prep", timings, prep)
+    prep_data = _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
 
     def qm() -> dict[str, Any]:
         try:
@@ -143,31 +222,28 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
 
     qm_data = _stage(job_dir, "qm", timings, qm)
 
-    from radonpy.core import utils as rutils
-
-    cell_file = job_dir / "cell.pickle"
     try:
-        if cell_file.is_file():
-            cell = rutils.pickle_load(str(cell_file))
-            n_units = read_json(job_dir / "cell.json")["n_units"]
-        else:
-            t0 = time.monotonic()
-            cell, n_units = mdmod.build_cell(monomer, preset.md, preset.charge_model, seed)
-            rutils.pickle_dump(cell, str(cell_file))
-            write_json_atomic(job_dir / "cell.json", {"n_units": n_units, "n_atoms": cell.GetNumAtoms()})
-            timings["cell"] = time.monotonic() - t0
+        cell, n_units = _cell(job_dir, monomer, preset, seed, timings)
         runner = mdmod.MDRunner(job_dir / "md", preset.md, cores, mpi_launcher)
         t0 = time.monotonic()
         analysis = runner.run(cell)
-        timings["md"] = time.monotonic() - t0
         eq = mdmod.analyze(analysis, preset.md)
+        # RadonPy's protocol: further sampling runs while the equilibrium check fails (a retry of a
+        # not_equilibrated job allows one more per retry)
+        allowed = preset.md.max_additional_runs + extra_sampling_runs(job_dir)
+        additional = 0
+        while not eq.equilibrated and additional < allowed:
+            additional += 1
+            eq = mdmod.analyze(runner.run_additional(cell, additional), preset.md)
+        timings["md"] = time.monotonic() - t0
     except JobFailure:
         raise
     except Exception as exc:
         raise JobFailure("md_failed", "md", f"{type(exc).__name__}: {exc}") from None
     if preset.md.require_equilibrium and not eq.equilibrated:
         raise JobFailure("not_equilibrated", "analysis",
-                         f"RadonPy's equilibrium check failed (density {eq.density:.4f} g/cm^3)")
+                         f"RadonPy's equilibrium check failed after {additional} additional sampling run(s) "
+                         f"(density {eq.density:.4f} g/cm^3)")
 
     mol_weight = prep_data["mol_weight"]
     try:
@@ -189,6 +265,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         "abbe_number": abbe,
         "mol_weight_unit": mol_weight,
         "equilibrated": eq.equilibrated,
+        "additional_sampling_runs": additional,
         "equilibrium_details": eq.details,
         "n_units_per_chain": n_units,
         "n_atoms_cell": cell.GetNumAtoms(),

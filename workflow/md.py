@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -44,6 +45,11 @@ def launcher_command(template: str, ranks: int) -> list[str]:
     if args[0] == "mpirun":
         args[0] = find_executable("mpirun")
     return args
+
+
+def lammps_number(x: float) -> str:
+    """A number as RadonPy writes it in LAMMPS inputs (``1e-6``, not ``1e-06``)."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{x:g}").replace("e+", "e")
 
 
 def find_executable(name: str) -> str:
@@ -129,7 +135,7 @@ class MDRunner:
     # --- LAMMPS inputs, built by RadonPy ---------------------------------------------------
     def _preset(self, cell):
         *_, eq = _radonpy()
-        return eq.EQ21step(cell, work_dir=str(self.work_dir), kspace_style_accuracy=f"{self.settings.kspace_accuracy:g}")
+        return eq.EQ21step(cell, work_dir=str(self.work_dir), kspace_style_accuracy=lammps_number(self.settings.kspace_accuracy))
 
     def packing_md(self, cell, preset):
         """RadonPy's EQ21step packing with the preset's step counts (RadonPy hard-codes 2x10^6)."""
@@ -175,7 +181,7 @@ class MDRunner:
     def _with_output_freq(self, md):
         md.thermo_freq = self.settings.thermo_freq
         md.dump_freq = self.settings.dump_freq
-        md.rst_freq = max(self.settings.dump_freq, 1000)
+        md.rst_freq = self.settings.restart_freq
         return md
 
     def write_inputs(self, cell) -> list[Path]:
@@ -223,6 +229,26 @@ class MDRunner:
                 lmp.make_input(make(), file_name=segment.input_file)
             self._execute(segment)
         return preset.analyze()
+
+    def run_additional(self, cell, k: int):
+        """The ``k``-th additional NPT sampling run (RadonPy's ``eq.Additional``: ``eq{3+k}.in``), continuing
+        from the previous run's final state; returns its analysis. Resumable like the other segments."""
+        *_, lammps, _MD, eq = _radonpy()
+        idx = 3 + k
+        add = eq.Additional(cell, work_dir=str(self.work_dir), idx=idx, solver_path=self.lmp,
+                            kspace_style_accuracy=lammps_number(self.settings.kspace_accuracy))
+        segment = Segment(f"additional{k}", add.in_file, add.log_file, add.last_str)
+        if not (self.work_dir / f"{segment.name}.done").is_file():
+            previous = self.work_dir / f"eq{idx - 1}_last.data"
+            if not previous.is_file():
+                raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")
+            shutil.copyfile(previous, self.work_dir / add.dat_file)  # RadonPy re-writes the same state from its Mol
+            s = self.settings
+            md = self._with_output_freq(add.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
+            lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
+                          check_lammps_package=False).make_input(md, file_name=add.in_file)
+        self._execute(segment)
+        return add.analyze()
 
 
 def _last_error(log: Path) -> str:

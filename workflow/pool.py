@@ -1,10 +1,18 @@
 """Virtual pools: CSV or Parquet tables of repeat units with ``id`` and ``smiles`` columns.
 
 Bad rows are reported with their row number and id and skipped; the campaign goes on.
+
+Two levels of identity: :func:`load_pool` (run at every campaign start, cheap at 10^6 rows) merges
+entries whose PSMILES are the same molecule graph; :func:`validate_pool` also merges repeat units
+that describe the same chain from a different starting atom (``*CC(*)C(=O)OC`` vs ``*C(C(=O)OC)C*``
+for an alternating copolymer shifted by one monomer) by comparing cyclic trimers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +32,7 @@ class PoolProblem:
     row: int  # 1-based data row (header excluded), as a spreadsheet user counts
     id: str
     problem: str
+    kind: str = "invalid"  # empty_id, duplicate_id, unparsable, links, element, duplicate, too_large, untypable
 
     def __str__(self) -> str:
         return f"row {self.row} (id {self.id}): {self.problem}"
@@ -34,6 +43,7 @@ class Pool:
     path: Path
     entries: pd.DataFrame  # valid rows: id, smiles, canonical, plus any extra columns
     problems: list[PoolProblem] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # the file row of each entry (1-based)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -46,25 +56,92 @@ def canonical_psmiles(psmiles: str) -> str | None:
 
 def check_psmiles(psmiles: str) -> str | None:
     """None for a usable repeat unit, else a one-line description of the problem."""
+    found = classify_psmiles(psmiles)
+    return None if found is None else found[1]
+
+
+def classify_psmiles(psmiles: str) -> tuple[str, str] | None:
+    """None for a usable repeat unit, else ``(kind, one-line description)``."""
     if not isinstance(psmiles, str) or not psmiles.strip():
-        return "empty PSMILES"
+        return "unparsable", "empty PSMILES"
     RDLogger.DisableLog("rdApp.*")
     try:
         mol = Chem.MolFromSmiles(psmiles)
     finally:
         RDLogger.EnableLog("rdApp.*")
     if mol is None:
-        return f"RDKit cannot parse PSMILES {psmiles!r}"
+        return "unparsable", f"RDKit cannot parse PSMILES {psmiles!r}"
     links = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 0)
     if links != 2:
-        return f"PSMILES {psmiles!r} has {links} '*' links; a repeat unit needs exactly 2"
+        return "links", f"PSMILES {psmiles!r} has {links} '*' links; a repeat unit needs exactly 2"
     for atom in mol.GetAtoms():
         if atom.GetAtomicNum() == 0 and atom.GetDegree() != 1:
-            return f"a '*' link in {psmiles!r} must bond to exactly one atom"
+            return "links", f"a '*' link in {psmiles!r} must bond to exactly one atom"
     unsupported = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() > 0} - GAFF2_MOD_ELEMENTS)
     if unsupported:
-        return f"element(s) {', '.join(unsupported)} in {psmiles!r} have no GAFF2_mod type"
+        return "element", f"element(s) {', '.join(unsupported)} in {psmiles!r} have no GAFF2_mod type"
     return None
+
+
+def cyclic_oligomer_smiles(psmiles: str, n: int = 3) -> str:
+    """Canonical SMILES of the ring made of ``n`` repeat units joined head to tail (RDKit ``molzip``).
+
+    The ring is the same whichever atom the repeat unit starts at and whichever way it is written,
+    so it identifies the chain. ``n = 3`` keeps even one-atom backbones (``*C(F)(F)*``) a real ring.
+    """
+    mol = Chem.MolFromSmiles(psmiles)
+    links = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
+    ring = None
+    for i in range(n):
+        unit = Chem.RWMol(mol)
+        unit.GetAtomWithIdx(links[0]).SetAtomMapNum(i + 1)
+        unit.GetAtomWithIdx(links[1]).SetAtomMapNum((i + 1) % n + 1)
+        ring = unit if ring is None else Chem.CombineMols(ring, unit)
+    RDLogger.DisableLog("rdApp.*")  # molzip warns about E/Z bond directions it reconciles
+    try:
+        return Chem.MolToSmiles(Chem.molzip(ring))
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def polymer_key(psmiles: str) -> str:
+    """Identity of the chain a repeat unit describes (see :func:`cyclic_oligomer_smiles`)."""
+    return cyclic_oligomer_smiles(psmiles, 3)
+
+
+def unit_atoms(psmiles: str) -> int:
+    """Atoms of one repeat unit, hydrogens included, links excluded."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(psmiles))
+    return sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 0)
+
+
+@functools.cache
+def _gaff2_mod():
+    from radonpy.core import const
+    from radonpy.ff.gaff2_mod import GAFF2_mod
+
+    const.print_level = 0
+    return GAFF2_mod()
+
+
+def gaff2_mod_problem(psmiles: str) -> str | None:
+    """None when RadonPy's GAFF2_mod types every atom, bond, angle and dihedral of the cyclic trimer.
+
+    The trimer is the descriptor's (:func:`surrogate.descriptor.cyclic_oligomer`: kekulized before the
+    ring closes; a re-aromatized macrocycle takes seconds to type), so a unit typed here is one the
+    descriptor can compute.
+    """
+    from surrogate.descriptor import cyclic_oligomer
+
+    mol = cyclic_oligomer(psmiles, 3)
+    if mol is None:
+        return "RadonPy cannot build its cyclic trimer"
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        ok = _gaff2_mod().ff_assign(mol, charge=None)
+    if ok:
+        return None
+    why = [ln.replace("RadonPy warning: ", "") for ln in said.getvalue().splitlines() if "warning" in ln]
+    return "GAFF2_mod cannot type it" + (f" ({why[0].strip()})" if why else "")
 
 
 def read_table(path: Path, keep_text: bool = True) -> pd.DataFrame:
@@ -95,23 +172,91 @@ def load_pool(path: str | Path) -> Pool:
     seen_smiles: dict[str, int] = {}
     for i, (pid, smi) in enumerate(zip(df["id"], df["smiles"]), start=1):
         if not pid.strip():
-            problems.append(PoolProblem(i, "''", "empty id"))
+            problems.append(PoolProblem(i, "''", "empty id", "empty_id"))
             continue
         if pid in seen_ids:
-            problems.append(PoolProblem(i, pid, f"duplicate id (first on row {seen_ids[pid]})"))
+            problems.append(PoolProblem(i, pid, f"duplicate id (first on row {seen_ids[pid]})", "duplicate_id"))
             continue
         seen_ids[pid] = i
-        problem = check_psmiles(smi)
-        if problem is not None:
-            problems.append(PoolProblem(i, pid, problem))
+        found = classify_psmiles(smi)
+        if found is not None:
+            problems.append(PoolProblem(i, pid, found[1], found[0]))
             continue
         c = canonical_psmiles(smi)
         if c in seen_smiles:
-            problems.append(PoolProblem(i, pid, f"duplicate of row {seen_smiles[c]}"))
+            problems.append(PoolProblem(i, pid, f"duplicate of row {seen_smiles[c]}", "duplicate"))
             continue
         seen_smiles[c] = i
         keep.append(i - 1)
         canon.append(c)
     entries = df.iloc[keep].reset_index(drop=True)
     entries["canonical"] = canon
-    return Pool(path=path, entries=entries, problems=problems)
+    return Pool(path=path, entries=entries, problems=problems, rows=[i + 1 for i in keep])
+
+
+PROVENANCE_KEY = b"polyscout.provenance"
+
+
+def provenance_path(path: Path) -> Path:
+    """Where a CSV pool's provenance lives (Parquet pools carry it in the file's metadata)."""
+    return path.with_name(path.name + ".provenance.json")
+
+
+def read_provenance(path: str | Path) -> dict | None:
+    """How a pool was made, as ``workflow pool generate`` recorded it, or None."""
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else None
+    side = provenance_path(path)
+    return json.loads(side.read_text()) if side.is_file() else None
+
+
+@dataclass
+class PoolReport:
+    path: Path
+    n_rows: int
+    n_valid: int
+    problems: list[PoolProblem]
+    provenance: dict | None
+
+    def counts(self) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(p.kind for p in self.problems))
+
+
+def validate_pool(path: str | Path, max_unit_atoms: int | None = None, check_typing: bool = False) -> PoolReport:
+    """Every problem of a pool file, by row: what :func:`load_pool` finds, plus the same chain written from
+    another starting atom (``duplicate``), repeat units over ``max_unit_atoms`` (``too_large``), and, with
+    ``check_typing``, units GAFF2_mod cannot type (``untypable``; about 5 ms a row)."""
+    pool = load_pool(path)
+    problems = list(pool.problems)
+    seen: dict[str, int] = {}
+    valid = 0
+    for row, pid, smi in zip(pool.rows, pool.entries["id"], pool.entries["smiles"]):
+        key = polymer_key(smi)
+        if key in seen:
+            problems.append(PoolProblem(row, pid, f"duplicate of row {seen[key]} (the same chain, written from "
+                                                  f"another starting atom)", "duplicate"))
+            continue
+        seen[key] = row
+        if max_unit_atoms is not None:
+            n = unit_atoms(smi)
+            if n > max_unit_atoms:
+                problems.append(PoolProblem(row, pid, f"repeat unit has {n} atoms, more than {max_unit_atoms}",
+                                            "too_large"))
+                continue
+        if check_typing:
+            why = gaff2_mod_problem(smi)
+            if why is not None:
+                problems.append(PoolProblem(row, pid, why, "untypable"))
+                continue
+        valid += 1
+    problems.sort(key=lambda p: p.row)
+    n_rows = len(pool.entries) + len(pool.problems)
+    return PoolReport(Path(path), n_rows, valid, problems, read_provenance(path))

@@ -66,6 +66,7 @@ class MDSettings(_Frozen):
     press: float = 1.0
     thermo_freq: int = 1000
     dump_freq: int = 1000
+    restart_freq: int = 10000
     # RadonPy's analysis windows, in thermo rows (its defaults: 2000 and 2000)
     analysis_init: int = 2000
     analysis_width: int = 2000
@@ -109,6 +110,7 @@ SMOKE = ProtocolPreset(
         sampling_steps=3000,
         thermo_freq=10,
         dump_freq=1000,
+        restart_freq=1000,
         analysis_init=100,
         analysis_width=100,
         max_additional_runs=0,

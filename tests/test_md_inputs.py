@@ -1,0 +1,48 @@
+"""The `full` preset writes RadonPy's own EQ21step LAMMPS inputs, line for line (nothing is run)."""
+
+import re
+
+import pytest
+
+from workflow import md as mdmod
+from workflow.presets import FULL, SMOKE
+
+
+@pytest.fixture(scope="module")
+def cell():
+    monomer = mdmod.build_monomer("*CC(*)c1ccccc1", "gasteiger", seed=1)
+    cell, _ = mdmod.build_cell(monomer, SMOKE.md, "gasteiger", seed=1)  # a small cell: the inputs are the same
+    return cell
+
+
+def _lines(path):
+    # LAMMPS' velocity seed is drawn at random when an input is written; everything else must match
+    return [re.sub(r"^(velocity all create \S+) \d+", r"\1 SEED", ln) for ln in path.read_text().splitlines()]
+
+
+def test_full_preset_inputs_equal_radonpy_eq21step(tmp_path, cell):
+    from radonpy.sim.preset import eq
+
+    ours = mdmod.MDRunner(tmp_path / "ours", FULL.md, cores=1).write_inputs(cell)
+    (tmp_path / "radonpy").mkdir()
+    ref = eq.EQ21step(cell, work_dir=str(tmp_path / "radonpy"), solver_path=mdmod.find_executable("lmp"))
+    ref.make_lammps_input()  # RadonPy's defaults are its published protocol
+    assert [p.name for p in ours] == ["eq1.data", "eq1.in", "eq2.in", "eq3.in"]
+    for path in ours:
+        assert _lines(path) == _lines(tmp_path / "radonpy" / path.name), path.name
+    text = (tmp_path / "ours" / "eq2.in").read_text()
+    assert "kspace_style pppm 1e-6" in text
+    assert sum(1 for ln in text.splitlines() if ln.startswith("run ")) == 21
+    assert "run 5000000" in (tmp_path / "ours" / "eq3.in").read_text()
+
+
+def test_smaller_presets_change_only_their_numbers(tmp_path, cell):
+    smoke = mdmod.MDRunner(tmp_path / "smoke", SMOKE.md, cores=1).write_inputs(cell)
+    full = mdmod.MDRunner(tmp_path / "full", FULL.md, cores=1).write_inputs(cell)
+
+    def shape(path):  # the input's commands, numbers removed
+        return [re.sub(r"[-+]?\d[\d.e+-]*", "#", ln) for ln in _lines(path)]
+
+    for a, b in zip(smoke[1:], full[1:]):
+        assert shape(a) == shape(b), a.name
+    assert "run 3000" in (tmp_path / "smoke" / "eq3.in").read_text()

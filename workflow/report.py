@@ -1,0 +1,273 @@
+"""Reading a campaign's results: Pareto front, trade-off boundary, hypervolume per cycle, plots, export.
+
+Everything here reads the store (read-only) and works while ``workflow run`` is running.
+
+The refractive index vs Abbe number trade-off: transparent polymers with a high n_D disperse
+more (lower Abbe number). :data:`COMMERCIAL_OPTICAL_POLYMERS` gives the empirical boundary drawn
+by default, the textbook n_D / Abbe numbers of four commercial optical polymers; a polymer
+*beyond* it has a higher n_D than the boundary at its Abbe number (it beats the known trade-off).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+from workflow.store import Store
+
+
+@dataclass(frozen=True)
+class BoundaryPoint:
+    name: str
+    refractive_index: float
+    abbe_number: float
+
+
+COMMERCIAL_OPTICAL_POLYMERS: tuple[BoundaryPoint, ...] = (
+    BoundaryPoint("CYTOP", 1.34, 90.0),
+    BoundaryPoint("PMMA", 1.492, 58.0),
+    BoundaryPoint("polycarbonate", 1.584, 31.0),
+    BoundaryPoint("polystyrene", 1.592, 31.0),
+)
+OPTICAL_OBJECTIVES = ("refractive_index", "abbe_number")
+
+
+class ReportError(ValueError):
+    """A boundary file or request that cannot be used; one line."""
+
+
+def read_boundary(path: str | Path) -> tuple[BoundaryPoint, ...]:
+    """Boundary points from a CSV with ``refractive_index`` and ``abbe_number`` columns (``name`` optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"boundary file {path} does not exist")
+    df = pd.read_csv(path)
+    missing = [c for c in OPTICAL_OBJECTIVES if c not in df.columns]
+    if missing:
+        raise ReportError(f"boundary file {path} lacks column(s) {', '.join(missing)}")
+    points = []
+    for i, row in enumerate(df.itertuples(index=False), start=1):
+        n, v = getattr(row, "refractive_index"), getattr(row, "abbe_number")
+        if not (np.isfinite(n) and np.isfinite(v) and n > 1 and v > 0):
+            raise ReportError(f"boundary file {path}: row {i}: needs n > 1 and Abbe number > 0, got {n}, {v}")
+        points.append(BoundaryPoint(str(getattr(row, "name", f"point {i}")), float(n), float(v)))
+    if len({p.abbe_number for p in points}) < 2:
+        raise ReportError(f"boundary file {path}: needs points at two different Abbe numbers at least")
+    return tuple(points)
+
+
+def boundary_curve(points: tuple[BoundaryPoint, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The boundary's vertices (Abbe numbers ascending, n_D): at equal Abbe numbers the higher n_D counts."""
+    best: dict[float, float] = {}
+    for p in points:
+        best[p.abbe_number] = max(best.get(p.abbe_number, -np.inf), p.refractive_index)
+    v = np.array(sorted(best))
+    return v, np.array([best[x] for x in v])
+
+
+def boundary_n(abbe: np.ndarray, points: tuple[BoundaryPoint, ...]) -> np.ndarray:
+    """n_D of the boundary at each Abbe number: piecewise linear through the vertices, the end segments extended."""
+    v, n = boundary_curve(points)
+    abbe = np.asarray(abbe, dtype=float)
+    out = np.interp(abbe, v, n)
+    lo, hi = abbe < v[0], abbe > v[-1]
+    out[lo] = n[0] + (abbe[lo] - v[0]) * (n[1] - n[0]) / (v[1] - v[0])
+    out[hi] = n[-1] + (abbe[hi] - v[-1]) * (n[-1] - n[-2]) / (v[-1] - v[-2])
+    return out
+
+
+def beyond_boundary(n: np.ndarray, abbe: np.ndarray, points: tuple[BoundaryPoint, ...]) -> np.ndarray:
+    """Mask of polymers with a higher n_D than the boundary at their Abbe number."""
+    return np.asarray(n, dtype=float) > boundary_n(abbe, points)
+
+
+# --- results ----------------------------------------------------------------------------------
+def campaign_objectives(store: Store) -> dict[str, str]:
+    return dict(store.get_meta("campaign", {}).get("objectives", {}))
+
+
+def results_frame(store: Store) -> pd.DataFrame:
+    """One row per evaluated polymer: id, smiles, cycle, the objectives, and whether it is on the front."""
+    objectives = campaign_objectives(store)
+    rows = store.results()
+    frame = pd.DataFrame({
+        "polymer_id": [r["polymer_id"] for r in rows],
+        "smiles": [r["smiles"] for r in rows],
+        "name": [r["name"] for r in rows],
+        "cycle": [int(r["cycle"]) for r in rows],
+    })
+    values = [json.loads(r["objectives"]) for r in rows]
+    for n in objectives:
+        frame[n] = [float(v[n]) for v in values]
+    frame["on_front"] = pareto_mask(objective_matrix(frame, objectives)).numpy() if rows else []
+    return frame
+
+
+def objective_matrix(frame: pd.DataFrame, objectives: dict[str, str]) -> torch.Tensor:
+    """``n x 2`` objectives in maximisation form (campaign order)."""
+    Y = torch.tensor(frame[list(objectives)].to_numpy(dtype=float), dtype=torch.float64).reshape(-1, len(objectives))
+    return to_max_form(Y, [d == "maximize" for d in objectives.values()])
+
+
+def hypervolume_per_cycle(frame: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
+    """Hypervolume of everything evaluated up to each cycle; reference point :func:`reference_point` of all results."""
+    if frame.empty:
+        return pd.DataFrame(columns=["cycle", "evaluated", "front", "hypervolume"])
+    Y = objective_matrix(frame, objectives)
+    ref = reference_point(Y)
+    out = []
+    cycles = frame["cycle"].to_numpy()
+    for c in sorted(set(cycles)):
+        upto = torch.as_tensor(cycles <= c)
+        out.append({"cycle": int(c), "evaluated": int(upto.sum()), "front": int(pareto_mask(Y[upto]).sum()),
+                    "hypervolume": hypervolume(Y[upto], ref)})
+    table = pd.DataFrame(out)
+    table.attrs["reference_point"] = ref.tolist()
+    return table
+
+
+# --- plots ------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pareto(frame: pd.DataFrame, objectives: dict[str, str], path: str | Path, title: str,
+                boundary: tuple[BoundaryPoint, ...] | None = None) -> Path:
+    """All evaluated polymers coloured by cycle, the Pareto front, and (for n_D vs Abbe) the boundary."""
+    plt = _pyplot()
+    names = list(objectives)
+    optical = set(names) == set(OPTICAL_OBJECTIVES)
+    xname, yname = ("abbe_number", "refractive_index") if optical else (names[1], names[0])
+    label = {"abbe_number": "Abbe number  (n_D - 1) / (n_F - n_C)", "refractive_index": "refractive index n_D"}
+    from matplotlib.colors import BoundaryNorm
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7.0, 5.0), dpi=100)
+    cycles = frame["cycle"].to_numpy()
+    last = max(1, int(cycles.max()) if len(cycles) else 1)
+    norm = BoundaryNorm(np.arange(-0.5, last + 1.5), plt.get_cmap("viridis").N)  # one colour per cycle
+    sc = ax.scatter(frame[xname], frame[yname], c=cycles, cmap="viridis", norm=norm, s=22, alpha=0.85, zorder=2)
+    bar = fig.colorbar(sc, ax=ax, label="cycle (0 = initial design)")
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    front = frame[frame["on_front"]].sort_values(xname)
+    if len(front):
+        # the edge of the region the front dominates (both objectives maximised: a descending staircase)
+        signs = [1 if objectives[k] == "maximize" else -1 for k in (xname, yname)]
+        if signs == [1, 1]:
+            ax.plot(front[xname], front[yname], color="crimson", lw=1.0, zorder=3, drawstyle="steps-pre")
+        else:
+            ax.plot(front[xname], front[yname], color="crimson", lw=1.0, zorder=3)
+        ax.scatter(front[xname], front[yname], s=60, facecolors="none", edgecolors="crimson", lw=1.5, zorder=4,
+                   label=f"Pareto front ({len(front)})")
+    if optical and boundary:
+        v, n = boundary_curve(boundary)
+        xs = np.asarray(frame[xname].tolist() + list(v), dtype=float)
+        grid = np.linspace(min(xs.min(), v.min()) - 2, max(xs.max(), v.max()) + 2, 200)
+        ax.plot(grid, boundary_n(grid, boundary), "--", color="0.35", lw=1.2, zorder=1,
+                label="trade-off boundary")
+        for p in boundary:
+            ax.plot(p.abbe_number, p.refractive_index, "s", color="0.35", ms=5, zorder=1)
+            # points sharing an Abbe number (polystyrene, polycarbonate): the lower one labelled below
+            below = any(q.abbe_number == p.abbe_number and q.refractive_index > p.refractive_index
+                        for q in boundary)
+            ax.annotate(p.name, (p.abbe_number, p.refractive_index), textcoords="offset points",
+                        xytext=(5, -10 if below else 4), fontsize=8, color="0.25")
+        beyond = frame[beyond_boundary(frame[yname], frame[xname], boundary)]
+        if len(beyond):
+            ax.scatter(beyond[xname], beyond[yname], marker="*", s=90, color="gold", edgecolors="k", lw=0.5,
+                       zorder=5, label=f"beyond the boundary ({len(beyond)})")
+    ax.set_xlabel(label.get(xname, f"{xname} ({objectives[xname]})"))
+    ax.set_ylabel(label.get(yname, f"{yname} ({objectives[yname]})"))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_hypervolume(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), dpi=100)
+    ax.plot(table["cycle"], table["hypervolume"], "o-", color="navy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("cycle (0 = initial design)")
+    ax.set_ylabel("dominated hypervolume")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- export -----------------------------------------------------------------------------------
+EXPORT_FORMATS = ("parquet", "csv")
+
+
+def export_frame(store: Store) -> pd.DataFrame:
+    """Every job of the campaign with its result (or failure) and provenance, one row per polymer."""
+    meta = store.get_meta("campaign", {})
+    objectives = list(meta.get("objectives", {}))
+    pool = {r["polymer_id"]: r for r in store.db.execute("SELECT * FROM pool")}
+    results = {r["job_id"]: r for r in store.db.execute("SELECT * FROM results")}
+    strategy = {(r["cycle"], r["polymer_id"]): r["strategy"] for r in store.cycles()}
+    evaluator = (f"oracle:{Path(meta['oracle']['table']).name}" if meta.get("oracle")
+                 else f"property job, preset {meta.get('preset')}")
+    rows = []
+    for j in store.jobs():
+        if j["state"] == "submitted":
+            continue
+        p = pool.get(j["polymer_id"])
+        res = results.get(j["job_id"])
+        row = {"campaign": meta.get("name"), "polymer_id": j["polymer_id"],
+               "smiles": p["smiles"] if p else None, "canonical": p["canonical"] if p else None,
+               "name": p["name"] if p else None, "status": j["state"], "cycle": j["cycle"],
+               "strategy": strategy.get((j["cycle"], j["polymer_id"])), "evaluator": evaluator,
+               "attempts": j["attempts"], "job_dir": j["job_dir"], "submitted_at": j["submitted_at"],
+               "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] == "failed" else None,
+               "failure_stage": j["failure_stage"], "failure_message": j["failure_message"]}
+        if res is not None:
+            obj = json.loads(res["objectives"])
+            row.update({n: obj.get(n) for n in objectives})
+            props = json.loads(res["properties"])
+            for k, v in props.items():
+                if k in row:
+                    continue
+                row[k] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v, default=str)
+            row.update({"preset": res["preset"], "protocol": res["protocol"], "versions": res["versions"],
+                        "recorded_at": res["recorded_at"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_export(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:
+    path = Path(path)
+    if fmt not in EXPORT_FORMATS:
+        raise ReportError(f"export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
