@@ -107,6 +107,26 @@ def grant_retry(job_dir: Path, kind: str) -> None:
     write_json_atomic(job_dir / RETRY_FILE, info)
 
 
+def _monomer(job_dir: Path, psmiles: str, preset: ProtocolPreset, seed: int, cores: int):
+    """RadonPy's monomer with charges and types, computed once (ESP/RESP cost an SCF) and kept as ``monomer.pickle``."""
+    from radonpy.core import utils as rutils
+
+    from workflow import md as mdmod
+    from workflow.charges import ChargeError
+
+    path = job_dir / "monomer.pickle"
+    if path.is_file():
+        return rutils.pickle_load(str(path))
+    try:
+        monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed, preset.qm, cores, job_dir / "charges")
+    except ChargeError as exc:
+        raise JobFailure("qm_failed", "charges", str(exc)) from None
+    except Exception as exc:  # RadonPy raises bare Exceptions
+        raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
+    rutils.pickle_dump(monomer, str(path))
+    return monomer
+
+
 def _cell(job_dir: Path, monomer, preset: ProtocolPreset, seed: int, timings: dict[str, float]):
     """The amorphous cell (RadonPy), built once and kept as ``cell.pickle``; returns ``(cell, n_units)``."""
     from radonpy.core import utils as rutils
@@ -141,10 +161,7 @@ def write_job_inputs(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     validate_psmiles(psmiles)
-    try:
-        monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed)
-    except Exception as exc:
-        raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
+    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
     timings: dict[str, float] = {}
     _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
     geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(psmiles), preset.qm.n_conformers)
@@ -172,7 +189,8 @@ def _prep_record(psmiles: str, preset: ProtocolPreset, monomer) -> dict[str, Any
     from radonpy.core import calc
 
     charges = [a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()]
-    return {"psmiles": psmiles, "charge_model": preset.charge_model, "charges": charges,
+    return {"psmiles": psmiles, "charge_model": monomer.GetProp("charge_model"),
+            "charge_model_requested": preset.charge_model, "charges": charges,
             "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
 
 
@@ -206,10 +224,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     from workflow import qm as qmmod
     from workflow.optics import abbe_number, lorentz_lorenz
 
-    try:
-        monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed)
-    except Exception as exc:  # RadonPy raises bare Exceptions
-        raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
+    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
 
     prep_data = _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
 
@@ -269,7 +284,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         "equilibrium_details": eq.details,
         "n_units_per_chain": n_units,
         "n_atoms_cell": cell.GetNumAtoms(),
-        "charge_model": preset.charge_model,
+        "charge_model": prep_data["charge_model"],
         "preset": preset.name,
         "protocol": preset.model_dump(mode="json"),
         "versions": software_versions(),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.presets import MDSettings
+from workflow.presets import MDSettings, QMSettings
 
 
 class MDError(RuntimeError):
@@ -74,14 +74,37 @@ def _radonpy():
     return calc, const, poly, utils, GAFF2_mod, lammps, MD, eq
 
 
-def build_monomer(psmiles: str, charge_model: str, seed: int):
-    """RadonPy monomer with 3-D coordinates, charges and GAFF2_mod types."""
-    calc, _const, _poly, utils, GAFF2_mod, *_ = _radonpy()
+def assign_charges(mol, charge_model: str, qm: QMSettings, threads: int = 1, work_dir: Path | None = None) -> str:
+    """Set RadonPy's ``AtomicCharge`` on every atom by the preset's model; returns the model used."""
+    from workflow.charges import ChargeError, effective_charge_model, esp_charges
+
+    calc, *_ = _radonpy()
+    model = effective_charge_model(charge_model)
+    if model == "esp":
+        for atom, q in zip(mol.GetAtoms(), esp_charges(mol, qm.charge_method, qm.charge_basis, threads, qm.memory_mb)):
+            atom.SetDoubleProp("ESP", float(q))
+            atom.SetDoubleProp("AtomicCharge", float(q))
+    elif model == "resp":  # Psi4 is importable: RadonPy's own RESP (DFT optimisation, then HF/6-31G(d))
+        ok = calc.assign_charges(mol, charge="RESP", opt=True, work_dir=str(work_dir or "."), omp=threads,
+                                 memory=qm.memory_mb, charge_method=qm.charge_method.upper(),
+                                 charge_basis=qm.charge_basis)
+        if not ok:
+            raise ChargeError("RadonPy's RESP charge calculation (Psi4) failed")
+    else:
+        calc.assign_charges(mol, charge=model)
+    return model
+
+
+def build_monomer(psmiles: str, charge_model: str, seed: int, qm: QMSettings | None = None, threads: int = 1,
+                  work_dir: Path | None = None):
+    """RadonPy monomer (links as hydrogens) with 3-D coordinates, charges and GAFF2_mod types."""
+    _calc, _const, _poly, utils, GAFF2_mod, *_ = _radonpy()
     _seed_everything(seed)
     mol = utils.mol_from_smiles(psmiles)
     if mol is None:
         raise MDError(f"RadonPy could not build a 3-D monomer from {psmiles!r}")
-    calc.assign_charges(mol, charge=charge_model)
+    model = assign_charges(mol, charge_model, qm or QMSettings(), threads, work_dir)
+    mol.SetProp("charge_model", model)
     if not GAFF2_mod().ff_assign(mol):
         raise MDError("GAFF2_mod cannot type every atom of the repeat unit")
     return mol
@@ -93,7 +116,7 @@ def build_cell(monomer, settings: MDSettings, charge_model: str, seed: int):
     _seed_everything(seed)
     ff = GAFF2_mod()
     ter = utils.mol_from_smiles("*C")
-    calc.assign_charges(ter, charge=charge_model)
+    calc.assign_charges(ter, charge="gasteiger" if charge_model == "gasteiger" else "zero")  # CH3 caps: neutral
     n = max(2, int(poly.calc_n_from_num_atoms(monomer, settings.atoms_per_chain, terminal1=ter)))
     chain = poly.polymerize_rw(monomer, n, tacticity=settings.tacticity)
     if chain is None:

@@ -7,6 +7,7 @@ protocol (``full``). Nothing in the job branches on the preset's name; it only r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -32,6 +33,9 @@ class QMSettings(_Frozen):
     scf_max_cycles: int = 100
     response_tol: float = 1e-5
     memory_mb: int = 4000
+    # MD charges (charge_model esp, or resp without Psi4): RadonPy's RESP level, HF/6-31G(d)
+    charge_method: str = "hf"
+    charge_basis: str = "6-31g(d)"
 
 
 class MDSettings(_Frozen):
@@ -90,13 +94,16 @@ class MDSettings(_Frozen):
 class ProtocolPreset(_Frozen):
     name: str
     description: str = ""
-    charge_model: str = "gasteiger"
+    charge_model: Literal["gasteiger", "esp", "resp", "zero"] = Field(
+        default="resp", description="MD charges: resp (RadonPy + Psi4; esp when Psi4 is missing), esp (PySCF "
+                                    "Merz-Kollman fit), gasteiger (smoke), zero")
     qm: QMSettings = QMSettings()
     md: MDSettings = MDSettings()
 
 
 SMOKE = ProtocolPreset(
     name="smoke",
+    charge_model="gasteiger",
     description="CI-sized: ~300 atoms, STO-3G, a few thousand MD steps. Not physics; the code path is.",
     qm=QMSettings(functional="b3lyp", basis="sto-3g", basis_heavy={}, grid_level=1, n_conformers=4),
     md=MDSettings(
