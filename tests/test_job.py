@@ -102,3 +102,20 @@ def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_mor
         run_property_job("*CC*", preset, job_dir, cores=2, seed=3)
     assert "after 2 additional" in err.value.message
     assert (md / "additional2.done").is_file() and (md / "additional1.done").stat().st_mtime_ns == first
+
+
+def test_orientation_is_measured_and_an_aligned_cell_fails_as_oriented(smoke_record, tmp_path):
+    import shutil
+
+    from workflow.presets import SMOKE
+
+    job_dir, rec = smoke_record
+    assert 0.0 <= rec["nematic_order"] < 1.0  # mdtraj's order parameter of the repeat units
+    copy = tmp_path / "job"
+    shutil.copytree(job_dir, copy)
+    (copy / "record.json").unlink()
+    strict = SMOKE.model_copy(update={"name": "smoke-strict",
+                                      "md": SMOKE.md.model_copy(update={"nematic_order_max": rec["nematic_order"]})})
+    with pytest.raises(JobFailure) as err:
+        run_property_job("*CC*", strict, copy, cores=2, seed=3)  # resumes: only the analysis runs again
+    assert err.value.kind == "oriented" and f"{rec['nematic_order']:.3f}" in err.value.message

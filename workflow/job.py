@@ -255,6 +255,13 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         raise
     except Exception as exc:
         raise JobFailure("md_failed", "md", f"{type(exc).__name__}: {exc}") from None
+    try:
+        order = runner.nematic_order(cell)
+    except Exception as exc:
+        raise JobFailure("md_failed", "analysis", f"nematic order: {type(exc).__name__}: {exc}") from None
+    if order >= preset.md.nematic_order_max:
+        raise JobFailure("oriented", "analysis", f"nematic order parameter {order:.3f} >= "
+                                                f"{preset.md.nematic_order_max} (the chains aligned; not amorphous)")
     if preset.md.require_equilibrium and not eq.equilibrated:
         raise JobFailure("not_equilibrated", "analysis",
                          f"RadonPy's equilibrium check failed after {additional} additional sampling run(s) "
@@ -281,6 +288,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         "mol_weight_unit": mol_weight,
         "equilibrated": eq.equilibrated,
         "additional_sampling_runs": additional,
+        "nematic_order": order,
         "equilibrium_details": eq.details,
         "n_units_per_chain": n_units,
         "n_atoms_cell": cell.GetNumAtoms(),

@@ -154,6 +154,7 @@ class MDRunner:
         self.lmp = find_executable("lmp")
         self.launch = launcher_command(mpi_launcher, self.cores)
         self.timings: dict[str, float] = {}
+        self.last_trajectory = ""  # the xtc of the latest sampling run
 
     # --- LAMMPS inputs, built by RadonPy ---------------------------------------------------
     def _preset(self, cell):
@@ -251,6 +252,7 @@ class MDRunner:
             if not (self.work_dir / f"{segment.name}.done").is_file():
                 lmp.make_input(make(), file_name=segment.input_file)
             self._execute(segment)
+        self.last_trajectory = preset.xtc_file
         return preset.analyze()
 
     def run_additional(self, cell, k: int):
@@ -271,7 +273,20 @@ class MDRunner:
             lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
                           check_lammps_package=False).make_input(md, file_name=add.in_file)
         self._execute(segment)
+        self.last_trajectory = add.xtc_file
         return add.analyze()
+
+    def nematic_order(self, cell) -> float:
+        """RadonPy's orientation measure: mdtraj's nematic order parameter of the repeat units (residues),
+        averaged over the second half of the latest sampling run's frames."""
+        import mdtraj
+
+        _calc, _const, _poly, utils, *_ = _radonpy()
+        pdb = self.work_dir / "cell.pdb"
+        if not pdb.is_file():
+            utils.MolToPDBFile(cell, str(pdb))
+        traj = mdtraj.load(str(self.work_dir / self.last_trajectory), top=str(pdb))
+        return float(np.mean(mdtraj.compute_nematic_order(traj[traj.n_frames // 2:], indices="residues")))
 
 
 def _last_error(log: Path) -> str:

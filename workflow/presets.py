@@ -122,6 +122,7 @@ SMOKE = ProtocolPreset(
         analysis_width=100,
         max_additional_runs=0,
         require_equilibrium=False,
+        nematic_order_max=1.0,  # a 3-chain cell is too small for an orientation verdict
     ),
 )
 
