@@ -54,3 +54,24 @@ def test_capped_repeat_unit_replaces_links_by_methyls():
 
     mol = capped_repeat_unit("*CC(*)c1ccccc1")
     assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.MolToSmiles(Chem.MolFromSmiles("CCC(C)c1ccccc1"))
+
+
+def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from workflow.presets import QMSettings
+    from workflow.qm import optimize_geometry
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("O"))
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    conf = mol.GetConformer()
+    o = conf.GetAtomPosition(0)
+    h = conf.GetAtomPosition(1)
+    conf.SetAtomPosition(1, o + (h - o) * (1.3 / (h - o).Length()))  # O-H stretched to 1.3 A
+    settings = QMSettings(opt_functional="b3lyp", opt_basis="6-31g", grid_level=1)
+    opt, steps = optimize_geometry(mol, settings)
+    c = opt.GetConformer()
+    r1 = (c.GetAtomPosition(1) - c.GetAtomPosition(0)).Length()
+    r2 = (c.GetAtomPosition(2) - c.GetAtomPosition(0)).Length()
+    assert steps >= 2 and abs(r1 - r2) < 0.01 and 0.95 < r1 < 1.00  # B3LYP/6-31G water: ~0.98 A

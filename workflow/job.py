@@ -173,6 +173,9 @@ def write_job_inputs(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     write_json_atomic(job_dir / "qm_input.json", {
         "program": "pyscf", "method": "RKS linear response", "functional": preset.qm.functional,
         "basis": {el: preset.qm.basis_heavy.get(el, preset.qm.basis) for el in elements},
+        "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
+            f", then DFT-optimised ({preset.qm.opt_functional}/{preset.qm.opt_basis}, geomeTRIC, up to "
+            f"{preset.qm.opt_max_steps} steps) before the polarizability" if preset.qm.optimize_geometry else ""),
         "grid_level": preset.qm.grid_level, "scf_max_cycles": preset.qm.scf_max_cycles,
         "response_tol": preset.qm.response_tol, "threads": cores, "memory_mb": preset.qm.memory_mb,
         "charge": int(sum(a.GetFormalCharge() for a in geometry.GetAtoms())),

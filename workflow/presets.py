@@ -33,6 +33,11 @@ class QMSettings(_Frozen):
     scf_max_cycles: int = 100
     response_tol: float = 1e-5
     memory_mb: int = 4000
+    # geometry: RDKit conformers screened by MMFF; then, if asked, a DFT optimisation (PySCF + geomeTRIC)
+    optimize_geometry: bool = False
+    opt_functional: str = "b3lyp"
+    opt_basis: str = "6-31g(d,p)"
+    opt_max_steps: int = 100
     # MD charges (charge_model esp, or resp without Psi4): RadonPy's RESP level, HF/6-31G(d)
     charge_method: str = "hf"
     charge_basis: str = "6-31g(d)"
@@ -149,6 +154,7 @@ QUICK = ProtocolPreset(
 FULL = ProtocolPreset(
     name="full",
     description="RadonPy's published protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT.",
+    qm=QMSettings(optimize_geometry=True),
 )
 
 BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -74,6 +74,7 @@ class PolarizabilityResult:
     scf_energy_hartree: float
     n_basis: int
     response_iterations: int
+    geometry_opt_steps: int = 0  # 0: the MMFF geometry was used
 
     def as_record(self) -> dict[str, float | int]:
         rec: dict[str, float | int] = {
@@ -81,34 +82,58 @@ class PolarizabilityResult:
             "scf_energy_hartree": self.scf_energy_hartree,
             "qm_n_basis": self.n_basis,
             "qm_response_iterations": self.response_iterations,
+            "qm_geometry_opt_steps": self.geometry_opt_steps,
         }
         for wl, a in self.dynamic_ang3.items():
             rec[f"polarizability_{wl:g}nm"] = a
         return rec
 
 
-def build_scf(mol: Chem.Mol, settings: QMSettings):
-    """A converged PySCF RKS object for an RDKit molecule with one conformer."""
+def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None, basis_name: str | None = None):
+    """A converged PySCF RKS object for an RDKit molecule with one conformer (the preset's method unless given)."""
     from pyscf import dft, gto
 
+    functional = functional or settings.functional
+    basis_name = basis_name or settings.basis
     conf = mol.GetConformer()
     atoms = [(a.GetSymbol(), tuple(conf.GetAtomPosition(a.GetIdx()))) for a in mol.GetAtoms()]
     symbols = {s for s, _ in atoms}
-    basis: str | dict[str, str] = settings.basis
+    basis: str | dict[str, str] = basis_name
     heavy = {el: b for el, b in settings.basis_heavy.items() if el in symbols}
     if heavy:
-        basis = {el: heavy.get(el, settings.basis) for el in symbols}
+        basis = {el: heavy.get(el, basis_name) for el in symbols}
     charge = Chem.GetFormalCharge(mol)
     pmol = gto.M(atom=atoms, basis=basis, charge=charge, unit="Angstrom", verbose=0,
                  max_memory=settings.memory_mb)
     mf = dft.RKS(pmol)
-    mf.xc = settings.functional
+    mf.xc = functional
     mf.grids.level = settings.grid_level
     mf.max_cycle = settings.scf_max_cycles
     mf.kernel()
     if not mf.converged:
-        raise QMError(f"SCF did not converge in {settings.scf_max_cycles} cycles ({settings.functional}/{settings.basis})")
+        raise QMError(f"SCF did not converge in {settings.scf_max_cycles} cycles ({functional}/{basis_name})")
     return mf
+
+
+def optimize_geometry(mol: Chem.Mol, settings: QMSettings) -> tuple[Chem.Mol, int]:
+    """DFT-optimised copy of ``mol`` (PySCF gradients, geomeTRIC optimiser); returns it and the steps taken."""
+    from pyscf.geomopt.geometric_solver import kernel
+
+    mf = build_scf(mol, settings, settings.opt_functional, settings.opt_basis)
+    steps = [0]
+
+    def count(_envs, steps=steps):
+        steps[0] += 1
+
+    converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=count)
+    if not converged:
+        raise QMError(f"geometry optimisation did not converge in {settings.opt_max_steps} steps "
+                      f"({settings.opt_functional}/{settings.opt_basis})")
+    out = Chem.Mol(mol)
+    conf = out.GetConformer()
+    for i, xyz in enumerate(pmol.atom_coords(unit="Angstrom")):
+        conf.SetAtomPosition(i, [float(v) for v in xyz])
+    return out, steps[0]
 
 
 def response_polarizability(mf, frequencies_hartree: list[float], tol: float = 1e-5,
@@ -168,7 +193,10 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
     from pyscf import lib
 
     geometry = lowest_conformer(capped_repeat_unit(psmiles), settings.n_conformers)
+    opt_steps = 0
     with lib.with_omp_threads(threads):
+        if settings.optimize_geometry:
+            geometry, opt_steps = optimize_geometry(geometry, settings)
         mf = build_scf(geometry, settings)
         freqs = [0.0] + [photon_energy_hartree(wl) for wl in WAVELENGTHS_NM]
         tensors, iterations = response_polarizability(mf, freqs, tol=settings.response_tol)
@@ -179,4 +207,5 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
         scf_energy_hartree=float(mf.e_tot),
         n_basis=int(mf.mol.nao),
         response_iterations=iterations,
+        geometry_opt_steps=opt_steps,
     )
