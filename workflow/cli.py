@@ -314,9 +314,11 @@ def cmd_pareto(args) -> int:
         source = args.boundary or "commercial optical polymers " + ", ".join(
             f"{p.name} {p.refractive_index}/{p.abbe_number:g}" for p in boundary)
         print(f"beyond the trade-off boundary ({source}): {len(beyond) or 'none'}")
+        lo, hi = min(p.abbe_number for p in boundary), max(p.abbe_number for p in boundary)
         for r in beyond.sort_values("refractive_index", ascending=False).itertuples():
+            outside = "; boundary extrapolated there" if not lo <= r.abbe_number <= hi else ""
             print(f"  {r.polymer_id}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
-                  f"(cycle {r.cycle}) {r.smiles}")
+                  f"(cycle {r.cycle}{outside}) {r.smiles}")
     elif args.boundary:
         print(f"(the boundary applies to refractive_index vs abbe_number; this campaign optimises {', '.join(names)})")
     if args.plot:
