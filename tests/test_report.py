@@ -55,8 +55,8 @@ def _optical_oracle(tmp_path):
     return n, abbe
 
 
-def _run(tmp_path, name, extra=""):
-    camp = load_campaign(write(tmp_path / f"{name}.yaml", f"name: {name}\npool: pool.csv\n"
+def _run(tmp_path, name, extra="", pool="pool.csv"):
+    camp = load_campaign(write(tmp_path / f"{name}.yaml", f"name: {name}\npool: {pool}\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
                                "initial_size: 6\nbatch_size: 4\ncycles: 3\nseed: 1\nstrategy: random\n"
                                "oracle: {table: oracle.csv}\n" + extra))
@@ -133,6 +133,15 @@ def test_export_then_reuse_as_initial_data(tmp_path):
     assert len(submitted) == len(SMILES) - len(known)  # the rest of the pool, 12 of 30
     cyc0 = [c for c in second.cycles() if c["cycle"] == 0]
     assert len(cyc0) == 4 and all(c["n_training"] == 18 for c in cyc0)
+
+    # a pool holding only some of them: the others still train the model (featurized from their PSMILES)
+    half = [ln for ln in (tmp_path / "pool.csv").read_text().splitlines()][:16]  # header + Q00..Q14
+    write(tmp_path / "half.csv", "\n".join(half) + "\n")
+    third = _run(tmp_path, "third", "initial_data: [first.csv]\n", pool="half.csv")
+    in_half = {ln.split(",")[0] for ln in half[1:]}
+    submitted = {j["polymer_id"] for j in third.jobs()}
+    assert submitted == in_half - known  # everything else in the small pool, nothing known again
+    assert all(c["n_training"] == 18 for c in third.cycles() if c["cycle"] == 0)
 
 
 def test_initial_data_without_the_objectives_is_a_clear_error(tmp_path):

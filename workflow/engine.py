@@ -18,6 +18,7 @@ import os
 import re
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,11 +110,13 @@ def surrogate_selector(strategy: str, kernel: str = "ard") -> Selector:
     return pick
 
 
+@dataclass
 class PriorData:
     """Finished polymers from earlier campaigns' exports, as training data (maximisation form)."""
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, known: set[str], sources: list[str]):
-        self.X, self.Y, self.known, self.sources = X, Y, known, sources
+    X: torch.Tensor
+    Y: torch.Tensor
+    known: set[str]  # pool ids among them: never submitted
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -197,37 +200,28 @@ class CampaignRunner:
         self.log(f"pool: {len(ids)} usable polymers ({feats.cached} descriptors cached, "
                  f"{feats.computed} computed in {feats.seconds:.1f} s, {len(problems)} skipped)")
         if self.campaign.initial_data:
-            self.prior = self._load_prior(dict(zip(df["canonical"][ok], ids)), X)
+            self.prior = self._load_prior(ids, df["canonical"][ok].tolist(), X)
         return ids, smiles, X
 
-    def _load_prior(self, pool_ids: dict[str, str], X: torch.Tensor) -> PriorData:
+    def _load_prior(self, ids: list[str], canonical: list[str], X: torch.Tensor) -> PriorData:
         c = self.campaign
         names = list(c.objectives)
         prior = read_prior_results(c.initial_data, names)
-        index = {pid: i for i, pid in enumerate(pool_ids.values())}
-        in_pool = [pool_ids.get(k) for k in prior["canonical"]]
-        outside = [k for k, pid in zip(prior["canonical"], in_pool) if pid is None]
+        row_of = {can: i for i, can in enumerate(canonical)}  # canonical PSMILES -> row of X
+        rows = prior["canonical"].map(row_of)
+        inside = rows.notna().to_numpy()
+        outside = prior.loc[~inside, "canonical"].tolist()  # not in this pool: featurized for training only
         feats = featurize(outside, cache_path=self.runs_dir / "descriptor_cache.sqlite",
                           workers=os.cpu_count() or 1, timeout_s=120, write_cache=not self.dry_run)
-        rows, ys, known = [], [], set()
-        out_i = 0
-        for (_, r), pid in zip(prior.iterrows(), in_pool):
-            if pid is not None:
-                rows.append(X[index[pid]])
-                known.add(pid)
-            else:
-                ok = out_i not in feats.failures
-                if ok:
-                    rows.append(torch.as_tensor(feats.X[out_i], dtype=DTYPE))
-                out_i += 1
-                if not ok:
-                    continue
-            ys.append([float(r[n]) for n in names])
-        Xp = torch.stack(rows) if rows else torch.zeros(0, X.shape[1], dtype=DTYPE)
-        Yp = to_max_form(torch.tensor(ys, dtype=DTYPE).reshape(-1, len(names)), c.maximize)
-        self.log(f"initial data: {len(ys)} finished polymer(s) from {len(c.initial_data)} file(s) "
-                 f"({len(known)} in this pool, not run again; {len(ys) - len(known)} outside it, used for training)")
-        return PriorData(Xp, Yp, known, [str(p) for p in c.initial_data])
+        usable = np.array([i not in feats.failures for i in range(len(outside))], dtype=bool)
+        Y = prior[names].to_numpy(dtype=float)
+        X_prior = torch.cat([X[rows[inside].astype(int).tolist()],
+                             torch.as_tensor(feats.X[usable], dtype=DTYPE).reshape(-1, X.shape[1])])
+        Y_prior = torch.as_tensor(np.concatenate([Y[inside], Y[~inside][usable]]), dtype=DTYPE)
+        known = {ids[int(r)] for r in rows[inside]}
+        self.log(f"initial data: {X_prior.shape[0]} finished polymer(s) from {len(c.initial_data)} file(s) "
+                 f"({len(known)} in this pool, not run again; {int(usable.sum())} outside it, used for training)")
+        return PriorData(X_prior, to_max_form(Y_prior.reshape(-1, len(names)), c.maximize), known)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, evaluator: Evaluator) -> None:
