@@ -100,15 +100,13 @@ def fit_charges(points_bohr: np.ndarray, potential: np.ndarray, coords_bohr: np.
 def esp_charges(mol, method: str = "hf", basis: str = "6-31g(d)", threads: int = 1, memory_mb: int = 4000,
                 density: float = 1.0) -> np.ndarray:
     """Merz-Kollman ESP charges of an RDKit molecule with one conformer (PySCF; see the module)."""
-    from pyscf import dft, gto, lib, scf
-    from rdkit import Chem
+    from pyscf import dft, lib, scf
 
-    conf = mol.GetConformer()
-    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
-    coords = np.array([list(conf.GetAtomPosition(i)) for i in range(mol.GetNumAtoms())])
-    charge = Chem.GetFormalCharge(mol)
-    pmol = gto.M(atom=list(zip(symbols, map(tuple, coords))), basis=basis, charge=charge, unit="Angstrom",
-                 verbose=0, max_memory=memory_mb)
+    from workflow.qm import pyscf_molecule
+
+    pmol = pyscf_molecule(mol, basis, memory_mb)
+    symbols = [pmol.atom_symbol(i) for i in range(pmol.natm)]
+    coords = pmol.atom_coords(unit="Angstrom")
     with lib.with_omp_threads(threads):
         if method.lower() == "hf":
             mf = scf.RHF(pmol)
@@ -120,4 +118,4 @@ def esp_charges(mol, method: str = "hf", basis: str = "6-31g(d)", threads: int =
             raise ChargeError(f"SCF for ESP charges did not converge ({method}/{basis})")
         points = mk_points(symbols, coords, density) * BOHR_PER_ANG
         potential = electrostatic_potential(mf, points)
-    return fit_charges(points, potential, pmol.atom_coords(), float(charge))
+    return fit_charges(points, potential, pmol.atom_coords(), float(pmol.charge))

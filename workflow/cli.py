@@ -49,18 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--script", action="store_true", help="print the batch script Parsl submits per block")
     ps.set_defaults(func=cmd_profile_show)
 
-    st = sub.add_parser("status", help="cycles, jobs by state, failures")
-    st.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
-    st.add_argument("--runs", default="runs")
+    st = _campaign_parser(sub, "status", help="cycles, jobs by state, failures")
     st.set_defaults(func=cmd_status)
 
-    pa = sub.add_parser("pareto", help="the non-dominated polymers; plots; hypervolume per cycle",
-                        description="List the non-dominated polymers. With --plot, draw every evaluated polymer "
-                                    "(coloured by cycle), the front and, for refractive index vs Abbe number, the "
-                                    "empirical trade-off boundary. With --hypervolume, the hypervolume per cycle "
-                                    "(and --plot draws that instead).")
-    pa.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
-    pa.add_argument("--runs", default="runs")
+    pa = _campaign_parser(sub, "pareto", help="the non-dominated polymers; plots; hypervolume per cycle",
+                            description="List the non-dominated polymers. With --plot, draw every evaluated polymer "
+                                      "(coloured by cycle), the front and, for refractive index vs Abbe number, the "
+                                      "empirical trade-off boundary. With --hypervolume, the hypervolume per cycle "
+                                      "(and --plot draws that instead).")
     pa.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
     pa.add_argument("--boundary", metavar="CSV",
                     help="trade-off boundary points (columns refractive_index, abbe_number, optional name); "
@@ -68,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--hypervolume", action="store_true", help="hypervolume per cycle instead of the front")
     pa.set_defaults(func=cmd_pareto)
 
-    ex = sub.add_parser("export", help="every result with its provenance (training data for other campaigns)")
-    ex.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
-    ex.add_argument("--runs", default="runs")
+    ex = _campaign_parser(sub, "export", help="every result with its provenance (training data for other campaigns)")
     ex.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     ex.add_argument("--out", help="output file (default: runs/NAME/export.FORMAT)")
     ex.set_defaults(func=cmd_export)
@@ -116,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--max-listed", type=int, default=50, help="problems printed per kind (default: 50)")
     pv.set_defaults(func=cmd_pool_validate)
     return p
+
+
+def _campaign_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand reading one campaign's store: ``CAMPAIGN`` and ``--runs``."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.add_argument("campaign", nargs="?", default="demo", help="campaign name under --runs, or a campaign YAML")
+    parser.add_argument("--runs", default="runs")
+    return parser
 
 
 def _campaign_name(arg: str) -> str:
@@ -182,10 +184,7 @@ def cmd_profile_list(args) -> int:
                          str(p.cores_per_job), p.walltime if p.scheduler != "local" else "-", str(find_profile(name))])
         except ConfigError as exc:
             rows.append([name, "INVALID", str(exc), "", "", "", "", str(find_profile(name))])
-    header = ["name", "scheduler", "queue", "nodes", "cores/node", "cores/job", "walltime", "file"]
-    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(header)] if rows else [len(h) for h in header]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    _table(["name", "scheduler", "queue", "nodes", "cores/node", "cores/job", "walltime", "file"], rows)
     return 0
 
 

@@ -169,10 +169,9 @@ def write_job_inputs(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     xyz = [f"{a.GetSymbol()} {p.x:.6f} {p.y:.6f} {p.z:.6f}"
            for a, p in ((a, conf.GetAtomPosition(a.GetIdx())) for a in geometry.GetAtoms())]
     (job_dir / "qm_geometry.xyz").write_text(f"{len(xyz)}\nCH3-capped repeat unit of {psmiles}\n" + "\n".join(xyz) + "\n")
-    elements = sorted({a.GetSymbol() for a in geometry.GetAtoms()})
     write_json_atomic(job_dir / "qm_input.json", {
         "program": "pyscf", "method": "RKS linear response", "functional": preset.qm.functional,
-        "basis": {el: preset.qm.basis_heavy.get(el, preset.qm.basis) for el in elements},
+        "basis": qmmod.basis_per_element([a.GetSymbol() for a in geometry.GetAtoms()], preset.qm),
         "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
             f", then DFT-optimised ({preset.qm.opt_functional}/{preset.qm.opt_basis}, geomeTRIC, up to "
             f"{preset.qm.opt_max_steps} steps) before the polarizability" if preset.qm.optimize_geometry else ""),

@@ -83,12 +83,14 @@ def classify_psmiles(psmiles: str) -> tuple[str, str] | None:
     return None
 
 
-def cyclic_oligomer_smiles(psmiles: str, n: int = 3) -> str:
-    """Canonical SMILES of the ring made of ``n`` repeat units joined head to tail (RDKit ``molzip``).
+def polymer_key(psmiles: str) -> str:
+    """Identity of the chain a repeat unit describes: the canonical SMILES of the ring of three units joined
+    head to tail (RDKit ``molzip``).
 
-    The ring is the same whichever atom the repeat unit starts at and whichever way it is written,
-    so it identifies the chain. ``n = 3`` keeps even one-atom backbones (``*C(F)(F)*``) a real ring.
+    The ring is the same whichever atom the repeat unit starts at and whichever way it is written;
+    three units keep even one-atom backbones (``*C(F)(F)*``) a real ring.
     """
+    n = 3
     mol = Chem.MolFromSmiles(psmiles)
     links = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
     ring = None
@@ -102,11 +104,6 @@ def cyclic_oligomer_smiles(psmiles: str, n: int = 3) -> str:
         return Chem.MolToSmiles(Chem.molzip(ring))
     finally:
         RDLogger.EnableLog("rdApp.*")
-
-
-def polymer_key(psmiles: str) -> str:
-    """Identity of the chain a repeat unit describes (see :func:`cyclic_oligomer_smiles`)."""
-    return cyclic_oligomer_smiles(psmiles, 3)
 
 
 def unit_atoms(psmiles: str) -> int:

@@ -17,6 +17,7 @@ The output file says how it was made: Parquet carries it in the schema metadata,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing as mp
@@ -120,6 +121,7 @@ def generate_pool(monomers: pd.DataFrame, classes: list[str] | None = None, work
     canon_name = {canonical_psmiles(s): n for s, n in zip(monomers["smiles"], monomers["name"])}
     canon_name.update({canonical_psmiles(s): n for s, n in SMIPOLY_EXTRA.items()})
 
+    @functools.cache  # ~23,000 rows name the same few hundred monomers
     def name(smi) -> str:
         return "" if not isinstance(smi, str) or not smi else canon_name.get(canonical_psmiles(smi), smi)
 

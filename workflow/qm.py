@@ -89,23 +89,29 @@ class PolarizabilityResult:
         return rec
 
 
+def basis_per_element(symbols, settings: QMSettings, basis_name: str | None = None) -> dict[str, str]:
+    """The preset's basis for each element (``basis_heavy`` where it names one, e.g. Br and I)."""
+    return {el: settings.basis_heavy.get(el, basis_name or settings.basis) for el in sorted(set(symbols))}
+
+
+def pyscf_molecule(mol: Chem.Mol, basis: str | dict[str, str], memory_mb: int):
+    """A PySCF ``Mole`` of an RDKit molecule's conformer (its formal charge, closed shell)."""
+    from pyscf import gto
+
+    conf = mol.GetConformer()
+    atoms = [(a.GetSymbol(), tuple(conf.GetAtomPosition(a.GetIdx()))) for a in mol.GetAtoms()]
+    return gto.M(atom=atoms, basis=basis, charge=Chem.GetFormalCharge(mol), unit="Angstrom", verbose=0,
+                 max_memory=memory_mb)
+
+
 def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None, basis_name: str | None = None):
     """A converged PySCF RKS object for an RDKit molecule with one conformer (the preset's method unless given)."""
-    from pyscf import dft, gto
+    from pyscf import dft
 
     functional = functional or settings.functional
     basis_name = basis_name or settings.basis
-    conf = mol.GetConformer()
-    atoms = [(a.GetSymbol(), tuple(conf.GetAtomPosition(a.GetIdx()))) for a in mol.GetAtoms()]
-    symbols = {s for s, _ in atoms}
-    basis: str | dict[str, str] = basis_name
-    heavy = {el: b for el, b in settings.basis_heavy.items() if el in symbols}
-    if heavy:
-        basis = {el: heavy.get(el, basis_name) for el in symbols}
-    charge = Chem.GetFormalCharge(mol)
-    pmol = gto.M(atom=atoms, basis=basis, charge=charge, unit="Angstrom", verbose=0,
-                 max_memory=settings.memory_mb)
-    mf = dft.RKS(pmol)
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    mf = dft.RKS(pyscf_molecule(mol, basis_per_element(symbols, settings, basis_name), settings.memory_mb))
     mf.xc = functional
     mf.grids.level = settings.grid_level
     mf.max_cycle = settings.scf_max_cycles
