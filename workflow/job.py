@@ -196,6 +196,31 @@ def _prep_record(psmiles: str, preset: ProtocolPreset, monomer) -> dict[str, Any
             "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
 
 
+def qm_stages(psmiles: str, preset: ProtocolPreset, job_dir: Path, cores: int, seed: int,
+              timings: dict[str, float]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The job's stages before the MD: typed monomer with charges, its record, polarizabilities.
+
+    Each is read back from ``job_dir`` when already done. Returns ``(monomer, prep, qm)``.
+    """
+    from workflow import qm as qmmod
+
+    t0 = time.monotonic()
+    fresh = not (job_dir / "monomer.pickle").is_file()
+    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
+    if fresh:
+        timings["charges"] = time.monotonic() - t0
+    prep_data = _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
+
+    def qm() -> dict[str, Any]:
+        try:
+            result = qmmod.repeat_unit_polarizability(psmiles, preset.qm, threads=cores)
+        except Exception as exc:
+            raise JobFailure("qm_failed", "qm", f"{type(exc).__name__}: {exc}") from None
+        return result.as_record() | {"functional": preset.qm.functional, "basis": preset.qm.basis}
+
+    return monomer, prep_data, _stage(job_dir, "qm", timings, qm)
+
+
 def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
                      seed: int = 0, mpi_launcher: str = "mpirun -n {ranks}") -> dict[str, Any]:
     """Compute density, polarizabilities, n_D and Abbe number of one polymer.
@@ -223,21 +248,9 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     t_start = time.time()
 
     from workflow import md as mdmod
-    from workflow import qm as qmmod
     from workflow.optics import abbe_number, lorentz_lorenz
 
-    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
-
-    prep_data = _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
-
-    def qm() -> dict[str, Any]:
-        try:
-            result = qmmod.repeat_unit_polarizability(psmiles, preset.qm, threads=cores)
-        except Exception as exc:
-            raise JobFailure("qm_failed", "qm", f"{type(exc).__name__}: {exc}") from None
-        return result.as_record() | {"functional": preset.qm.functional, "basis": preset.qm.basis}
-
-    qm_data = _stage(job_dir, "qm", timings, qm)
+    monomer, prep_data, qm_data = qm_stages(psmiles, preset, job_dir, cores, seed, timings)
 
     try:
         cell, n_units = _cell(job_dir, monomer, preset, seed, timings)
