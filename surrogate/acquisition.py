@@ -9,8 +9,14 @@ Strategies (named in the campaign file):
     algebra is applied to the stored means and variances.
 ``qlognehvi-greedy``
     A batch that does not crowd one spot: the pool is prefiltered to the best candidates by
-    analytic EHVI, then BoTorch's ``optimize_acqf_discrete`` picks ``q`` of them one at a time
-    by ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones.
+    analytic EHVI, then BoTorch's ``optimize_acqf_discrete`` picks them one at a time by
+    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones.
+    Once the hypervolume has saturated (the next pick's expected improvement is below
+    ``SATURATION`` times the current hypervolume), the rest of the batch, up to
+    ``COMPLETION_SHARE`` of it, goes to the candidates most likely to be non-dominated
+    (:func:`non_domination_probability`, each pick's posterior mean then joins the front): those
+    picks complete the front where it is already dense, where polymers add almost no hypervolume
+    but are still Pareto-optimal. The greedy half keeps exploring where the model may be wrong.
 ``random``
     Uniform without replacement.
 
@@ -20,6 +26,7 @@ through an index, never copied as a whole.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +36,17 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf_discrete
 from botorch.sampling.normal import SobolQMCNormalSampler
+from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
 from botorch.utils.multi_objective.box_decompositions.non_dominated import FastNondominatedPartitioning
 
-from surrogate.pareto import reference_point
+from surrogate.pareto import hypervolume, pareto_mask, reference_point
 
 STRATEGIES = ("ehvi-topk", "qlognehvi-greedy", "random")
 CHUNK = 500  # posterior chunk: gpytorch builds chunk x chunk test covariances (500 measured fastest here)
 GREEDY_PREFILTER = 300  # candidates kept for the greedy batch (per-pick cost is linear in it)
 GREEDY_MC_SAMPLES = 128
+SATURATION = 1e-5  # a greedy pick expected to add less than this fraction of the hypervolume adds nothing
+COMPLETION_SHARE = 0.5  # at most this share of a saturated batch completes the front; the rest stays greedy
 
 
 @dataclass(frozen=True)
@@ -114,27 +124,72 @@ def _ehvi_topk(q, X, rows, model, Y_train, ref) -> tuple[torch.Tensor, torch.Ten
     return order, scores, mean, std
 
 
+def non_domination_probability(mean: torch.Tensor, std: torch.Tensor, Y_front: torch.Tensor,
+                               chunk: int = 100_000) -> torch.Tensor:
+    """Probability that each independent Gaussian candidate is not dominated by ``Y_front``.
+
+    ``n x m`` moments, ``k x m`` points (maximisation form) -> ``n``. The region the points
+    dominate is split into boxes by BoTorch's ``DominatedPartitioning`` (open towards minus
+    infinity); the probability of landing in it is a sum over boxes of products of normal CDF
+    differences.
+    """
+    Y = Y_front[pareto_mask(Y_front)]
+    if Y.shape[0] == 0:
+        return torch.ones(mean.shape[0], dtype=mean.dtype, device=mean.device)
+    floor = Y.min(dim=0).values - 1.0
+    lower, upper = DominatedPartitioning(ref_point=floor, Y=Y).hypercell_bounds  # cells x m each
+    lower = torch.where(lower <= floor, torch.full_like(lower, -torch.inf), lower)
+    normal = torch.distributions.Normal(torch.zeros((), dtype=mean.dtype), torch.ones((), dtype=mean.dtype))
+    out = []
+    for start in range(0, mean.shape[0], chunk):
+        mu, sd = mean[start:start + chunk, None, :], std[start:start + chunk, None, :]  # c x 1 x m
+        inside = (normal.cdf((upper - mu) / sd) - normal.cdf((lower - mu) / sd)).prod(dim=-1)  # c x cells
+        out.append((1.0 - inside.sum(dim=-1)).clamp(0.0, 1.0))
+    return torch.cat(out) if out else torch.empty(0, dtype=mean.dtype)
+
+
 def _greedy(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
-            Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, seed: int, X_pending: torch.Tensor | None = None):
+            Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, seed: int, X_pending: torch.Tensor | None = None,
+            saturation: float = SATURATION, completion_share: float = COMPLETION_SHARE):
     order, scores, mean, std = _ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
     acqf = qLogNoisyExpectedHypervolumeImprovement(
         model=model, ref_point=ref.tolist(), X_baseline=X_train, prune_baseline=True, X_pending=X_pending,
         sampler=SobolQMCNormalSampler(torch.Size([GREEDY_MC_SAMPLES]), seed=seed))
     choices = X[rows[order]]
-    picked, _ = optimize_acqf_discrete(acqf, q=q, choices=choices, max_batch_size=512, unique=True)
-    # map the picked rows back to candidate positions (two polymers may share a descriptor)
+    hv = hypervolume(Y_train, ref)
+    floor = math.log(saturation * hv) if saturation > 0 and hv > 0 else -math.inf
+    base = X_pending if X_pending is not None else choices[:0]
+    free = torch.ones(choices.shape[0], dtype=torch.bool)
     pos: list[int] = []
-    for x in picked:
-        same = torch.nonzero((choices == x).all(dim=-1))[:, 0].tolist()
-        pos.append(next(i for i in same if i not in pos))
-    picks = order[pos]
-    return picks, scores, mean, std
+    for _ in range(q):  # one pick at a time, to see each pick's own (incremental) improvement
+        x, value = optimize_acqf_discrete(acqf, q=1, choices=choices[free], max_batch_size=512)
+        if float(value) < floor and len(pos) >= q - int(completion_share * q):
+            break
+        # the first free candidate with the picked descriptor (two polymers may share one)
+        i = next(i for i in torch.nonzero((choices == x[0]).all(dim=-1))[:, 0].tolist() if free[i])
+        pos.append(i)
+        free[i] = False
+        acqf.set_X_pending(torch.cat([base, choices[pos]]))
+    picks = order[pos].tolist()
+    if len(picks) < q:  # saturated: complete the front, each pick's mean joining it
+        front = torch.cat([Y_train, mean[picks]] + ([posterior_moments(model, X_pending)[0]]
+                                                     if X_pending is not None else []))
+        taken = torch.zeros(mean.shape[0], dtype=torch.bool)
+        taken[picks] = True
+        while len(picks) < q:
+            p = non_domination_probability(mean, std, front).masked_fill(taken, -1.0)
+            i = int(torch.argmax(p))
+            picks.append(i)
+            taken[i] = True
+            front = torch.cat([front, mean[i:i + 1]])
+    return torch.tensor(picks, dtype=torch.long), scores, mean, std, len(pos)
 
 
 def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, model: Model | None = None,
            Y_train: torch.Tensor | None = None, X_train: torch.Tensor | None = None,
            candidates: np.ndarray | torch.Tensor | None = None, ref_point: torch.Tensor | None = None,
-           prefilter: int = GREEDY_PREFILTER, X_pending: torch.Tensor | None = None) -> Selection:
+           prefilter: int = GREEDY_PREFILTER, X_pending: torch.Tensor | None = None,
+           saturation: float = SATURATION, completion_share: float = COMPLETION_SHARE) -> Selection:
     """Pick ``min(q, k)`` distinct candidates.
 
     Args:
@@ -147,6 +202,9 @@ def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, mod
         X_pending: inputs of polymers still being evaluated (``p x d``). Analytic EHVI cannot take
             them, so with pending points both EHVI strategies pick through qLogNEHVI with
             ``X_pending`` (the greedy path), and new picks avoid what is already running.
+        saturation: greedy picks stop when the next one is expected to add less than this fraction
+            of the current hypervolume; the rest of the batch, up to ``completion_share`` of it,
+            goes by non-domination probability.
     """
     rows = (torch.arange(X.shape[0], device=X.device) if candidates is None
             else torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=X.device))
@@ -160,12 +218,16 @@ def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, mod
     if model is None or Y_train is None:
         raise ValueError(f"{strategy} needs a fitted model and the training outcomes")
     ref = reference_point(Y_train) if ref_point is None else ref_point
+    label = strategy
     if strategy == "ehvi-topk" and X_pending is None:
         order, scores, mean, std = _ehvi_topk(q, X, rows, model, Y_train, ref)
     else:
         if X_train is None:
             raise ValueError(f"{strategy} with pending points needs the training inputs")
-        order, scores, mean, std = _greedy(q, X, rows, model, X_train, Y_train, ref, prefilter,
-                                           seed=int(rng.integers(2**31)), X_pending=X_pending)
+        order, scores, mean, std, n_hv = _greedy(q, X, rows, model, X_train, Y_train, ref, prefilter,
+                                                 seed=int(rng.integers(2**31)), X_pending=X_pending,
+                                                 saturation=saturation, completion_share=completion_share)
+        if n_hv < q:
+            label = f"{strategy} (hypervolume saturated: last {q - n_hv} by non-domination probability)"
     order = order.tolist()
-    return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(), strategy)
+    return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(), label)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.acquisition import ehvi, select
+from surrogate.acquisition import ehvi, non_domination_probability, posterior_moments, select
 from surrogate.gp import fit_model
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
 
@@ -79,3 +79,46 @@ def test_greedy_batch_does_not_crowd_one_spot():
                     X_train=X_train)
     assert sum(i < 10 for i in topk.indices) == 10
     assert sum(i < 10 for i in greedy.indices) == 1 and len(set(greedy.indices)) == 10
+
+
+def test_non_domination_probability_by_hand_and_by_sampling():
+    normal = torch.distributions.Normal(0.0, 1.0)
+    # one front point at (0, 0): dominated means both objectives below it
+    mean = torch.tensor([[0.0, 0.0], [1.0, -0.5], [-3.0, -3.0]], dtype=D)
+    std = torch.tensor([[1.0, 1.0], [0.5, 2.0], [0.1, 0.1]], dtype=D)
+    got = non_domination_probability(mean, std, torch.zeros(1, 2, dtype=D))
+    want = 1 - normal.cdf(-mean[:, 0] / std[:, 0]) * normal.cdf(-mean[:, 1] / std[:, 1])
+    assert torch.allclose(got, want.to(D), atol=1e-12)
+    assert got[0].item() == pytest.approx(0.75) and got[2].item() < 1e-12
+    # a staircase front plus a dominated training point (ignored): compare with sampling
+    Y = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [1.5, 1.5]], dtype=D)
+    mean = torch.tensor([[2.2, 1.8], [1.0, 1.0], [2.5, 2.5]], dtype=D)
+    std = torch.tensor([[0.4, 0.6], [1.0, 1.5], [0.3, 0.2]], dtype=D)
+    got = non_domination_probability(mean, std, Y)
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        y = mean[i] + std[i] * torch.randn(1_000_000, 2, generator=g, dtype=D)
+        dominated = ((y[:, None, :] <= Y[None, :3, :]).all(dim=-1)).any(dim=-1)
+        assert abs(got[i].item() - (1 - dominated.double().mean().item())) < 2e-3
+
+
+def test_greedy_completes_a_saturated_front_by_non_domination():
+    # when no pick is expected to add enough hypervolume (here: any pick, saturation = 1), the
+    # batch (all of it with completion_share = 1) goes to the candidates most likely to be
+    # non-dominated, the first being the most likely; by default half of it stays greedy
+    torch.manual_seed(4)
+    f = lambda X: torch.stack([X[:, 0] + 0.2 * X[:, 1], 1 - X[:, 0] + 0.2 * X[:, 2]], dim=1)
+    X = torch.rand(200, 3, dtype=D)
+    X_train = X[:40]
+    model = fit_model(X_train, f(X_train))
+    open_rows = np.arange(40, 200)
+    kw = dict(model=model, Y_train=f(X_train), X_train=X_train, candidates=open_rows)
+    sat = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=1.0, completion_share=1.0, **kw)
+    assert "last 6 by non-domination probability" in sat.strategy
+    assert len(set(sat.indices)) == 6 and all(0 <= i < len(open_rows) for i in sat.indices)
+    mean, std = posterior_moments(model, X, torch.as_tensor(open_rows))
+    assert sat.indices[0] == int(torch.argmax(non_domination_probability(mean, std, f(X_train))))
+    half = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=1.0, **kw)
+    assert "last 3 by non-domination probability" in half.strategy and len(set(half.indices)) == 6
+    plain = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=0.0, **kw)
+    assert plain.strategy == "qlognehvi-greedy" and len(set(plain.indices)) == 6
