@@ -75,3 +75,17 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
     r1 = (c.GetAtomPosition(1) - c.GetAtomPosition(0)).Length()
     r2 = (c.GetAtomPosition(2) - c.GetAtomPosition(0)).Length()
     assert steps >= 2 and abs(r1 - r2) < 0.01 and 0.95 < r1 < 1.00  # B3LYP/6-31G water: ~0.98 A
+
+
+def test_repeat_unit_polarizability_is_additive_along_the_chain():
+    # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats
+    # (*CCCC*) then has twice the alpha of *CC* (without the subtraction: hexane/butane ~ 1.5)
+    from workflow.presets import load_preset
+    from workflow.qm import repeat_unit_polarizability
+
+    settings = load_preset("smoke").qm
+    one = repeat_unit_polarizability("*CC*", settings)
+    two = repeat_unit_polarizability("*CCCC*", settings)
+    assert two.static_ang3 / one.static_ang3 == pytest.approx(2.0, rel=0.03)
+    assert two.dynamic_ang3[589.3] / one.dynamic_ang3[589.3] == pytest.approx(2.0, rel=0.03)
+    assert one.capped_static_ang3 - one.cap_ang3[0.0] == pytest.approx(one.static_ang3)

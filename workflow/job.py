@@ -69,10 +69,12 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def _stage(job_dir: Path, name: str, timings: dict[str, float], compute) -> dict[str, Any]:
+def _stage(job_dir: Path, name: str, timings: dict[str, float], compute,
+           required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``name.json`` from an earlier run when present with every ``required`` key, else computed and written."""
     path = job_dir / f"{name}.json"
     cached = read_json(path)
-    if cached is not None:
+    if cached is not None and all(k in cached for k in required):
         return cached
     t0 = time.monotonic()
     data = compute()
@@ -218,7 +220,8 @@ def qm_stages(psmiles: str, preset: ProtocolPreset, job_dir: Path, cores: int, s
             raise JobFailure("qm_failed", "qm", f"{type(exc).__name__}: {exc}") from None
         return result.as_record() | {"functional": preset.qm.functional, "basis": preset.qm.basis}
 
-    return monomer, prep_data, _stage(job_dir, "qm", timings, qm)
+    # a qm.json from before the cap subtraction (no cap values) is recomputed
+    return monomer, prep_data, _stage(job_dir, "qm", timings, qm, required=("polarizability_cap_static",))
 
 
 def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
