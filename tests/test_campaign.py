@@ -88,7 +88,8 @@ def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_c
     q03 = [j for j in jobs if j["polymer_id"] == "Q03"]
     assert len(q03) == 1 and q03[0]["state"] == "failed" and "refractive_index" in q03[0]["failure_message"]
     assert sum(j["state"] == "failed" for j in jobs) == 1
-    later = {c["strategy"] for c in store.cycles() if c["cycle"] > 0}
+    # the greedy strategy may add "(hypervolume saturated: last k by non-domination probability)"
+    later = {c["strategy"].split(" (hypervolume saturated")[0] for c in store.cycles() if c["cycle"] > 0}
     assert later == {strategy}
 
 

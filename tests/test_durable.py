@@ -202,8 +202,10 @@ def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
     assert len(jobs) == 12 and len(set(polymers)) == 12
     cycles = store.cycles()
     assert [c["cycle"] for c in cycles] == [0, 0, 0, *range(1, 10)]  # the initial design, then one pick at a time
-    assert all(c["strategy"] in ("ehvi-topk", "random (only 1 result(s) to fit on)") for c in cycles if c["cycle"] > 0)
-    assert cycles[-1]["strategy"] == "ehvi-topk"
+    # with jobs pending, ehvi-topk picks through the greedy path, which may say the hypervolume saturated
+    base = [c["strategy"].split(" (hypervolume saturated")[0] for c in cycles]
+    assert all(s in ("ehvi-topk", "random (only 1 result(s) to fit on)") for s, c in zip(base, cycles) if c["cycle"] > 0)
+    assert base[-1] == "ehvi-topk"
     # slots are refilled one by one while the others still run (batch mode would wait for all three)
     ends = sorted(j["ended_at"] for j in jobs)
     submits = sorted(j["submitted_at"] for j in jobs)
