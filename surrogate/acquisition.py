@@ -7,9 +7,9 @@ Strategies (named in the campaign file):
     (BoTorch's ``ExpectedHypervolumeImprovement``), top ``q``. A candidate's distribution is that
     of its simulation's result, the GP's learned noise included (the published scikit-learn GP
     with a white-noise kernel predicts the same way): the latent function alone is overconfident
-    on these descriptors (held-out PI1070: mean z^2 of 3-9 for ARD, 2-4 for isotropic). The GP posterior is evaluated in
-    chunks (gpytorch 1.15 builds the full test x test kernel otherwise), and BoTorch's EHVI
-    algebra is applied to the stored means and variances.
+    on these descriptors (held-out PI1070: mean z^2 of 3-9 for ARD, 2-4 for isotropic). The GP
+    posterior is evaluated in chunks (gpytorch 1.15 builds the full test x test kernel otherwise),
+    and BoTorch's EHVI algebra is applied to the stored means and variances.
 ``qlognehvi-greedy``
     A batch that does not crowd one spot: the pool is prefiltered to the best candidates by
     analytic EHVI, then BoTorch's ``optimize_acqf_discrete`` picks them one at a time by

@@ -109,7 +109,7 @@ def grant_retry(job_dir: Path, kind: str) -> None:
     write_json_atomic(job_dir / RETRY_FILE, info)
 
 
-def _monomer(job_dir: Path, psmiles: str, preset: ProtocolPreset, seed: int, cores: int):
+def _monomer(job_dir: Path, psmiles: str, preset: ProtocolPreset, seed: int, cores: int, timings: dict[str, float]):
     """RadonPy's monomer with charges and types, computed once (ESP/RESP cost an SCF) and kept as ``monomer.pickle``."""
     from radonpy.core import utils as rutils
 
@@ -119,6 +119,7 @@ def _monomer(job_dir: Path, psmiles: str, preset: ProtocolPreset, seed: int, cor
     path = job_dir / "monomer.pickle"
     if path.is_file():
         return rutils.pickle_load(str(path))
+    t0 = time.monotonic()
     try:
         monomer = mdmod.build_monomer(psmiles, preset.charge_model, seed, preset.qm, cores, job_dir / "charges")
     except ChargeError as exc:
@@ -126,6 +127,7 @@ def _monomer(job_dir: Path, psmiles: str, preset: ProtocolPreset, seed: int, cor
     except Exception as exc:  # RadonPy raises bare Exceptions
         raise JobFailure("invalid_input", "prep", f"{type(exc).__name__}: {exc}") from None
     rutils.pickle_dump(monomer, str(path))
+    timings["charges"] = time.monotonic() - t0
     return monomer
 
 
@@ -163,8 +165,8 @@ def write_job_inputs(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     validate_psmiles(psmiles)
-    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
     timings: dict[str, float] = {}
+    monomer = _monomer(job_dir, psmiles, preset, seed, cores, timings)
     _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
     geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(psmiles), preset.qm.n_conformers)
     conf = geometry.GetConformer()
@@ -206,11 +208,7 @@ def qm_stages(psmiles: str, preset: ProtocolPreset, job_dir: Path, cores: int, s
     """
     from workflow import qm as qmmod
 
-    t0 = time.monotonic()
-    fresh = not (job_dir / "monomer.pickle").is_file()
-    monomer = _monomer(job_dir, psmiles, preset, seed, cores)
-    if fresh:
-        timings["charges"] = time.monotonic() - t0
+    monomer = _monomer(job_dir, psmiles, preset, seed, cores, timings)
     prep_data = _stage(job_dir, "prep", timings, lambda: _prep_record(psmiles, preset, monomer))
 
     def qm() -> dict[str, Any]:
@@ -222,6 +220,18 @@ def qm_stages(psmiles: str, preset: ProtocolPreset, job_dir: Path, cores: int, s
 
     # a qm.json from before the cap subtraction (no cap values) is recomputed
     return monomer, prep_data, _stage(job_dir, "qm", timings, qm, required=("polarizability_cap_static",))
+
+
+def optical_properties(qm_data: dict[str, Any], density: float, mol_weight: float) -> dict[str, float]:
+    """Lorentz-Lorenz refractive indices (static and at the three wavelengths) and the Abbe number."""
+    from workflow.optics import abbe_number, lorentz_lorenz
+
+    n = {wl: lorentz_lorenz(qm_data[f"polarizability_{wl:g}nm"], density, mol_weight) for wl in WAVELENGTHS_NM}
+    n_f, n_d, n_c = (n[wl] for wl in WAVELENGTHS_NM)
+    return {"refractive_index": n_d,
+            "refractive_index_static": lorentz_lorenz(qm_data["polarizability_static"], density, mol_weight),
+            "refractive_index_486.1nm": n_f, "refractive_index_656.3nm": n_c,
+            "abbe_number": abbe_number(n_d, n_f, n_c)}
 
 
 def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | Path, cores: int = 1,
@@ -251,7 +261,6 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
     t_start = time.time()
 
     from workflow import md as mdmod
-    from workflow.optics import abbe_number, lorentz_lorenz
 
     monomer, prep_data, qm_data = qm_stages(psmiles, preset, job_dir, cores, seed, timings)
 
@@ -287,10 +296,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
 
     mol_weight = prep_data["mol_weight"]
     try:
-        n = {wl: lorentz_lorenz(qm_data[f"polarizability_{wl:g}nm"], eq.density, mol_weight) for wl in WAVELENGTHS_NM}
-        n_static = lorentz_lorenz(qm_data["polarizability_static"], eq.density, mol_weight)
-        n_f, n_d, n_c = (n[wl] for wl in WAVELENGTHS_NM)
-        abbe = abbe_number(n_d, n_f, n_c)
+        optics = optical_properties(qm_data, eq.density, mol_weight)
     except ValueError as exc:
         raise JobFailure("qm_failed", "analysis", str(exc)) from None
 
@@ -298,11 +304,7 @@ def run_property_job(psmiles: str, preset: ProtocolPreset | str, job_dir: str | 
         "psmiles": psmiles,
         "density": eq.density,
         "density_sd": eq.density_sd,
-        "refractive_index": n_d,
-        "refractive_index_static": n_static,
-        "refractive_index_486.1nm": n_f,
-        "refractive_index_656.3nm": n_c,
-        "abbe_number": abbe,
+        **optics,
         "mol_weight_unit": mol_weight,
         "equilibrated": eq.equilibrated,
         "additional_sampling_runs": additional,

@@ -80,7 +80,8 @@ class PolarizabilityResult:
     response_iterations: int
     geometry_opt_steps: int = 0  # 0: the MMFF geometry was used
     capped_static_ang3: float = 0.0  # the CH3-capped unit's own static alpha
-    cap_ang3: dict[float, float] = field(default_factory=dict)  # ethane's alpha subtracted (0.0: static)
+    cap_static_ang3: float = 0.0  # ethane's alpha, subtracted
+    cap_dynamic_ang3: dict[float, float] = field(default_factory=dict)  # wavelength nm -> ethane's alpha
 
     def as_record(self) -> dict[str, float | int]:
         rec: dict[str, float | int] = {
@@ -90,9 +91,10 @@ class PolarizabilityResult:
             "qm_response_iterations": self.response_iterations,
             "qm_geometry_opt_steps": self.geometry_opt_steps,
             "polarizability_capped_static": self.capped_static_ang3,
+            "polarizability_cap_static": self.cap_static_ang3,
         }
-        for wl, a in self.cap_ang3.items():
-            rec["polarizability_cap_static" if wl == 0.0 else f"polarizability_cap_{wl:g}nm"] = a
+        for wl, a in self.cap_dynamic_ang3.items():
+            rec[f"polarizability_cap_{wl:g}nm"] = a
         for wl, a in self.dynamic_ang3.items():
             rec[f"polarizability_{wl:g}nm"] = a
         return rec
@@ -244,5 +246,6 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
         response_iterations=iterations + cap_iterations,
         geometry_opt_steps=opt_steps,
         capped_static_ang3=capped[0],
-        cap_ang3={wl: a for wl, a in zip((0.0,) + tuple(WAVELENGTHS_NM), caps)},
+        cap_static_ang3=caps[0],
+        cap_dynamic_ang3={wl: a for wl, a in zip(WAVELENGTHS_NM, caps[1:])},
     )
