@@ -26,9 +26,10 @@ from benchmarks._pi1070 import ID_COLUMN, REPO, data_argument, load_table, write
 
 def run(job: tuple[str, dict]) -> dict:
     mode, o = job
-    from workflow.config import Campaign, OracleSettings
-    from workflow.engine import CampaignRunner, OracleEvaluator
-    from workflow.store import Store
+    from workflow.campaign.config import Campaign, OracleSettings
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.dispatch.evaluators import OracleEvaluator
+    from workflow.campaign.store import Store
 
     runs, name = Path(o["runs"]), f"util-{mode}"
     shutil.rmtree(runs / name, ignore_errors=True)
@@ -59,7 +60,7 @@ def main() -> None:
     o = {"runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "slots": args.slots,
          "cycles": args.cycles, "low": args.low, "high": args.high}
     from surrogate.descriptor import featurize
-    from workflow.pool import load_pool
+    from workflow.campaign.pool import load_pool
 
     featurize(load_pool(pool).entries["canonical"].tolist(), cache_path=args.runs / "descriptor_cache.sqlite")
     t0 = time.time()

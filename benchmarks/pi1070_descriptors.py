@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._pi1070 import data_argument, load_table  # noqa: E402
 from surrogate.descriptor import featurize  # noqa: E402
-from workflow.pool import canonical_psmiles  # noqa: E402
+from workflow.common.chem import canonical_psmiles  # noqa: E402
 
 
 def main() -> None:

@@ -77,8 +77,9 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     import torch
 
     torch.set_num_threads(opts["threads"])
-    from workflow.config import Campaign, OracleSettings
-    from workflow.engine import CampaignRunner, OracleEvaluator, store_path
+    from workflow.campaign.config import Campaign, OracleSettings
+    from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.dispatch.evaluators import OracleEvaluator
 
     runs = Path(opts["runs"])
     name = f"pi1070-{strategy.replace(':', '-')}-s{seed}"
@@ -118,7 +119,7 @@ def main() -> None:
 
     from surrogate.descriptor import featurize
     from surrogate.pareto import hypervolume, pareto_mask
-    from workflow.pool import load_pool
+    from workflow.campaign.pool import load_pool
 
     table = load_table(args.data)
     pool = write_pool(table, args.runs / "pool.csv")

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow.job import JobFailure, optical_properties, qm_stages, run_property_job  # noqa: E402
-from workflow.presets import load_preset  # noqa: E402
+from workflow.job.presets import load_preset  # noqa: E402
 
 TEXTBOOK = {  # PSMILES, n_D, Abbe number, density g/cm^3
     "polystyrene": ("*C(C*)c1ccccc1", 1.592, 31.0, 1.05),

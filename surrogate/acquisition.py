@@ -1,6 +1,6 @@
-"""Selection of the next batch from a discrete pool (everything in maximisation form).
+"""The acquisition algebra behind the selection strategies (everything in maximisation form).
 
-Strategies (named in the campaign file):
+The strategies themselves, with their settings, are in :mod:`surrogate.strategies`:
 
 ``ehvi-topk``
     The published method: analytic expected hypervolume improvement of each candidate
@@ -15,8 +15,8 @@ Strategies (named in the campaign file):
     analytic EHVI, then BoTorch's ``optimize_acqf_discrete`` picks them one at a time by
     ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones.
     Once the hypervolume has saturated (the next pick's expected improvement is below
-    ``SATURATION`` times the current hypervolume), the rest of the batch, up to
-    ``COMPLETION_SHARE`` of it, goes to the candidates most likely to be non-dominated
+    ``saturation`` times the current hypervolume), the rest of the batch, up to
+    ``completion_share`` of it, goes to the candidates most likely to be non-dominated
     (:func:`non_domination_probability`, each pick's posterior mean then joins the front): those
     picks complete the front where it is already dense, where polymers add almost no hypervolume
     but are still Pareto-optimal. The greedy half keeps exploring where the model may be wrong.
@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
@@ -44,12 +43,7 @@ from botorch.utils.multi_objective.box_decompositions.non_dominated import FastN
 
 from surrogate.pareto import hypervolume, pareto_mask, reference_point
 
-STRATEGIES = ("ehvi-topk", "qlognehvi-greedy", "random")
 CHUNK = 500  # posterior chunk: gpytorch builds chunk x chunk test covariances (500 measured fastest here)
-GREEDY_PREFILTER = 300  # candidates kept for the greedy batch (per-pick cost is linear in it)
-GREEDY_MC_SAMPLES = 128
-SATURATION = 1e-5  # a greedy pick expected to add less than this fraction of the hypervolume adds nothing
-COMPLETION_SHARE = 0.5  # at most this share of a saturated batch completes the front; the rest stays greedy
 
 
 @dataclass(frozen=True)
@@ -122,8 +116,10 @@ def ehvi(mean: torch.Tensor, std: torch.Tensor, Y_train: torch.Tensor, ref_point
     return torch.cat(out) if out else torch.empty(0, dtype=mean.dtype)
 
 
-def _ehvi_topk(q, X, rows, model, Y_train, ref, observation_noise: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def ehvi_topk(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, Y_train: torch.Tensor, ref: torch.Tensor,
+              observation_noise: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``q`` rows of ``X[rows]`` with the highest analytic EHVI: ``(order, scores, mean, std)``,
+    ``order`` indexing ``rows``, the others one entry per row (``k``, ``k x m``, ``k x m``)."""
     mean, std = posterior_moments(model, X, rows, observation_noise=observation_noise)
     scores = ehvi(mean, std, Y_train, ref)
     order = torch.argsort(scores, descending=True)[:q]
@@ -154,13 +150,18 @@ def non_domination_probability(mean: torch.Tensor, std: torch.Tensor, Y_front: t
     return torch.cat(out) if out else torch.empty(0, dtype=mean.dtype)
 
 
-def _greedy(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
-            Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, seed: int, X_pending: torch.Tensor | None = None,
-            saturation: float = SATURATION, completion_share: float = COMPLETION_SHARE):
-    order, scores, mean, std = _ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
+def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
+                 Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
+                 X_pending: torch.Tensor | None, saturation: float, completion_share: float):
+    """One pick at a time by qLogNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
+    hypervolume saturates) by non-domination probability; see :class:`surrogate.strategies.QLogNEHVIGreedy`.
+
+    Returns ``(picks, scores, mean, std, n_hv)``: ``picks`` index ``rows``; ``n_hv`` picks were greedy.
+    """
+    order, scores, mean, std = ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
     acqf = qLogNoisyExpectedHypervolumeImprovement(
         model=model, ref_point=ref.tolist(), X_baseline=X_train, prune_baseline=True, X_pending=X_pending,
-        sampler=SobolQMCNormalSampler(torch.Size([GREEDY_MC_SAMPLES]), seed=seed))
+        sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed))
     choices = X[rows[order]]
     hv = hypervolume(Y_train, ref)
     floor = math.log(saturation * hv) if saturation > 0 and hv > 0 else -math.inf
@@ -189,51 +190,3 @@ def _greedy(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: 
             taken[i] = True
             front = torch.cat([front, mean[i:i + 1]])
     return torch.tensor(picks, dtype=torch.long), scores, mean, std, len(pos)
-
-
-def select(strategy: str, q: int, X: torch.Tensor, rng: np.random.Generator, model: Model | None = None,
-           Y_train: torch.Tensor | None = None, X_train: torch.Tensor | None = None,
-           candidates: np.ndarray | torch.Tensor | None = None, ref_point: torch.Tensor | None = None,
-           prefilter: int = GREEDY_PREFILTER, X_pending: torch.Tensor | None = None,
-           saturation: float = SATURATION, completion_share: float = COMPLETION_SHARE) -> Selection:
-    """Pick ``min(q, k)`` distinct candidates.
-
-    Args:
-        X: ``n x d`` pool matrix.
-        candidates: the ``k`` pool rows that may be picked (all rows if ``None``); the returned
-            ``indices`` are positions in this list.
-        model, Y_train, X_train: the fitted model and its training data (``Y_train`` in
-            maximisation form); ``X_train`` is needed by ``qlognehvi-greedy`` only.
-        ref_point: hypervolume reference point; default :func:`surrogate.pareto.reference_point`.
-        X_pending: inputs of polymers still being evaluated (``p x d``). Analytic EHVI cannot take
-            them, so with pending points both EHVI strategies pick through qLogNEHVI with
-            ``X_pending`` (the greedy path), and new picks avoid what is already running.
-        saturation: greedy picks stop when the next one is expected to add less than this fraction
-            of the current hypervolume; the rest of the batch, up to ``completion_share`` of it,
-            goes by non-domination probability.
-    """
-    rows = (torch.arange(X.shape[0], device=X.device) if candidates is None
-            else torch.as_tensor(np.asarray(candidates), dtype=torch.long, device=X.device))
-    k = rows.shape[0]
-    q = min(q, k)
-    if strategy == "random":
-        picks = rng.choice(k, size=q, replace=False).tolist()
-        return Selection(picks, [None] * q, None, None, strategy)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-    if model is None or Y_train is None:
-        raise ValueError(f"{strategy} needs a fitted model and the training outcomes")
-    ref = reference_point(Y_train) if ref_point is None else ref_point
-    label = strategy
-    if strategy == "ehvi-topk" and X_pending is None:
-        order, scores, mean, std = _ehvi_topk(q, X, rows, model, Y_train, ref, observation_noise=True)
-    else:
-        if X_train is None:
-            raise ValueError(f"{strategy} with pending points needs the training inputs")
-        order, scores, mean, std, n_hv = _greedy(q, X, rows, model, X_train, Y_train, ref, prefilter,
-                                                 seed=int(rng.integers(2**31)), X_pending=X_pending,
-                                                 saturation=saturation, completion_share=completion_share)
-        if n_hv < q:
-            label = f"{strategy} (hypervolume saturated: last {q - n_hv} by non-domination probability)"
-    order = order.tolist()
-    return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(), label)

@@ -55,6 +55,11 @@ def _descriptor_object():
     return _DESCRIPTOR
 
 
+def descriptor_names() -> list[str]:
+    """The names of the 170 descriptor columns (RadonPy's ``ffkm_desc_names``)."""
+    return list(_descriptor_object().ffkm_desc_names())
+
+
 class DescriptorError(RuntimeError):
     pass
 

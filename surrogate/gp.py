@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from gpytorch.kernels import Kernel
 from gpytorch.mlls import SumMarginalLogLikelihood
 
 DTYPE = torch.float64
 
 
-KERNELS = ("ard", "isotropic")
+def _isotropic():
+    from gpytorch.kernels import RBFKernel, ScaleKernel
+
+    return ScaleKernel(RBFKernel())
 
 
-def _covar(kernel: str, d: int):
-    """``ard``: BoTorch's default (one RBF lengthscale per input, dimension-scaled priors);
-    ``isotropic``: one lengthscale for all inputs, times an output scale (the published model)."""
-    if kernel == "ard":
-        return None
-    if kernel == "isotropic":
-        from gpytorch.kernels import RBFKernel, ScaleKernel
+KERNELS: dict[str, Callable[[], Kernel | None]] = {
+    "ard": lambda: None,  # BoTorch's default: one RBF lengthscale per input, dimension-scaled priors
+    "isotropic": _isotropic,  # one lengthscale for all inputs, times an output scale (the published model)
+}
+"""GP covariance modules by the name a campaign gives (``kernel:``); None is BoTorch's default."""
 
-        return ScaleKernel(RBFKernel())
-    raise ValueError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+
+def _covar(kernel: str):
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    return KERNELS[kernel]()
 
 
 def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "ard") -> ModelListGP:
@@ -32,7 +39,7 @@ def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "ard") -> ModelLis
     Args:
         X: ``n x d`` inputs, used as given (descriptors are already in [0, 1]).
         Y: ``n x m`` outcomes in maximisation form; each column is standardised by its GP.
-        kernel: ``ard`` or ``isotropic`` (see :func:`_covar`).
+        kernel: a name in :data:`KERNELS`.
 
     Returns:
         A ``ModelListGP`` of ``m`` ``SingleTaskGP``s.
@@ -44,7 +51,7 @@ def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "ard") -> ModelLis
     if not torch.isfinite(Y).all():
         raise ValueError("training outcomes contain NaN or inf")
     X, Y = X.to(DTYPE), Y.to(DTYPE)
-    models = [SingleTaskGP(X, Y[:, i : i + 1], covar_module=_covar(kernel, X.shape[1]),
+    models = [SingleTaskGP(X, Y[:, i : i + 1], covar_module=_covar(kernel),
                            outcome_transform=Standardize(m=1)) for i in range(Y.shape[1])]
     model = ModelListGP(*models)
     fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))

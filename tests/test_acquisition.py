@@ -2,11 +2,21 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.acquisition import ehvi, non_domination_probability, posterior_moments, select
+from surrogate.acquisition import ehvi, non_domination_probability, posterior_moments
 from surrogate.gp import fit_model
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+from surrogate.strategies import STRATEGIES, SelectionProblem, make_strategy
 
 D = torch.float64
+
+
+def select(name, q, X, rng, model=None, Y_train=None, X_train=None, candidates=None, settings=None):
+    """Strategy ``name`` (with ``settings``) picking ``q`` of ``candidates`` (all rows of ``X`` if None)."""
+    rows = np.arange(X.shape[0]) if candidates is None else np.asarray(candidates)
+    Y_train = torch.zeros(0, 2, dtype=D) if Y_train is None else Y_train
+    X_train = X[:0] if X_train is None else X_train
+    problem = SelectionProblem(q, X, rows, X_train, Y_train, rng)
+    return make_strategy({"name": name, **(settings or {})}).select(problem, model=model)
 
 
 def test_ehvi_matches_hand_computed_two_objective_case():
@@ -55,7 +65,8 @@ def test_selection_only_picks_open_candidates():
     Y = torch.stack([X[:, 0] - X[:, 1], X[:, 2] + X[:, 3]], dim=1)
     model = fit_model(X[:20], Y[:20])
     open_rows = np.arange(20, 60)[::2]  # rows already evaluated or taken are not candidates
-    for strategy in ("ehvi-topk", "qlognehvi-greedy", "random"):
+    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "random"}
+    for strategy in STRATEGIES:
         sel = select(strategy, 8, X, np.random.default_rng(3), model=model, Y_train=Y[:20], X_train=X[:20],
                      candidates=open_rows)
         assert len(sel.indices) == 8 and len(set(sel.indices)) == 8, strategy
@@ -113,12 +124,12 @@ def test_greedy_completes_a_saturated_front_by_non_domination():
     model = fit_model(X_train, f(X_train))
     open_rows = np.arange(40, 200)
     kw = dict(model=model, Y_train=f(X_train), X_train=X_train, candidates=open_rows)
-    sat = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=1.0, completion_share=1.0, **kw)
+    sat = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), settings={"saturation": 1.0, "completion_share": 1.0}, **kw)
     assert "last 6 by non-domination probability" in sat.strategy
     assert len(set(sat.indices)) == 6 and all(0 <= i < len(open_rows) for i in sat.indices)
     mean, std = posterior_moments(model, X, torch.as_tensor(open_rows))
     assert sat.indices[0] == int(torch.argmax(non_domination_probability(mean, std, f(X_train))))
-    half = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=1.0, **kw)
+    half = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), settings={"saturation": 1.0}, **kw)
     assert "last 3 by non-domination probability" in half.strategy and len(set(half.indices)) == 6
-    plain = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), saturation=0.0, **kw)
+    plain = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), settings={"saturation": 0.0}, **kw)
     assert plain.strategy == "qlognehvi-greedy" and len(set(plain.indices)) == 6

@@ -5,11 +5,13 @@ import sys
 
 import pytest
 
+from surrogate.strategies import make_strategy
 from tests.conftest import write
-from workflow.config import load_campaign
-from workflow.engine import CampaignRunner, OracleEvaluator, make_evaluator, store_path
-from workflow.profiles import load_profile
-from workflow.store import Store
+from workflow.campaign.config import load_campaign
+from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.dispatch.evaluators import OracleEvaluator, make_evaluator
+from workflow.dispatch.profiles import load_profile
+from workflow.campaign.store import Store
 
 TINY_POOL = "id,smiles,name\nPE,*CC*,polyethylene\nPOM,*CO*,polyoxymethylene\nPVF,*CC(*)F,poly(vinyl fluoride)\n" \
             "PEO,*CCO*,poly(ethylene oxide)\nPP,*CC(*)C,polypropylene\n"
@@ -73,9 +75,9 @@ def oracle_campaign(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["ehvi-topk", "qlognehvi-greedy", "random"])
 def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_campaign, strategy):
-    campaign = oracle_campaign.model_copy(update={"strategy": strategy})
+    campaign = oracle_campaign.model_copy(update={"strategy": make_strategy(strategy)})
     runner = CampaignRunner(campaign, tmp_path / "runs", log=print)
-    runner.run(OracleEvaluator(campaign.oracle.table))
+    runner.run(OracleEvaluator(campaign.oracle))
     store = Store(store_path(tmp_path / "runs", "replay"), readonly=True)
     assert_store_consistent(store)
     jobs = store.jobs()
@@ -94,7 +96,7 @@ def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_c
 
 
 def test_status_and_pareto_commands(tmp_path, oracle_campaign):
-    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle.table))
+    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle))
     run = lambda *a: subprocess.run([sys.executable, "-m", "workflow.cli", *a, "--runs", str(tmp_path / "runs")],
                                     capture_output=True, text=True)
     st = run("status", "replay")

@@ -5,7 +5,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from workflow.charges import (BOHR_PER_ANG, effective_charge_model, electrostatic_potential, esp_charges,
+from workflow.job.charges import (BOHR_PER_ANG, effective_charge_model, electrostatic_potential, esp_charges,
                               fit_charges, mk_points, psi4_available)
 
 
@@ -54,8 +54,8 @@ def test_resp_without_psi4_becomes_esp():
 def test_repeat_unit_with_esp_charges_is_neutral_and_keeps_its_model_when_pickled(tmp_path):
     from radonpy.core import utils
 
-    from workflow.md import build_monomer
-    from workflow.presets import QMSettings
+    from workflow.job.md import build_monomer
+    from workflow.job.presets import QMSettings
 
     mol = build_monomer("*CC(*)C(=O)OC", "esp", seed=1, qm=QMSettings(charge_basis="sto-3g"), threads=2)
     q = np.array([a.GetDoubleProp("AtomicCharge") for a in mol.GetAtoms()])

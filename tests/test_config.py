@@ -4,9 +4,10 @@ import sys
 import pytest
 
 from tests.conftest import write
-from workflow.config import DEMO_CAMPAIGN, ConfigError, load_campaign
-from workflow.presets import PresetError, load_preset
-from workflow.profiles import load_profile
+from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
+from workflow.common.errors import ConfigError
+from workflow.job.presets import PresetError, load_preset
+from workflow.dispatch.profiles import load_profile
 
 GOOD = """name: t
 pool: pool.csv
@@ -17,7 +18,7 @@ cycles: 2
 
 def test_demo_campaign_loads_and_points_at_the_shipped_pool():
     c = load_campaign(DEMO_CAMPAIGN)
-    assert c.pool.is_file() and c.preset == "smoke"
+    assert c.pool.is_file() and c.preset.name == "smoke"
     assert set(c.objectives) == {"refractive_index", "abbe_number"}
 
 

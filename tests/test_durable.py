@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from surrogate.strategies import make_strategy
 from tests.conftest import write
 from tests.test_campaign import ORACLE, SMILES, assert_store_consistent
-from workflow.config import load_campaign
-from workflow.engine import CampaignRunner, OracleEvaluator, store_path
-from workflow.store import Store
+from workflow.campaign.config import load_campaign
+from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.dispatch.evaluators import OracleEvaluator
+from workflow.campaign.store import Store
+from workflow.job import grant_retry
 
 CAMPAIGN = ("name: durable\npool: pool.csv\nobjectives: {refractive_index: maximize, Cp: maximize}\n"
             "initial_size: 6\nbatch_size: 4\ncycles: 4\nseed: 11\n"
@@ -70,7 +73,7 @@ def reference(tmp_path_factory):
     """The uninterrupted run (no simulated durations: the results do not depend on them)."""
     tmp = tmp_path_factory.mktemp("reference")
     camp = load_campaign(setup(tmp, 0.0, 0.0))
-    CampaignRunner(camp, tmp / "runs", log=lambda m: None).run(OracleEvaluator(camp.oracle.table))
+    CampaignRunner(camp, tmp / "runs", log=lambda m: None).run(OracleEvaluator(camp.oracle))
     return picks_by_cycle(tmp / "runs")
 
 
@@ -117,7 +120,7 @@ def test_result_written_while_the_driver_was_away_is_ingested_and_corrupt_ones_a
     Path(corrupt["job_dir"]).mkdir(parents=True, exist_ok=True)
     Path(corrupt["job_dir"], "record.json").write_text('{"refractive_index": 1.4, "Cp"')  # truncated
     camp = load_campaign(campaign)  # resume with instant look-ups (the durations only simulate slow jobs)
-    CampaignRunner(camp, runs, log=print).run(OracleEvaluator(camp.oracle.table))
+    CampaignRunner(camp, runs, log=print).run(OracleEvaluator(camp.oracle))
     store = Store(store_path(runs, "durable"), readonly=True)
     res = {r["polymer_id"]: json.loads(r["properties"]) for r in store.results()}
     assert res[finished["polymer_id"]]["note"] == "written by the job after the driver died"
@@ -148,26 +151,31 @@ class FlakyOracle(OracleEvaluator):
     need ``unequilibrated[id]`` more sampling runs than the preset grants (read from the job directory,
     as the property job does)."""
 
-    def __init__(self, table, timeouts: dict[str, int], invalid: set[str], unequilibrated: dict[str, int] = {}):
-        super().__init__(table)
+    def __init__(self, settings, timeouts: dict[str, int], invalid: set[str], unequilibrated: dict[str, int] = {}):
+        super().__init__(settings)
         self.timeouts, self.invalid, self.calls = dict(timeouts), invalid, {}
         self.unequilibrated = dict(unequilibrated)
 
-    def submit(self, polymer_id, psmiles, job_dir, seed):
+    def prepare_retry(self, job, kind):
+        grant_retry(job.job_dir, kind)  # as the property job's evaluator does
+
+    def submit(self, job):
         from concurrent.futures import Future
 
-        from workflow.job import JobFailure, extra_sampling_runs
+        from workflow.job import JobFailure
+        from workflow.job.stages import extra_sampling_runs
 
+        polymer_id = job.polymer_id
         self.calls[polymer_id] = self.calls.get(polymer_id, 0) + 1
         fut = Future()
-        if extra_sampling_runs(Path(job_dir)) < self.unequilibrated.get(polymer_id, 0):
+        if extra_sampling_runs(job.job_dir) < self.unequilibrated.get(polymer_id, 0):
             fut.set_exception(JobFailure("not_equilibrated", "analysis", "RadonPy's equilibrium check failed"))
         elif polymer_id in self.invalid:
             fut.set_exception(JobFailure("invalid_input", "prep", "RDKit cannot parse it"))
         elif self.timeouts.get(polymer_id, 0) >= self.calls[polymer_id]:
             fut.set_exception(JobFailure("timeout", "md", "the block's walltime ended during sampling"))
         else:
-            return super().submit(polymer_id, psmiles, job_dir, seed)
+            return super().submit(job)
         return fut
 
 
@@ -176,7 +184,7 @@ def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
     plan = CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]  # this seed's initial design
     once, always, bad, slow = plan[0][0], plan[1][0], plan[2][0], plan[3][0]
     camp = camp.model_copy(update={"retries": camp.retries | {"not_equilibrated": 3}})
-    ev = FlakyOracle(camp.oracle.table, timeouts={once: 1, always: 99}, invalid={bad}, unequilibrated={slow: 2})
+    ev = FlakyOracle(camp.oracle, timeouts={once: 1, always: 99}, invalid={bad}, unequilibrated={slow: 2})
     CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
     store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
     jobs = {j["polymer_id"]: j for j in store.jobs()}
@@ -193,19 +201,21 @@ def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
 def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
     camp = load_campaign(setup(tmp_path, 2.0, 6.0)).model_copy(
         update={"mode": "async", "in_flight": 3, "initial_size": 3, "batch_size": 3, "cycles": 3,
-                "strategy": "ehvi-topk"})
+                "strategy": make_strategy("ehvi-topk")})
     CampaignRunner(camp, tmp_path / "runs", log=print).run(
-        OracleEvaluator(camp.oracle.table, duration_s=camp.oracle.duration_s))
+        OracleEvaluator(camp.oracle))
     store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
     jobs = store.jobs()
     polymers = [j["polymer_id"] for j in jobs]
     assert len(jobs) == 12 and len(set(polymers)) == 12
     cycles = store.cycles()
     assert [c["cycle"] for c in cycles] == [0, 0, 0, *range(1, 10)]  # the initial design, then one pick at a time
-    # with jobs pending, ehvi-topk picks through the greedy path, which may say the hypervolume saturated
+    # with jobs pending, ehvi-topk picks through the greedy path and says so (it may add that the hypervolume
+    # saturated)
     base = [c["strategy"].split(" (hypervolume saturated")[0] for c in cycles]
-    assert all(s in ("ehvi-topk", "random (only 1 result(s) to fit on)") for s, c in zip(base, cycles) if c["cycle"] > 0)
-    assert base[-1] == "ehvi-topk"
+    pending = "ehvi-topk (jobs pending: by qLogNEHVI)"
+    assert all(s in (pending, "random (only 1 result(s) to fit on)") for s, c in zip(base, cycles) if c["cycle"] > 0)
+    assert base[-1] == pending
     # slots are refilled one by one while the others still run (batch mode would wait for all three)
     ends = sorted(j["ended_at"] for j in jobs)
     submits = sorted(j["submitted_at"] for j in jobs)

@@ -5,13 +5,18 @@ import math
 
 import pytest
 
-from workflow.job import JobFailure, run_property_job
+from workflow.job import JobFailure, JobSpec, run_property_job
+from workflow.job.presets import SMOKE
+
+
+def spec(psmiles, preset=SMOKE, cores=2, seed=0):
+    return JobSpec(psmiles, preset, seed=seed, cores=cores)
 
 
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory):
     job_dir = tmp_path_factory.mktemp("job")
-    return job_dir, run_property_job("*CC*", "smoke", job_dir, cores=2, seed=3)
+    return job_dir, run_property_job(spec("*CC*", seed=3), job_dir)
 
 
 def test_smoke_job_gives_physical_ranges(smoke_record):
@@ -28,16 +33,16 @@ def test_smoke_job_gives_physical_ranges(smoke_record):
 
 def test_smoke_job_leaves_its_stages_and_resumes_without_recomputing(smoke_record):
     job_dir, rec = smoke_record
-    for name in ("prep.json", "qm.json", "cell.pickle", "md/packing.done", "md/eq21.done", "md/sampling.done",
+    for name in ("prep.json", "qm.json", "cell.pickle", "md/stages/packing.json", "md/stages/eq21.json", "md/stages/sampling.json", "stages/record.json",
                  "record.json", "md/eq3.log"):
         assert (job_dir / name).is_file(), name
     # a job killed after QM and MD resumes from its files: drop only the final record
     qm_before = (job_dir / "qm.json").stat().st_mtime_ns
-    md_before = (job_dir / "md" / "sampling.done").stat().st_mtime_ns
+    md_before = (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns
     (job_dir / "record.json").unlink()
-    again = run_property_job("*CC*", "smoke", job_dir, cores=2, seed=3)
+    again = run_property_job(spec("*CC*", seed=3), job_dir)
     assert (job_dir / "qm.json").stat().st_mtime_ns == qm_before
-    assert (job_dir / "md" / "sampling.done").stat().st_mtime_ns == md_before
+    assert (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns == md_before
     assert again["density"] == rec["density"] and again["abbe_number"] == rec["abbe_number"]
     assert "qm" not in again["timings"] and "md_sampling" not in again["timings"]
     assert json.loads((job_dir / "record.json").read_text())["refractive_index"] == rec["refractive_index"]
@@ -47,7 +52,7 @@ def test_smoke_job_leaves_its_stages_and_resumes_without_recomputing(smoke_recor
                                             ("*C[Si](C)(C)*", "Si")])
 def test_invalid_input_fails_before_any_work(tmp_path, smiles, needle):
     with pytest.raises(JobFailure) as err:
-        run_property_job(smiles, "smoke", tmp_path / "j")
+        run_property_job(spec(smiles, cores=1), tmp_path / "j")
     assert err.value.kind == "invalid_input" and err.value.stage == "prep" and needle in err.value.message
     assert not (tmp_path / "j" / "qm.json").exists()
 
@@ -69,7 +74,7 @@ def test_job_inputs_are_written_without_running_and_the_job_starts_from_them(tmp
     assert "run 3000" in (job_dir / "md" / "eq3.in").read_text()
     assert not list((job_dir / "md").glob("*.log")) and not (job_dir / "qm.json").exists()  # nothing ran
     cell_before = (job_dir / "cell.pickle").stat().st_mtime_ns
-    rec = run_property_job("*CC(*)C", "smoke", job_dir, cores=2)
+    rec = run_property_job(spec("*CC(*)C"), job_dir)
     assert rec["density"] > 0.5 and (job_dir / "cell.pickle").stat().st_mtime_ns == cell_before
 
 
@@ -80,7 +85,7 @@ def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_mor
     import yaml
 
     from workflow.job import grant_retry
-    from workflow.presets import SMOKE, load_preset
+    from workflow.job.presets import SMOKE, load_preset
 
     data = SMOKE.model_dump(mode="json")
     data["name"] = "smoke-eq"
@@ -90,24 +95,24 @@ def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_mor
     preset = load_preset(str(preset_file))
     job_dir = tmp_path / "job"
     with pytest.raises(JobFailure) as err:
-        run_property_job("*CC*", preset, job_dir, cores=2, seed=3)
+        run_property_job(spec("*CC*", preset, seed=3), job_dir)
     assert err.value.kind == "not_equilibrated" and "after 1 additional" in err.value.message
     md = job_dir / "md"
-    assert (md / "additional1.done").is_file() and (md / "eq4.log").is_file() and not (md / "eq5.in").exists()
+    assert (md / "stages" / "additional1.json").is_file() and (md / "eq4.log").is_file() and not (md / "eq5.in").exists()
     assert "read_data eq4.data" in (md / "eq4.in").read_text()
-    first = (md / "additional1.done").stat().st_mtime_ns
+    first = (md / "stages" / "additional1.json").stat().st_mtime_ns
 
     grant_retry(job_dir, "not_equilibrated")
     with pytest.raises(JobFailure) as err:
-        run_property_job("*CC*", preset, job_dir, cores=2, seed=3)
+        run_property_job(spec("*CC*", preset, seed=3), job_dir)
     assert "after 2 additional" in err.value.message
-    assert (md / "additional2.done").is_file() and (md / "additional1.done").stat().st_mtime_ns == first
+    assert (md / "stages" / "additional2.json").is_file() and (md / "stages" / "additional1.json").stat().st_mtime_ns == first
 
 
 def test_orientation_is_measured_and_an_aligned_cell_fails_as_oriented(smoke_record, tmp_path):
     import shutil
 
-    from workflow.presets import SMOKE
+    from workflow.job.presets import SMOKE
 
     job_dir, rec = smoke_record
     assert 0.0 <= rec["nematic_order"] < 1.0  # mdtraj's order parameter of the repeat units
@@ -117,5 +122,5 @@ def test_orientation_is_measured_and_an_aligned_cell_fails_as_oriented(smoke_rec
     strict = SMOKE.model_copy(update={"name": "smoke-strict",
                                       "md": SMOKE.md.model_copy(update={"nematic_order_max": rec["nematic_order"]})})
     with pytest.raises(JobFailure) as err:
-        run_property_job("*CC*", strict, copy, cores=2, seed=3)  # resumes: only the analysis runs again
+        run_property_job(spec("*CC*", strict, seed=3), copy)  # resumes: only the analysis runs again
     assert err.value.kind == "oriented" and f"{rec['nematic_order']:.3f}" in err.value.message

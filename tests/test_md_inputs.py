@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from workflow import md as mdmod
-from workflow.presets import FULL, SMOKE
+from workflow.job import md as mdmod
+from workflow.job.presets import FULL, SMOKE
 
 
 @pytest.fixture(scope="module")

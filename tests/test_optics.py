@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from workflow.optics import abbe_number, lorentz_lorenz, photon_energy_hartree
+from workflow.job.optics import abbe_number, lorentz_lorenz, photon_energy_hartree
 
 
 def test_lorentz_lorenz_matches_hand_computation():

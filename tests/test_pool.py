@@ -1,7 +1,8 @@
 import pytest
 
 from tests.conftest import write
-from workflow.pool import PoolError, check_psmiles, load_pool
+from workflow.campaign.pool import PoolError, load_pool
+from workflow.common.chem import check_psmiles
 
 
 def test_bad_rows_are_reported_with_row_and_id_and_skipped(tmp_path):
@@ -54,7 +55,8 @@ import sys  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tests.conftest import REPO  # noqa: E402
-from workflow.pool import polymer_key, read_provenance, validate_pool  # noqa: E402
+from workflow.campaign.pool import read_provenance, validate_pool
+from workflow.common.chem import polymer_key  # noqa: E402
 
 
 def test_polymer_key_is_the_chain_not_the_way_it_is_written():
@@ -108,7 +110,7 @@ hexamethylenediamine,NCCCCCCN
 
 
 def test_generate_keeps_usable_distinct_chains_with_their_monomers(tmp_path):
-    from workflow.poolgen import generate_pool, read_monomers
+    from workflow.campaign.poolgen import generate_pool, read_monomers
 
     result = generate_pool(read_monomers(write(tmp_path / "m.csv", MONOMERS)), workers=2)
     df = result.entries

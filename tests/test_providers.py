@@ -15,9 +15,9 @@ import pytest
 from parsl.jobs.states import JobState
 
 from tests.conftest import REPO, write
-from workflow.profiles import Profile, load_profile
-from workflow.providers import NQSVProvider
-from workflow.providers.nqsv import parse_qstat
+from workflow.dispatch.profiles import Profile, load_profile
+from workflow.dispatch.providers import NQSVProvider
+from workflow.dispatch.providers.nqsv import parse_qstat
 
 FAKE = Path(__file__).parent / "fake_scheduler" / "fakesched.py"
 
@@ -167,7 +167,7 @@ def test_squid_script_has_the_nqsv_directives_and_the_worker_setup():
 
 
 def test_profile_validation_names_the_problem(tmp_path):
-    from workflow.config import ConfigError
+    from workflow.common.errors import ConfigError
 
     bad = write(tmp_path / "p.yaml", "name: x\nscheduler: nqsv\ncores_per_node: 76\nqueue: SQUID\n")
     with pytest.raises(ConfigError, match="queue and account"):
@@ -181,7 +181,7 @@ def test_profile_validation_names_the_problem(tmp_path):
 
 
 def test_mpi_launcher_expands_the_environment_without_a_shell(monkeypatch):
-    from workflow.md import launcher_command
+    from workflow.job.md import launcher_command
 
     monkeypatch.setenv("NQSV_MPIOPTS", "-hostfile /tmp/h -genv X 1")
     assert launcher_command("mpirun ${NQSV_MPIOPTS} -np {ranks}", 38)[1:] == \

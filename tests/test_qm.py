@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from workflow.optics import photon_energy_hartree
-from workflow.qm import capped_repeat_unit, response_polarizability
+from workflow.job.optics import photon_energy_hartree
+from workflow.job.qm import capped_repeat_unit, response_polarizability
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,8 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from workflow.presets import QMSettings
-    from workflow.qm import optimize_geometry
+    from workflow.job.presets import QMSettings
+    from workflow.job.qm import optimize_geometry
 
     mol = Chem.AddHs(Chem.MolFromSmiles("O"))
     AllChem.EmbedMolecule(mol, randomSeed=7)
@@ -80,8 +80,8 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
 def test_repeat_unit_polarizability_is_additive_along_the_chain():
     # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats
     # (*CCCC*) then has twice the alpha of *CC* (without the subtraction: hexane/butane ~ 1.5)
-    from workflow.presets import load_preset
-    from workflow.qm import repeat_unit_polarizability
+    from workflow.job.presets import load_preset
+    from workflow.job.qm import repeat_unit_polarizability
 
     settings = load_preset("smoke").qm
     one = repeat_unit_polarizability("*CC*", settings)

@@ -10,11 +10,12 @@ import pytest
 
 from tests.conftest import write
 from tests.test_campaign import SMILES
-from workflow.config import load_campaign
-from workflow.engine import CampaignRunner, OracleEvaluator, store_path
-from workflow.report import (COMMERCIAL_OPTICAL_POLYMERS, BoundaryPoint, ReportError, beyond_boundary, boundary_n,
+from workflow.campaign.config import load_campaign
+from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.dispatch.evaluators import OracleEvaluator
+from workflow.campaign.report import (COMMERCIAL_OPTICAL_POLYMERS, BoundaryPoint, ReportError, beyond_boundary, boundary_n,
                              read_boundary)
-from workflow.store import Store
+from workflow.campaign.store import Store
 
 
 def test_boundary_goes_through_the_commercial_polymers_and_extends_its_end_segments():
@@ -61,7 +62,7 @@ def _run(tmp_path, name, extra="", pool="pool.csv"):
                                "initial_size: 6\nbatch_size: 4\ncycles: 3\nseed: 1\nstrategy: random\n"
                                "oracle: {table: oracle.csv}\n" + extra))
     runner = CampaignRunner(camp, tmp_path / "runs", log=print)
-    runner.run(OracleEvaluator(camp.oracle.table))
+    runner.run(OracleEvaluator(camp.oracle))
     return Store(store_path(tmp_path / "runs", name), readonly=True)
 
 
@@ -147,7 +148,7 @@ def test_export_then_reuse_as_initial_data(tmp_path):
 def test_initial_data_without_the_objectives_is_a_clear_error(tmp_path):
     _optical_oracle(tmp_path)
     write(tmp_path / "old.csv", "smiles,density\n*CC*,0.9\n")
-    from workflow.config import ConfigError
+    from workflow.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="old.csv lacks column.*refractive_index"):
         _run(tmp_path, "bad", "initial_data: [old.csv]\n")

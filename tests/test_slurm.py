@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write
-from workflow.config import load_campaign
-from workflow.engine import CampaignRunner, make_evaluator, store_path
-from workflow.profiles import load_profile
-from workflow.store import Store
+from workflow.campaign.config import load_campaign
+from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.dispatch.evaluators import make_evaluator
+from workflow.dispatch.profiles import load_profile
+from workflow.campaign.store import Store
 
 
 def slurm_problem() -> str | None:

@@ -8,7 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from workflow.config import DEMO_CAMPAIGN, ConfigError, load_campaign
+from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
+from workflow.common.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,20 +129,18 @@ def _campaign_name(arg: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from workflow.engine import CampaignRunner, make_evaluator
-    from workflow.presets import load_preset
-    from workflow.profiles import load_profile
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.dispatch.evaluators import make_evaluator
+    from workflow.dispatch.profiles import load_profile
 
     campaign = load_campaign(args.campaign)
     profile = load_profile(args.profile)
-    if campaign.oracle is None:
-        load_preset(campaign.preset)
     runs = Path(args.runs)
     if args.dry_run:
         return _dry_run(campaign, profile, runs)
     print(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
           f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
-          f"preset {campaign.preset}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
+          f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
           f"{profile.cores_per_job} core(s))", flush=True)
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
     runner.run(make_evaluator(campaign, profile, runner.run_dir))
@@ -150,7 +149,7 @@ def cmd_run(args) -> int:
 
 
 def _dry_run(campaign, profile, runs: Path) -> int:
-    from workflow.engine import CampaignRunner, _safe
+    from workflow.campaign.engine import CampaignRunner, job_dir_name
 
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), dry_run=True)
     cycle, strategy, picks = runner.plan()
@@ -161,11 +160,11 @@ def _dry_run(campaign, profile, runs: Path) -> int:
     where = (f"{profile.scheduler} queue {profile.queue or '(default)'}" if profile.scheduler != "local"
              else "local worker processes")
     evaluator = (f"oracle table {campaign.oracle.table}" if campaign.oracle is not None
-                 else f"property jobs, preset {campaign.preset}, {profile.cores_per_job} core(s) each, LAMMPS via "
+                 else f"property jobs, preset {campaign.preset.name}, {profile.cores_per_job} core(s) each, LAMMPS via "
                       f"'{profile.mpi_launcher.replace('{ranks}', str(profile.cores_per_job))}'")
     print(f"cycle {cycle} ({strategy}): {len(picks)} polymer(s) -> {evaluator}, on {where}")
     for pid, smi in picks:
-        print(f"  {pid:<14} {smi:<50} {runner.run_dir / 'jobs' / ('NNNNN_' + _safe(pid))}")
+        print(f"  {pid:<14} {smi:<50} {runner.run_dir / 'jobs' / job_dir_name(0, pid).replace('00000', 'NNNNN', 1)}")
     if campaign.oracle is None and profile.scheduler != "local":
         print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
               f"({profile.workers_per_node} worker(s) per node):\n")
@@ -174,7 +173,7 @@ def _dry_run(campaign, profile, runs: Path) -> int:
 
 
 def cmd_profile_list(args) -> int:
-    from workflow.profiles import find_profile, known_profiles, load_profile
+    from workflow.dispatch.profiles import find_profile, known_profiles, load_profile
 
     rows = []
     for name in known_profiles():
@@ -191,7 +190,7 @@ def cmd_profile_list(args) -> int:
 def cmd_profile_show(args) -> int:
     import yaml
 
-    from workflow.profiles import find_profile, load_profile
+    from workflow.dispatch.profiles import find_profile, load_profile
 
     profile = load_profile(args.name)
     if args.script:
@@ -204,8 +203,8 @@ def cmd_profile_show(args) -> int:
 
 
 def _open_store(args):
-    from workflow.engine import store_path
-    from workflow.store import Store
+    from workflow.campaign.engine import store_path
+    from workflow.campaign.store import Store
 
     name = _campaign_name(args.campaign)
     return name, Store(store_path(Path(args.runs), name), readonly=True)
@@ -222,7 +221,7 @@ def _age(seconds: float) -> str:
 def cmd_status(args) -> int:
     import time
 
-    from workflow.report import hypervolume_per_cycle, results_frame
+    from workflow.campaign.report import hypervolume_per_cycle, results_frame
 
     name, store = _open_store(args)
     jobs = store.jobs()
@@ -277,7 +276,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_pareto(args) -> int:
-    from workflow.report import (COMMERCIAL_OPTICAL_POLYMERS, OPTICAL_OBJECTIVES, beyond_boundary,
+    from workflow.campaign.report import (COMMERCIAL_OPTICAL_POLYMERS, OPTICAL_OBJECTIVES, beyond_boundary,
                                  campaign_objectives, hypervolume_per_cycle, plot_hypervolume, plot_pareto,
                                  read_boundary, results_frame)
 
@@ -326,7 +325,7 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from workflow.report import export_frame, write_export
+    from workflow.campaign.report import export_frame, write_export
 
     name, store = _open_store(args)
     frame = export_frame(store)
@@ -338,11 +337,18 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _job_spec(args):
+    from workflow.job import JobSpec
+    from workflow.job.presets import load_preset
+
+    return JobSpec(args.psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores)
+
+
 def cmd_job_run(args) -> int:
     from workflow.job import JobFailure, run_property_job
 
     try:
-        record = run_property_job(args.psmiles, args.preset, args.dir, cores=args.cores, seed=args.seed)
+        record = run_property_job(_job_spec(args), args.dir)
     except JobFailure as exc:
         print(json.dumps({"failed": True, "kind": exc.kind, "stage": exc.stage, "message": exc.message}))
         return 1
@@ -354,7 +360,7 @@ def cmd_job_inputs(args) -> int:
     from workflow.job import JobFailure, write_job_inputs
 
     try:
-        files = write_job_inputs(args.psmiles, args.preset, args.dir, cores=args.cores, seed=args.seed)
+        files = write_job_inputs(_job_spec(args), args.dir)
     except JobFailure as exc:
         print(f"workflow: error: {exc.kind} in {exc.stage}: {exc.message}", file=sys.stderr)
         return 1
@@ -366,8 +372,8 @@ def cmd_job_inputs(args) -> int:
 def cmd_pool_featurize(args) -> int:
     import pandas as pd
 
-    from surrogate.descriptor import featurize
-    from workflow.pool import load_pool
+    from surrogate.descriptor import descriptor_names, featurize
+    from workflow.campaign.pool import load_pool
 
     pool = load_pool(args.pool)
     for p in pool.problems:
@@ -377,10 +383,7 @@ def cmd_pool_featurize(args) -> int:
     for i, reason in sorted(feats.failures.items()):
         print(f"{pool.path.name}: id {pool.entries['id'].iloc[i]}: {reason}; skipped", file=sys.stderr)
     ok = [i for i in range(len(pool.entries)) if i not in feats.failures]
-    from surrogate.descriptor import _descriptor_object
-
-    cols = _descriptor_object().ffkm_desc_names()
-    out = pd.DataFrame(feats.X[ok], columns=cols)
+    out = pd.DataFrame(feats.X[ok], columns=descriptor_names())
     out.insert(0, "id", pool.entries["id"].iloc[ok].to_numpy())
     out.insert(1, "smiles", pool.entries["smiles"].iloc[ok].to_numpy())
     out.to_parquet(args.out, index=False)
@@ -392,7 +395,7 @@ def cmd_pool_featurize(args) -> int:
 def cmd_pool_generate(args) -> int:
     import os
 
-    from workflow.poolgen import generate_pool, provenance, read_monomers, write_pool
+    from workflow.campaign.poolgen import generate_pool, provenance, read_monomers, write_pool
 
     monomers_path, out = Path(args.monomers), Path(args.out)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -413,8 +416,8 @@ def cmd_pool_generate(args) -> int:
 
 
 def cmd_pool_validate(args) -> int:
-    from workflow.pool import validate_pool
-    from workflow.presets import load_preset
+    from workflow.campaign.pool import validate_pool
+    from workflow.job.presets import load_preset
 
     preset = load_preset(args.preset)
     limit = preset.md.atoms_per_chain // 2

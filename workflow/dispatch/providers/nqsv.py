@@ -22,7 +22,7 @@ from parsl.launchers.base import Launcher
 from parsl.providers.cluster_provider import ClusterProvider
 from parsl.providers.errors import SubmitException
 
-from workflow.providers.nqsv_template import template_string
+from workflow.dispatch.providers.nqsv_template import template_string
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
-from workflow.store import Store
+from workflow.campaign.store import Store
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def export_frame(store: Store) -> pd.DataFrame:
     results = {r["job_id"]: r for r in store.db.execute("SELECT * FROM results")}
     strategy = {(r["cycle"], r["polymer_id"]): r["strategy"] for r in store.cycles()}
     evaluator = (f"oracle:{Path(meta['oracle']['table']).name}" if meta.get("oracle")
-                 else f"property job, preset {meta.get('preset')}")
+                 else f"property job, preset {_preset_name(meta.get('preset'))}")
     rows = []
     for j in store.jobs():
         if j["state"] == "submitted":
@@ -257,6 +257,11 @@ def export_frame(store: Store) -> pd.DataFrame:
                         "recorded_at": res["recorded_at"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _preset_name(preset) -> str:
+    """A stored campaign's preset: the model (a mapping with its name), or a name in older stores."""
+    return str(preset.get("name") if isinstance(preset, dict) else preset)
 
 
 def write_export(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:

@@ -7,12 +7,11 @@ protocol (``full``). Nothing in the job branches on the preset's name; it only r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workflow.config import one_line
+from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 
 WAVELENGTHS_NM: tuple[float, float, float] = (486.1, 589.3, 656.3)
 """Fraunhofer F, D and C lines: n_F, n_D, n_C give the Abbe number."""
@@ -82,6 +81,13 @@ class MDSettings(_Frozen):
     max_additional_runs: int = 4
     require_equilibrium: bool = True
     nematic_order_max: float = 0.1
+
+    VERDICT_FIELDS: ClassVar[tuple[str, ...]] = ("analysis_init", "analysis_width", "max_additional_runs",
+                                                 "require_equilibrium", "nematic_order_max")
+
+    def simulation(self) -> dict:
+        """The settings LAMMPS runs depend on (not those of the analysis and its verdicts)."""
+        return self.model_dump(mode="json", exclude=set(self.VERDICT_FIELDS))
 
     @model_validator(mode="after")
     def _windows_fit_the_run(self) -> "MDSettings":
@@ -160,23 +166,23 @@ FULL = ProtocolPreset(
 BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}
 
 
-class PresetError(ValueError):
+class PresetError(ConfigError):
     """A preset name or file that cannot be used; the message is one line."""
 
 
-def load_preset(name_or_path: str | Path) -> ProtocolPreset:
-    """Return a built-in preset by name, or read one from a YAML file."""
+def load_preset(name_or_path: str | Path, base: Path | None = None) -> ProtocolPreset:
+    """A built-in preset by name, or one read from a YAML file (a relative path is taken from ``base``,
+    the directory of the file that names it, else the current directory)."""
     key = str(name_or_path)
     if key in BUILTIN_PRESETS:
         return BUILTIN_PRESETS[key]
-    path = Path(key)
+    path = Path(key).expanduser()
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
     if not path.is_file():
         raise PresetError(f"unknown preset {key!r}: use one of {sorted(BUILTIN_PRESETS)} or a YAML file path")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise PresetError(f"{path}: not valid YAML") from None
+    data = load_yaml_mapping(path, "preset")
     try:
         return ProtocolPreset.model_validate(data)
     except ValidationError as exc:
-        raise PresetError(f"{path}: {one_line(exc)}") from None
+        raise PresetError(f"preset file {path}: {one_line(exc)}") from None

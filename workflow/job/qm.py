@@ -24,8 +24,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from workflow.optics import BOHR3_TO_ANG3, photon_energy_hartree
-from workflow.presets import WAVELENGTHS_NM, QMSettings
+from workflow.job.optics import BOHR3_TO_ANG3, photon_energy_hartree
+from workflow.job.presets import WAVELENGTHS_NM, QMSettings
 
 
 class QMError(RuntimeError):

@@ -102,7 +102,7 @@ def esp_charges(mol, method: str = "hf", basis: str = "6-31g(d)", threads: int =
     """Merz-Kollman ESP charges of an RDKit molecule with one conformer (PySCF; see the module)."""
     from pyscf import dft, lib, scf
 
-    from workflow.qm import pyscf_molecule
+    from workflow.job.qm import pyscf_molecule
 
     pmol = pyscf_molecule(mol, basis, memory_mb)
     symbols = [pmol.atom_symbol(i) for i in range(pmol.natm)]

@@ -6,13 +6,13 @@ giving homo- and alternating co-polymer repeat units. This module keeps what a c
 
 1. PSMILES with exactly two ``*`` links and only GAFF2_mod elements;
 2. one entry per chain: repeat units that are the same molecule, or the same chain started at
-   another atom, are merged (:func:`workflow.pool.polymer_key`); the first in a deterministic order
+   another atom, are merged (:func:`workflow.common.chem.polymer_key`); the first in a deterministic order
    (polymer class, monomer names, PSMILES) keeps its monomers;
-3. units RadonPy's GAFF2_mod types (:func:`workflow.pool.gaff2_mod_problem`, in worker processes).
+3. units RadonPy's GAFF2_mod types (:func:`workflow.campaign.pool.gaff2_mod_problem`, in worker processes).
 
 Each entry records its monomers (names from the monomer file, their SMILES) and polymer class.
 The output file says how it was made: Parquet carries it in the schema metadata, CSV in a
-``NAME.provenance.json`` beside it (:func:`workflow.pool.read_provenance`).
+``NAME.provenance.json`` beside it (:func:`workflow.campaign.pool.read_provenance`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from pathlib import Path
 import pandas as pd
 from rdkit import Chem, RDLogger
 
-from workflow.pool import (PROVENANCE_KEY, PoolError, canonical_psmiles, classify_psmiles, gaff2_mod_problem,
-                           polymer_key, provenance_path, read_table)
+from workflow.campaign.pool import PROVENANCE_KEY, PoolError, gaff2_mod_problem, provenance_path
+from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key
+from workflow.common.tables import read_table
 
 # monomers SMiPoly adds by itself (``moncls`` appends them for carbonates and polyacetals)
 SMIPOLY_EXTRA = {"[C-]#[O+]": "carbon monoxide (SMiPoly, for carbonates)", "C=O": "formaldehyde (SMiPoly)"}
@@ -51,7 +52,7 @@ class GeneratedPool:
 def read_monomers(path: str | Path) -> pd.DataFrame:
     """A monomer table (CSV/Parquet) with a ``smiles`` column and optionally ``name``; errors name the row."""
     path = Path(path)
-    df = read_table(path)
+    df = read_table(path, what="monomer")
     if "smiles" not in df.columns:
         raise PoolError(f"monomer file {path} lacks column smiles (has {', '.join(map(str, df.columns))})")
     df = df.copy()

@@ -1,6 +1,10 @@
 """The campaign store: one SQLite database (WAL) under ``runs/<campaign>/``.
 
 Only the driver writes; ``workflow status`` and ``workflow pareto`` read it while a campaign runs.
+
+The ``results`` table has one column per objective property of the job's record
+(:data:`workflow.job.record.OBJECTIVE_PROPERTIES`, added to older stores when opened), beside the
+campaign's own objectives and the whole record as JSON.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from workflow.job.record import OBJECTIVE_PROPERTIES
 
 JOB_STATES = ("submitted", "done", "failed")
 TERMINAL_STATES = ("done", "failed")
@@ -47,9 +53,7 @@ CREATE INDEX IF NOT EXISTS jobs_polymer ON jobs(polymer_id);
 CREATE TABLE IF NOT EXISTS results (
     job_id INTEGER PRIMARY KEY REFERENCES jobs(job_id),
     polymer_id TEXT NOT NULL REFERENCES pool(polymer_id),
-    refractive_index REAL,
-    abbe_number REAL,
-    density REAL,
+    {property_columns}
     objectives TEXT NOT NULL,
     properties TEXT NOT NULL,
     preset TEXT NOT NULL,
@@ -84,8 +88,18 @@ class Store:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    "
+                                                                         for p in OBJECTIVE_PROPERTIES)))
+            self._add_property_columns()
         self.db.row_factory = sqlite3.Row
+
+    def _add_property_columns(self) -> None:
+        """Columns for objective properties the record gained after this store was made."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(results)")}
+        with self.db:
+            for name in OBJECTIVE_PROPERTIES:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE results ADD COLUMN {name} REAL")
 
     def close(self) -> None:
         self.db.close()
@@ -121,11 +135,13 @@ class Store:
         with self.db:
             self.db.execute("UPDATE jobs SET state = 'done', started_at = ?, ended_at = ? WHERE job_id = ?",
                             (started, now, job_id))
-            self.db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, polymer_id, record.get("refractive_index"), record.get("abbe_number"), record.get("density"),
-                 json.dumps(objectives), json.dumps(record, default=str), record.get("preset", "oracle"),
-                 json.dumps(record.get("protocol", {})), json.dumps(record.get("versions", {})), now))
+            row = {"job_id": job_id, "polymer_id": polymer_id,
+                   **{p: _number(record.get(p)) for p in OBJECTIVE_PROPERTIES},
+                   "objectives": json.dumps(objectives), "properties": json.dumps(record, default=str),
+                   "preset": str(record.get("preset", "oracle")), "protocol": json.dumps(record.get("protocol", {})),
+                   "versions": json.dumps(record.get("versions", {})), "recorded_at": now}
+            self.db.execute(f"INSERT INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
 
     def retry_job(self, job_id: int, kind: str, message: str) -> int:
         """Count another attempt of a job (same directory: it resumes); returns the attempt number."""
@@ -184,3 +200,12 @@ class Store:
     def last_cycle(self) -> int | None:
         row = self.db.execute("SELECT MAX(cycle) FROM cycles").fetchone()
         return row[0]
+
+
+def _number(v: Any) -> float | None:
+    """A record's property as a column value: a finite number or NULL."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None

@@ -2,7 +2,7 @@
 
 One typed settings object per site; :meth:`Profile.parsl_config` turns it into a Parsl
 ``Config`` with one HighThroughputExecutor whose provider is Parsl's own (``LocalProvider``,
-``SlurmProvider``, ``PBSProProvider``) or ours for NQSV (:class:`workflow.providers.NQSVProvider`).
+``SlurmProvider``, ``PBSProProvider``) or ours for NQSV (:class:`workflow.dispatch.providers.NQSVProvider`).
 """
 
 from __future__ import annotations
@@ -12,26 +12,80 @@ import re
 import string
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workflow.config import ConfigError, load_yaml_mapping, one_line
+from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
+from workflow.job.md import DEFAULT_MPI_LAUNCHER
 
-PROFILE_DIRS = (Path.cwd() / "hpc_profiles", Path(__file__).resolve().parent.parent / "hpc_profiles")
-Scheduler = Literal["local", "slurm", "pbspro", "nqsv"]
+PACKAGE_PROFILES = Path(__file__).resolve().parents[2] / "hpc_profiles"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@+-]+$")  # queue/account names reach scheduler command lines
-# what each scheduler's qsub/sbatch prints, for rendering a script without submitting it
-_DRY_SUBMIT_OUTPUT = {"slurm": "Submitted batch job 0", "pbspro": "0.preview",
-                      "nqsv": "Request 0.preview submitted to queue: preview."}
+
+
+@dataclass(frozen=True)
+class SchedulerKind:
+    """A scheduler a profile can name: how its Parsl provider is made, and what its submit command prints
+    (to render a batch script without submitting it; None for local processes)."""
+
+    provider: Callable[["Profile", dict[str, Any]], Any]
+    dry_submit_output: str | None
+
+
+def _local(p: "Profile", common: dict[str, Any]):
+    from parsl.providers import LocalProvider
+
+    return LocalProvider(init_blocks=p.init_blocks, min_blocks=0, max_blocks=p.max_blocks,
+                         worker_init=common["worker_init"])
+
+
+def _slurm(p: "Profile", common: dict[str, Any]):
+    from parsl.launchers import SingleNodeLauncher, SrunLauncher
+    from parsl.providers import SlurmProvider
+
+    return SlurmProvider(partition=p.queue, account=p.account, cores_per_node=p.cores_per_node,
+                         scheduler_options="\n".join(p.scheduler_options),
+                         launcher=SrunLauncher() if p.nodes_per_block > 1 else SingleNodeLauncher(), **common)
+
+
+def _pbspro(p: "Profile", common: dict[str, Any]):
+    from parsl.launchers import MpiExecLauncher, SingleNodeLauncher
+    from parsl.providers import PBSProProvider
+
+    return PBSProProvider(queue=p.queue, account=p.account, cpus_per_node=p.cores_per_node,
+                          scheduler_options="\n".join(p.scheduler_options),
+                          launcher=MpiExecLauncher() if p.nodes_per_block > 1 else SingleNodeLauncher(), **common)
+
+
+def _nqsv(p: "Profile", common: dict[str, Any]):
+    from parsl.launchers import MpiRunLauncher, SingleNodeLauncher
+
+    from workflow.dispatch.providers import NQSVProvider
+
+    return NQSVProvider(queue=p.queue, group=p.account, cores_per_node=p.cores_per_node, mpi_type=p.mpi_type,
+                        scheduler_options="\n".join(p.scheduler_options),
+                        launcher=MpiRunLauncher(overrides="${NQSV_MPIOPTS} -ppn 1") if p.nodes_per_block > 1
+                        else SingleNodeLauncher(), **common)
+
+
+SCHEDULERS: dict[str, SchedulerKind] = {
+    "local": SchedulerKind(_local, None),
+    "slurm": SchedulerKind(_slurm, "Submitted batch job 0"),
+    "pbspro": SchedulerKind(_pbspro, "0.preview"),
+    "nqsv": SchedulerKind(_nqsv, "Request 0.preview submitted to queue: preview."),
+}
+"""Every scheduler a profile can name; a new one is a provider function and one line here."""
+
+Scheduler = Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
 
 
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    scheduler: Scheduler = "local"
+    scheduler: Scheduler = "local"  # type: ignore[valid-type]
     queue: str | None = Field(default=None, description="SLURM partition, PBS/NQSV queue")
     account: str | None = Field(default=None, description="SLURM account, PBS project, NQSV group")
     nodes_per_block: int = Field(default=1, ge=1)
@@ -42,7 +96,7 @@ class Profile(BaseModel):
     max_blocks: int = Field(default=1, ge=1)
     worker_init: list[str] = Field(default_factory=list, description="shell lines before the workers start")
     scheduler_options: list[str] = Field(default_factory=list, description="extra directive lines")
-    mpi_launcher: str = Field(default="mpirun -n {ranks}", description="how a job starts LAMMPS; {ranks} filled in")
+    mpi_launcher: str = Field(default=DEFAULT_MPI_LAUNCHER, description="how a job starts LAMMPS; {ranks} filled in")
     mpi_type: Literal["intmpi", "openmpi"] = Field(default="intmpi", description="NQSV #PBS -T")
     address: str | None = Field(default=None, description="address workers use to reach the driver")
     cmd_timeout: int = Field(default=60, ge=1, description="seconds per scheduler command")
@@ -88,58 +142,35 @@ class Profile(BaseModel):
 
     # --- Parsl --------------------------------------------------------------------------------
     def provider(self):
-        """The Parsl execution provider of this site."""
-        from parsl.launchers import MpiExecLauncher, MpiRunLauncher, SingleNodeLauncher, SrunLauncher
-
-        init = "\n".join(self.worker_init)
-        options = "\n".join(self.scheduler_options)
-        multi = self.nodes_per_block > 1
+        """The Parsl execution provider of this site (:data:`SCHEDULERS`)."""
         common = dict(nodes_per_block=self.nodes_per_block, init_blocks=self.init_blocks, min_blocks=0,
-                      max_blocks=self.max_blocks, walltime=self.walltime, worker_init=init, cmd_timeout=self.cmd_timeout)
-        if self.scheduler == "local":
-            from parsl.providers import LocalProvider
-
-            return LocalProvider(init_blocks=self.init_blocks, min_blocks=0, max_blocks=self.max_blocks,
-                                 worker_init=init)
-        if self.scheduler == "slurm":
-            from parsl.providers import SlurmProvider
-
-            return SlurmProvider(partition=self.queue, account=self.account, cores_per_node=self.cores_per_node,
-                                 scheduler_options=options, launcher=SrunLauncher() if multi else SingleNodeLauncher(),
-                                 **common)
-        if self.scheduler == "pbspro":
-            from parsl.providers import PBSProProvider
-
-            return PBSProProvider(queue=self.queue, account=self.account, cpus_per_node=self.cores_per_node,
-                                  scheduler_options=options,
-                                  launcher=MpiExecLauncher() if multi else SingleNodeLauncher(), **common)
-        from workflow.providers import NQSVProvider
-
-        return NQSVProvider(queue=self.queue, group=self.account, cores_per_node=self.cores_per_node,
-                            mpi_type=self.mpi_type, scheduler_options=options,
-                            launcher=MpiRunLauncher(overrides="${NQSV_MPIOPTS} -ppn 1") if multi
-                            else SingleNodeLauncher(), **common)
+                      max_blocks=self.max_blocks, walltime=self.walltime, worker_init="\n".join(self.worker_init),
+                      cmd_timeout=self.cmd_timeout)
+        return SCHEDULERS[self.scheduler].provider(self, common)
 
     def executor(self):
         from parsl.addresses import address_by_hostname
         from parsl.executors import HighThroughputExecutor
+        from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
-        address = self.address or ("127.0.0.1" if self.scheduler == "local" else address_by_hostname())
+        local = self.scheduler == "local"
+        address = self.address or ("127.0.0.1" if local else address_by_hostname())
+        # Parsl starts interchange.py (and local workers) by name: name this Python's own, so that a
+        # `workflow` run from an unactivated venv finds them without changing the process's PATH
+        bin_dir = Path(sys.executable).parent
+        extra: dict[str, Any] = {}
+        if (bin_dir / "interchange.py").is_file():
+            extra["interchange_launch_cmd"] = [str(bin_dir / "interchange.py")]
+        if local and (bin_dir / "process_worker_pool.py").is_file():
+            extra["launch_cmd"] = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py",
+                                                             str(bin_dir / "process_worker_pool.py"), 1)
         return HighThroughputExecutor(label=f"polyscout-{self.name}", address=address,
                                       cores_per_worker=self.cores_per_job, max_workers_per_node=self.workers_per_node,
-                                      provider=self.provider())
+                                      provider=self.provider(), **extra)
 
     def parsl_config(self, run_dir: Path):
-        """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs.
-
-        Parsl starts ``interchange.py`` (and local workers) from PATH: this Python's ``bin/`` is
-        put first so that a ``workflow`` run from an unactivated venv finds its own.
-        """
+        """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs."""
         from parsl.config import Config
-
-        bin_dir = str(Path(sys.executable).parent)
-        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
         return Config(executors=[self.executor()], run_dir=str(run_dir), strategy="simple", initialize_logging=True)
 
@@ -149,7 +180,7 @@ class Profile(BaseModel):
         The worker command is the executor's; values Parsl fixes only when it starts (ports, run
         directory, block id) are shown as ``{placeholders}``.
         """
-        if self.scheduler == "local":
+        if SCHEDULERS[self.scheduler].dry_submit_output is None:
             raise ConfigError(f"profile {self.name!r} runs workers as local processes: there is no batch script")
         executor = self.executor()
         known = {"max_workers_per_node": f"--max_workers_per_node={self.workers_per_node}",
@@ -160,7 +191,8 @@ class Profile(BaseModel):
         provider = executor.provider
         with tempfile.TemporaryDirectory() as tmp:
             provider.script_dir = tmp
-            provider.execute_wait = lambda cmd, timeout=None: (0, _DRY_SUBMIT_OUTPUT[self.scheduler], "")
+            output = SCHEDULERS[self.scheduler].dry_submit_output
+            provider.execute_wait = lambda cmd, timeout=None: (0, output, "")
             provider.submit(command, 1, job_name="polyscout")  # HTEX: one manager per node
             script = next(p for p in Path(tmp).iterdir() if p.suffix not in (".stdout", ".stderr", ".ec"))
             text = script.read_text()
@@ -173,23 +205,29 @@ class _KeepMissing(dict):
         return "{" + key + "}"
 
 
-def find_profile(name_or_path: str) -> Path:
+def profile_dirs(cwd: Path | None = None) -> tuple[Path, Path]:
+    """Where profiles are looked for: ``hpc_profiles/`` of the working directory, then the package's."""
+    return (Path(cwd or Path.cwd()) / "hpc_profiles", PACKAGE_PROFILES)
+
+
+def find_profile(name_or_path: str, cwd: Path | None = None) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         return p
-    for d in PROFILE_DIRS:
+    for d in profile_dirs(cwd):
         candidate = d / f"{name_or_path}.yaml"
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"unknown profile {name_or_path!r}: known profiles are {', '.join(known_profiles()) or 'none'}")
+    raise ConfigError(f"unknown profile {name_or_path!r}: known profiles are "
+                      f"{', '.join(known_profiles(cwd)) or 'none'}")
 
 
-def known_profiles() -> list[str]:
-    return sorted({f.stem for d in PROFILE_DIRS if d.is_dir() for f in d.glob("*.yaml")})
+def known_profiles(cwd: Path | None = None) -> list[str]:
+    return sorted({f.stem for d in profile_dirs(cwd) if d.is_dir() for f in d.glob("*.yaml")})
 
 
-def load_profile(name_or_path: str) -> Profile:
-    path = find_profile(name_or_path)
+def load_profile(name_or_path: str, cwd: Path | None = None) -> Profile:
+    path = find_profile(name_or_path, cwd)
     data = load_yaml_mapping(path, "profile")
     try:
         return Profile.model_validate(data)

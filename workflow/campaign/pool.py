@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rdkit import Chem, RDLogger
 
-GAFF2_MOD_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
-"""Elements GAFF2_mod has types for (RadonPy's descriptor covers the same ten)."""
+from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key, unit_atoms
+from workflow.common.tables import TableError, read_table
 
 
-class PoolError(ValueError):
-    """A pool file that cannot be read at all (missing, wrong format, missing columns)."""
+PoolError = TableError  # a pool or monomer file that cannot be read at all (missing, wrong format, missing columns)
 
 
 @dataclass(frozen=True)
@@ -47,69 +45,6 @@ class Pool:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-
-def canonical_psmiles(psmiles: str) -> str | None:
-    mol = Chem.MolFromSmiles(psmiles)
-    return None if mol is None else Chem.MolToSmiles(mol)
-
-
-def check_psmiles(psmiles: str) -> str | None:
-    """None for a usable repeat unit, else a one-line description of the problem."""
-    found = classify_psmiles(psmiles)
-    return None if found is None else found[1]
-
-
-def classify_psmiles(psmiles: str) -> tuple[str, str] | None:
-    """None for a usable repeat unit, else ``(kind, one-line description)``."""
-    if not isinstance(psmiles, str) or not psmiles.strip():
-        return "unparsable", "empty PSMILES"
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mol = Chem.MolFromSmiles(psmiles)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    if mol is None:
-        return "unparsable", f"RDKit cannot parse PSMILES {psmiles!r}"
-    links = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 0)
-    if links != 2:
-        return "links", f"PSMILES {psmiles!r} has {links} '*' links; a repeat unit needs exactly 2"
-    for atom in mol.GetAtoms():
-        if atom.GetAtomicNum() == 0 and atom.GetDegree() != 1:
-            return "links", f"a '*' link in {psmiles!r} must bond to exactly one atom"
-    unsupported = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() > 0} - GAFF2_MOD_ELEMENTS)
-    if unsupported:
-        return "element", f"element(s) {', '.join(unsupported)} in {psmiles!r} have no GAFF2_mod type"
-    return None
-
-
-def polymer_key(psmiles: str) -> str:
-    """Identity of the chain a repeat unit describes: the canonical SMILES of the ring of three units joined
-    head to tail (RDKit ``molzip``).
-
-    The ring is the same whichever atom the repeat unit starts at and whichever way it is written;
-    three units keep even one-atom backbones (``*C(F)(F)*``) a real ring.
-    """
-    n = 3
-    mol = Chem.MolFromSmiles(psmiles)
-    links = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
-    ring = None
-    for i in range(n):
-        unit = Chem.RWMol(mol)
-        unit.GetAtomWithIdx(links[0]).SetAtomMapNum(i + 1)
-        unit.GetAtomWithIdx(links[1]).SetAtomMapNum((i + 1) % n + 1)
-        ring = unit if ring is None else Chem.CombineMols(ring, unit)
-    RDLogger.DisableLog("rdApp.*")  # molzip warns about E/Z bond directions it reconciles
-    try:
-        return Chem.MolToSmiles(Chem.molzip(ring))
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-
-
-def unit_atoms(psmiles: str) -> int:
-    """Atoms of one repeat unit, hydrogens included, links excluded."""
-    mol = Chem.AddHs(Chem.MolFromSmiles(psmiles))
-    return sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 0)
 
 
 @functools.cache
@@ -141,22 +76,10 @@ def gaff2_mod_problem(psmiles: str) -> str | None:
     return "GAFF2_mod cannot type it" + (f" ({why[0].strip()})" if why else "")
 
 
-def read_table(path: Path, keep_text: bool = True) -> pd.DataFrame:
-    """A CSV or Parquet table; ``keep_text`` keeps empty cells as '' (pool ids), else they read as NaN."""
-    if not path.is_file():
-        raise PoolError(f"pool file {path} does not exist")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"id": str}, keep_default_na=not keep_text)
-    except Exception as exc:
-        raise PoolError(f"pool file {path} cannot be read: {exc}") from None
-
-
 def load_pool(path: str | Path) -> Pool:
     """Read and validate a pool; invalid rows go to ``Pool.problems``."""
     path = Path(path)
-    df = read_table(path)
+    df = read_table(path, what="pool")
     missing = [c for c in ("id", "smiles") if c not in df.columns]
     if missing:
         raise PoolError(f"pool file {path} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")

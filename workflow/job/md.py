@@ -3,13 +3,14 @@
 RadonPy's ``LAMMPS.exec`` changes the process's working directory and environment and runs a
 shell string; here LAMMPS runs as ``mpirun -n N lmp -in FILE`` through ``subprocess.run`` with
 ``cwd=`` and ``env=``, so several jobs can share a worker process safely. Every segment writes
-its files to the job's ``md/`` directory and a ``<segment>.done`` marker; a segment whose marker
-is present is not run again (a killed job resumes at its first unfinished segment).
+its files to the job's ``md/`` directory and is recorded by the job's caching rule
+(:mod:`workflow.job.cache`): a finished segment made from the same cell and settings is not run
+again (a killed job resumes at its first unfinished segment).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import random
 import re
@@ -23,14 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.presets import MDSettings, QMSettings
+from workflow.job.cache import StepCache, step_key
+from workflow.job.presets import MDSettings, QMSettings
 
 
 class MDError(RuntimeError):
     """Building the cell or running LAMMPS failed."""
 
 
-DEFAULT_LAUNCHER = "mpirun -n {ranks}"
+DEFAULT_MPI_LAUNCHER = "mpirun -n {ranks}"
+"""How a job starts LAMMPS unless its profile says otherwise; ``{ranks}`` becomes the job's cores."""
 
 
 def launcher_command(template: str, ranks: int) -> list[str]:
@@ -76,7 +79,7 @@ def _radonpy():
 
 def assign_charges(mol, charge_model: str, qm: QMSettings, threads: int = 1, work_dir: Path | None = None) -> str:
     """Set RadonPy's ``AtomicCharge`` on every atom by the preset's model; returns the model used."""
-    from workflow.charges import ChargeError, effective_charge_model, esp_charges
+    from workflow.job.charges import ChargeError, effective_charge_model, esp_charges
 
     calc, *_ = _radonpy()
     model = effective_charge_model(charge_model)
@@ -99,8 +102,8 @@ def build_monomer(psmiles: str, charge_model: str, seed: int, qm: QMSettings | N
                   work_dir: Path | None = None):
     """RadonPy monomer (links as hydrogens) with 3-D coordinates, charges and GAFF2_mod types."""
     _calc, _const, _poly, utils, GAFF2_mod, *_ = _radonpy()
-    _seed_everything(seed)
-    mol = utils.mol_from_smiles(psmiles)
+    with seeded(seed):
+        mol = utils.mol_from_smiles(psmiles)
     if mol is None:
         raise MDError(f"RadonPy could not build a 3-D monomer from {psmiles!r}")
     model = assign_charges(mol, charge_model, qm or QMSettings(), threads, work_dir)
@@ -112,8 +115,12 @@ def build_monomer(psmiles: str, charge_model: str, seed: int, qm: QMSettings | N
 
 def build_cell(monomer, settings: MDSettings, charge_model: str, seed: int):
     """Atactic chains of ~atoms_per_chain atoms, CH3-terminated, packed at init_density."""
+    with seeded(seed):
+        return _build_cell(monomer, settings, charge_model)
+
+
+def _build_cell(monomer, settings: MDSettings, charge_model: str):
     calc, _const, poly, utils, GAFF2_mod, *_ = _radonpy()
-    _seed_everything(seed)
     ff = GAFF2_mod()
     ter = utils.mol_from_smiles("*C")
     calc.assign_charges(ter, charge="gasteiger" if charge_model == "gasteiger" else "zero")  # CH3 caps: neutral
@@ -130,9 +137,20 @@ def build_cell(monomer, settings: MDSettings, charge_model: str, seed: int):
     return cell, n
 
 
-def _seed_everything(seed: int) -> None:
+@contextlib.contextmanager
+def seeded(seed: int):
+    """RadonPy draws from Python's and NumPy's global generators: seed them for a block, then restore them."""
+    py_state, np_state = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed % (2**32))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+SEGMENT_VERSION = 1  # bump when a segment's inputs change meaning: finished segments are then run again
 
 
 @dataclass(frozen=True)
@@ -146,10 +164,13 @@ class Segment:
 class MDRunner:
     """Runs the equilibration segments of one cell in one directory."""
 
-    def __init__(self, work_dir: Path, settings: MDSettings, cores: int, mpi_launcher: str = DEFAULT_LAUNCHER):
+    def __init__(self, work_dir: Path, settings: MDSettings, cores: int, mpi_launcher: str = DEFAULT_MPI_LAUNCHER,
+                 cell_key: str = ""):
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
+        self.cache = StepCache(self.work_dir)
+        self.cell_key = cell_key  # the cell's step key: segments of another cell are not reused
         self.cores = max(1, int(cores))
         self.lmp = find_executable("lmp")
         self.launch = launcher_command(mpi_launcher, self.cores)
@@ -220,9 +241,14 @@ class MDRunner:
         return [self.work_dir / f for f in (preset.dat_file1, preset.in_file1, preset.in_file2, preset.in_file)]
 
     # --- running -----------------------------------------------------------------------------
+    def _key(self, segment: Segment) -> str:
+        return step_key(segment.name, SEGMENT_VERSION, self.settings.simulation(), (self.cell_key,))
+
+    def is_done(self, segment: Segment) -> bool:
+        return self.cache.done(segment.name, self._key(segment)) is not None
+
     def _execute(self, segment: Segment) -> None:
-        done = self.work_dir / f"{segment.name}.done"
-        if done.is_file():
+        if self.is_done(segment):
             return
         cmd = [*self.launch, self.lmp, "-in", segment.input_file, "-sc", "none", "-log", segment.log_file]
         env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -234,7 +260,7 @@ class MDRunner:
             raise MDError(f"LAMMPS segment {segment.name} failed (exit {proc.returncode}): "
                           f"{_last_error(self.work_dir / segment.log_file)}")
         self.timings[segment.name] = elapsed
-        done.write_text(json.dumps({"seconds": elapsed, "finished": time.time()}))
+        self.cache.mark(segment.name, self._key(segment), [segment.log_file, segment.last_dump], elapsed)
 
     def run(self, cell):
         """Packing, 21-step equilibration and NPT sampling; returns the RadonPy analysis object."""
@@ -249,7 +275,7 @@ class MDRunner:
         if not (self.work_dir / preset.dat_file1).is_file():
             lmp.make_dat(cell, file_name=preset.dat_file1)
         for segment, make in stages:
-            if not (self.work_dir / f"{segment.name}.done").is_file():
+            if not self.is_done(segment):
                 lmp.make_input(make(), file_name=segment.input_file)
             self._execute(segment)
         self.last_trajectory = preset.xtc_file
@@ -263,7 +289,7 @@ class MDRunner:
         add = eq.Additional(cell, work_dir=str(self.work_dir), idx=idx, solver_path=self.lmp,
                             kspace_style_accuracy=lammps_number(self.settings.kspace_accuracy))
         segment = Segment(f"additional{k}", add.in_file, add.log_file, add.last_str)
-        if not (self.work_dir / f"{segment.name}.done").is_file():
+        if not self.is_done(segment):
             previous = self.work_dir / f"eq{idx - 1}_last.data"
             if not previous.is_file():
                 raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")

@@ -1,0 +1,148 @@
+"""Selection strategies: one registry, one interface, each with its settings as a typed model.
+
+A campaign file names a strategy by its name (``strategy: qlognehvi-greedy``) or with settings
+(``strategy: {name: qlognehvi-greedy, prefilter: 500}``). Every strategy answers
+:meth:`Strategy.select` for a :class:`SelectionProblem`; the ones that need a surrogate fit it
+themselves (one GP per objective, :func:`surrogate.gp.fit_model`). A new strategy is one class
+here, added to :data:`STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal, Union
+
+import numpy as np
+import torch
+from botorch.models.model import Model
+from pydantic import BaseModel, ConfigDict, Field
+
+from surrogate.acquisition import Selection, ehvi_topk, greedy_batch
+from surrogate.gp import fit_model
+from surrogate.pareto import reference_point
+
+
+@dataclass(frozen=True)
+class SelectionProblem:
+    """What a strategy chooses from, everything in maximisation form.
+
+    Attributes:
+        q: polymers to pick.
+        X: ``n x d`` pool matrix.
+        candidates: the ``k`` pool rows that may be picked; a :class:`Selection`'s indices are
+            positions in this array.
+        X_train, Y_train: ``t x d`` inputs and ``t x m`` outcomes of the finished polymers.
+        rng: the cycle's random generator.
+        X_pending: ``p x d`` inputs of polymers still being evaluated (async mode), or None.
+        kernel: the GP kernel (:data:`surrogate.gp.KERNELS`).
+    """
+
+    q: int
+    X: torch.Tensor
+    candidates: np.ndarray
+    X_train: torch.Tensor
+    Y_train: torch.Tensor
+    rng: np.random.Generator
+    X_pending: torch.Tensor | None = None
+    kernel: str = "ard"
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.candidates), dtype=torch.long, device=self.X.device)
+
+    @property
+    def k(self) -> int:
+        return int(len(self.candidates))
+
+
+class Strategy(BaseModel):
+    """A selection strategy's settings; :meth:`select` picks ``min(q, k)`` distinct candidates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    needs_model: ClassVar[bool] = True
+
+    def select(self, problem: SelectionProblem, model: Model | None = None) -> Selection:
+        """Pick from ``problem``; model strategies fit a GP on its training data unless ``model`` is given."""
+        if self.needs_model and model is None:
+            model = fit_model(problem.X_train, problem.Y_train, kernel=problem.kernel)
+        return self._select(problem, model)
+
+    def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        raise NotImplementedError
+
+
+class RandomStrategy(Strategy):
+    """Uniform without replacement (also the initial design of every campaign)."""
+
+    name: Literal["random"] = "random"
+    needs_model: ClassVar[bool] = False
+
+    def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        q = min(problem.q, problem.k)
+        picks = problem.rng.choice(problem.k, size=q, replace=False).tolist()
+        return Selection(picks, [None] * q, None, None, self.name)
+
+
+class QLogNEHVIGreedy(Strategy):
+    """qLogNEHVI one pick at a time among the best by analytic EHVI; front completion once saturated
+    (see :mod:`surrogate.acquisition`)."""
+
+    name: Literal["qlognehvi-greedy"] = "qlognehvi-greedy"
+    prefilter: int = Field(default=300, ge=1, description="candidates kept by analytic EHVI (cost is linear in it)")
+    mc_samples: int = Field(default=128, ge=1, description="quasi-Monte Carlo samples of qLogNEHVI")
+    saturation: float = Field(default=1e-5, ge=0, description="a pick expected to add less than this fraction of "
+                                                              "the hypervolume adds nothing")
+    completion_share: float = Field(default=0.5, ge=0, le=1, description="at most this share of a saturated batch "
+                                                                         "goes by non-domination probability")
+
+    def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        return self._greedy(problem, model, self.name)
+
+    def _greedy(self, problem: SelectionProblem, model: Model, label: str) -> Selection:
+        q = min(problem.q, problem.k)
+        ref = reference_point(problem.Y_train)
+        order, scores, mean, std, n_hv = greedy_batch(
+            q, problem.X, problem.rows, model, problem.X_train, problem.Y_train, ref, self.prefilter,
+            self.mc_samples, int(problem.rng.integers(2**31)), problem.X_pending, self.saturation,
+            self.completion_share)
+        if n_hv < q:
+            label = f"{label} (hypervolume saturated: last {q - n_hv} by non-domination probability)"
+        return _selection(order, scores, mean, std, label)
+
+
+class EhviTopK(Strategy):
+    """The published method: analytic EHVI of every candidate (its predicted simulation result, GP noise
+    included), top ``q``. Analytic EHVI cannot condition on running jobs: with jobs pending (async mode)
+    it picks as ``qlognehvi-greedy`` does, and its label says so."""
+
+    name: Literal["ehvi-topk"] = "ehvi-topk"
+
+    def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        if problem.X_pending is not None:
+            return QLogNEHVIGreedy()._greedy(problem, model, f"{self.name} (jobs pending: by qLogNEHVI)")
+        ref = reference_point(problem.Y_train)
+        order, scores, mean, std = ehvi_topk(min(problem.q, problem.k), problem.X, problem.rows, model,
+                                             problem.Y_train, ref, observation_noise=True)
+        return _selection(order, scores, mean, std, self.name)
+
+
+def _selection(order: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+               label: str) -> Selection:
+    picks = order.tolist()
+    return Selection(picks, [float(scores[i]) for i in picks], mean[picks].tolist(), std[picks].tolist(), label)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.model_fields["name"].default: cls for cls in (EhviTopK, QLogNEHVIGreedy, RandomStrategy)}
+"""Every strategy a campaign can name."""
+
+StrategySettings = Annotated[Union[EhviTopK, QLogNEHVIGreedy, RandomStrategy], Field(discriminator="name")]
+
+
+def make_strategy(settings: str | dict) -> Strategy:
+    """A strategy from its name or a mapping of ``name`` and settings (a ValueError names the known ones)."""
+    data = {"name": settings} if isinstance(settings, str) else dict(settings)
+    cls = STRATEGIES.get(data.get("name"))
+    if cls is None:
+        raise ValueError(f"unknown strategy {data.get('name')!r}: use one of {', '.join(STRATEGIES)}")
+    return cls.model_validate(data)

@@ -1,0 +1,166 @@
+"""Campaign files (YAML): what to optimise, over which pool, with which protocol and strategy.
+
+Validated on load; an unknown key or a wrong type is a one-line :class:`ConfigError` naming it.
+Names come from their registries: objectives from the job's record
+(:data:`workflow.job.record.OBJECTIVE_PROPERTIES`), strategies from
+:data:`surrogate.strategies.STRATEGIES`, kernels from :data:`surrogate.gp.KERNELS`, failure kinds
+from :data:`workflow.job.failures.FAILURE_KINDS`. The preset is resolved here, once, relative to
+the campaign file, and travels as the typed model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from surrogate.gp import KERNELS
+from surrogate.strategies import EhviTopK, StrategySettings
+from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
+from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKindName
+from workflow.job.presets import ProtocolPreset, load_preset
+from workflow.job.record import OBJECTIVE_PROPERTIES
+
+PACKAGE_CAMPAIGNS = Path(__file__).parent / "campaigns"
+DEMO_CAMPAIGN = PACKAGE_CAMPAIGNS / "demo.yaml"
+
+Direction = Literal["maximize", "minimize"]
+KernelName = Literal[tuple(KERNELS)]  # type: ignore[valid-type]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OracleSettings(_Settings):
+    """Look properties up in a table instead of running MD (retrospective replays)."""
+
+    table: Path
+    id_column: str = "id"
+    duration_s: tuple[float, float] = Field(
+        default=(0.0, 0.0), description="simulated job duration, uniform in [low, high] seconds (uneven MD jobs)")
+    threads: int = Field(default=256, ge=1, description="look-ups running at once when durations are simulated")
+
+    @field_validator("duration_s")
+    @classmethod
+    def _durations(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError(f"duration_s must be [low, high] with 0 <= low <= high, got {list(v)}")
+        return v
+
+
+class DescriptorSettings(_Settings):
+    """How the pool's descriptors are computed (cached in ``runs/descriptor_cache.sqlite``)."""
+
+    workers: int | None = Field(default=None, ge=1, description="processes (default: every core)")
+    timeout_s: float = Field(default=120.0, gt=0, description="per polymer; a polymer over it is skipped")
+
+
+class DriverSettings(_Settings):
+    """How the driver waits on jobs."""
+
+    poll_s: float = Field(default=30.0, gt=0, description="longest wait for a job before checking again")
+    report_every_s: float = Field(default=300.0, gt=0, description="a 'waiting on' line this often")
+
+
+# settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them
+OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "oracle": {"threads"}}
+
+
+class Campaign(_Settings):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    pool: Path
+    objectives: dict[str, Direction]
+    initial_size: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=10, ge=1)
+    cycles: int = Field(default=20, ge=0)
+    preset: ProtocolPreset = Field(default_factory=lambda: load_preset("smoke"),
+                                   description="smoke | quick | full | a preset YAML file (relative to this file)")
+    seed: int = 0
+    strategy: StrategySettings = Field(default_factory=EhviTopK,
+                                       description="a name, or a mapping of name and the strategy's settings")
+    kernel: KernelName = Field(  # type: ignore[valid-type]
+        default="ard", description="GP kernel: ard (one lengthscale per descriptor) or isotropic (the published one)")
+    mode: Literal["batch", "async"] = Field(
+        default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
+                                     "`in_flight` jobs running, refit and pick one whenever one finishes")
+    in_flight: int | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
+    retries: dict[FailureKindName, int] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: dict(DEFAULT_ATTEMPTS),
+        description="attempts per failure kind; a retry resubmits the job, which resumes from its last stage")
+    oracle: OracleSettings | None = None
+    initial_data: list[Path] = Field(
+        default_factory=list,
+        description="earlier campaigns' exports (workflow export): their finished polymers train the model from "
+                    "the start and count toward the initial design; pool polymers among them are not run again")
+    descriptors: DescriptorSettings = Field(default_factory=DescriptorSettings)
+    driver: DriverSettings = Field(default_factory=DriverSettings)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _preset(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, (str, Path)):
+            return load_preset(v, base=(info.context or {}).get("base"))
+        return v
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("retries")
+    @classmethod
+    def _attempts(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"attempts must be at least 1, got {bad}")
+        return DEFAULT_ATTEMPTS | v
+
+    @field_validator("objectives")
+    @classmethod
+    def _two_objectives(cls, v: dict[str, Direction]) -> dict[str, Direction]:
+        if len(v) != 2:
+            raise ValueError(f"needs exactly two objectives, got {len(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _objectives_are_computed(self) -> "Campaign":
+        if self.oracle is None:
+            bad = [o for o in self.objectives if o not in OBJECTIVE_PROPERTIES]
+            if bad:
+                raise ValueError(f"key 'objectives': {bad[0]!r} is not computed by the property job (choose from "
+                                 f"{', '.join(OBJECTIVE_PROPERTIES)}, or use an oracle table)")
+        return self
+
+    def resolve(self, base: Path) -> "Campaign":
+        """Make relative paths relative to the campaign file's directory."""
+        upd = {"pool": _resolve(self.pool, base), "source": base,
+               "initial_data": [_resolve(p, base) for p in self.initial_data]}
+        if self.oracle is not None:
+            upd["oracle"] = self.oracle.model_copy(update={"table": _resolve(self.oracle.table, base)})
+        return self.model_copy(update=upd)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed campaign must keep (everything but :data:`OPERATIONAL`), as JSON."""
+        return self.model_dump(mode="json", exclude=OPERATIONAL)
+
+    @property
+    def maximize(self) -> list[bool]:
+        return [d == "maximize" for d in self.objectives.values()]
+
+
+def _resolve(p: Path, base: Path) -> Path:
+    p = p.expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    path = Path(path).expanduser().resolve()
+    data = load_yaml_mapping(path, "campaign")
+    try:
+        campaign = Campaign.model_validate(data, context={"base": path.parent})
+    except ValidationError as exc:
+        raise ConfigError(f"campaign file {path}: {one_line(exc)}") from None
+    return campaign.resolve(path.parent)

@@ -1,0 +1,120 @@
+"""Jobs in flight: submission through the evaluator, waiting, the failure policy, and results into the store.
+
+Every result reaches the store through :meth:`Dispatcher.settle` or :meth:`Dispatcher.ingest`:
+the objectives are checked there, once, and a job without finite objectives is that job's
+failure, never the driver's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from workflow.campaign.config import Campaign
+from workflow.campaign.evaluator import Evaluator, JobRequest
+from workflow.campaign.store import Store
+
+Log = Callable[[str], None]
+
+
+def job_seed(seed: int, label: str) -> int:
+    """A seed of its own for a job (``label`` its polymer id) or a cycle, from the campaign's seed."""
+    digest = hashlib.sha256(f"{seed}:{label}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class Dispatcher:
+    """Submits jobs through an evaluator, settles their futures under the retry policy, records results."""
+
+    def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str], log: Log):
+        self.campaign, self.store, self.evaluator, self.smiles, self.log = campaign, store, evaluator, smiles, log
+        self.futures: dict[Future, tuple[int, JobRequest]] = {}
+
+    def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
+        """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
+        if polymer_id not in self.smiles:
+            self.store.fail_job(job_id, "invalid_input", "prep", "polymer is no longer a usable pool entry")
+            return None
+        return JobRequest(polymer_id, self.smiles[polymer_id], Path(job_dir),
+                          job_seed(self.campaign.seed, polymer_id))
+
+    def submit(self, job_id: int, polymer_id: str, job_dir: str | Path) -> None:
+        job = self.request(job_id, polymer_id, job_dir)
+        if job is not None:
+            self.futures[self.evaluator.submit(job)] = (job_id, job)
+
+    @property
+    def running(self) -> list[str]:
+        return [job.polymer_id for _, job in self.futures.values()]
+
+    def ingest(self, stored_jobs: list) -> list:
+        """Store the results that jobs wrote while no driver was listening; return the other jobs."""
+        left = []
+        for r in stored_jobs:
+            job = self.request(r["job_id"], r["polymer_id"], r["job_dir"])
+            if job is None:
+                continue
+            record = self.evaluator.finished(job)
+            if record is None:  # missing, truncated or made by another job: the job runs (resumes) again
+                left.append(r)
+                continue
+            self.log(f"  {job.polymer_id}: finished while the driver was away; result ingested from {job.job_dir}")
+            self.record(r["job_id"], job, record)
+        return left
+
+    def drain(self, until_one: bool = False) -> None:
+        """Wait for jobs (all, or ``until_one`` finished), telling the terminal every few minutes."""
+        t0 = last = time.monotonic()
+        every = self.campaign.driver.report_every_s
+        while self.futures:
+            done, _ = wait(list(self.futures), timeout=self.campaign.driver.poll_s, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self.settle(fut)
+            if done and until_one:
+                return
+            if not done and time.monotonic() - last > every:
+                last = time.monotonic()
+                self.log(f"  waiting on {len(self.futures)} job(s) ({', '.join(self.running)}); "
+                         f"{(last - t0) / 60:.0f} min so far")
+
+    def settle(self, fut: Future) -> None:
+        """Record a finished future, or resubmit its job under the failure policy."""
+        job_id, job = self.futures.pop(fut)
+        exc = fut.exception()
+        if exc is None:
+            self.record(job_id, job, fut.result())
+            return
+        failure = self.evaluator.failure(exc)
+        attempts = self.store.job(job_id)["attempts"]
+        allowed = self.campaign.retries[failure.kind]
+        if attempts < allowed:
+            self.evaluator.prepare_retry(job, failure.kind)  # not_equilibrated: the job samples once more
+            n = self.store.retry_job(job_id, failure.kind, failure.message)
+            self.log(f"  {job.polymer_id}: {failure.kind} in {failure.stage} ({failure.message}); attempt {n} of "
+                     f"{allowed}, resuming from its last completed stage")
+            self.futures[self.evaluator.submit(job)] = (job_id, job)
+            return
+        self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
+        self.log(f"  {job.polymer_id}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
+
+    def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
+        """Store a job's record; one without a finite value of every objective is the job's failure."""
+        objectives = {}
+        for name in self.campaign.objectives:
+            try:
+                value = float(record.get(name))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                self.store.fail_job(job_id, "invalid_result", "result",
+                                    f"the result has no finite {name!r} (got {str(record.get(name))[:40]!r})")
+                self.log(f"  {job.polymer_id}: FAILED: no finite {name!r} in its result")
+                return
+            objectives[name] = value
+        self.store.finish_job(job_id, job.polymer_id, record, objectives)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
+        self.log(f"  {job.polymer_id}: done, {shown}")

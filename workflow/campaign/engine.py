@@ -1,0 +1,204 @@
+"""The campaign loop: pick, dispatch, store, refit, repeat.
+
+Cycle 0 picks ``initial_size`` polymers at random (less the prior data); each later cycle fits one
+GP per objective on the finished polymers (failed ones excluded), scores every polymer never
+submitted with the campaign's strategy, and submits the top ``batch_size``. In async mode the loop
+keeps ``in_flight`` jobs running and picks one whenever one finishes.
+
+The parts: :mod:`candidates` (pool, descriptors, prior data), :mod:`surrogate.strategies` (what to
+pick), :mod:`dispatcher` (jobs in flight, retries, results), :mod:`store` (everything recorded).
+The evaluator is given to :meth:`CampaignRunner.run`; this module knows only its interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from surrogate.acquisition import Selection
+from surrogate.strategies import RandomStrategy, SelectionProblem, Strategy
+from workflow.campaign.candidates import Candidates, prepare_pool, stored_results
+from workflow.campaign.config import Campaign
+from workflow.campaign.dispatcher import Dispatcher, job_seed
+from workflow.campaign.evaluator import Evaluator
+from workflow.campaign.lock import DriverLock
+from workflow.campaign.store import Store
+from workflow.common.errors import ConfigError
+from workflow.common.files import safe_name
+
+Log = Callable[[str], None]
+
+
+def store_path(runs_dir: Path, name: str) -> Path:
+    return Path(runs_dir) / name / "campaign.sqlite"
+
+
+def job_dir_name(job_id: int, polymer_id: str) -> str:
+    """A job's directory under ``runs/<campaign>/jobs/``."""
+    return f"{job_id:05d}_{safe_name(polymer_id)}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A cycle's choice: the pool ids, the selection behind them, its label and the training size."""
+
+    ids: list[str]
+    selection: Selection
+    label: str
+    n_train: int
+
+
+class CampaignRunner:
+    """Runs a campaign; ``strategy`` replaces the campaign's own (benchmarks replay other methods)."""
+
+    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, strategy: Strategy | None = None,
+                 dry_run: bool = False):
+        self.campaign = campaign
+        self.strategy = strategy or campaign.strategy
+        self.runs_dir = Path(runs_dir).resolve()
+        self.run_dir = self.runs_dir / campaign.name
+        self.log = log
+        self.dry_run = dry_run
+        path = store_path(self.runs_dir, campaign.name)
+        if dry_run:  # read what exists, write nothing
+            self.store = Store(path, readonly=True) if path.is_file() else None
+        else:
+            self.store = Store(path)
+        self._check_settings()
+        self.candidates: Candidates | None = None
+
+    def _check_settings(self) -> None:
+        saved = self.store.get_meta("campaign") if self.store is not None else None
+        current = self.campaign.identity()
+        if saved is not None:
+            # settings added by a newer PolyScout take their defaults in a store written by an older one
+            try:
+                saved = type(self.campaign).model_validate(saved).identity()
+            except Exception:
+                pass
+            changed = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+            if changed:
+                raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
+                                  f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
+        if not self.dry_run:
+            self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
+
+    def job_dir(self, job_id: int, polymer_id: str) -> str:
+        return str(self.run_dir / "jobs" / job_dir_name(job_id, polymer_id))
+
+    def prepare(self) -> Candidates:
+        prepared = prepare_pool(self.campaign, self.runs_dir / "descriptor_cache.sqlite", self.log,
+                                write_cache=not self.dry_run)
+        if not self.dry_run:
+            self.store.save_pool(prepared.entries, prepared.problems)
+        self.candidates = prepared.candidates
+        return self.candidates
+
+    # --- choosing -----------------------------------------------------------------------------
+    def open_rows(self) -> list[int]:
+        submitted = self.store.submitted_polymers() if self.store is not None else set()
+        return self.candidates.open_rows(submitted)
+
+    def choose(self, cycle: int, rows: list[int], X_pending: torch.Tensor | None = None) -> Pick:
+        """The polymers cycle ``cycle`` picks from the open ``rows``: random for the initial design or with
+        fewer than two results, else the campaign's strategy."""
+        c, cand = self.campaign, self.candidates
+        q = c.batch_size if c.mode == "batch" else 1
+        rng = np.random.default_rng([c.seed, cycle])
+        results = stored_results(self.store.results() if self.store is not None else [])
+        X_train, Y_train = cand.training_data(results, list(c.objectives), c.maximize)
+        n_train = int(X_train.shape[0])
+        strategy, label = self.strategy, None
+        if cycle == 0 and c.initial_size > cand.n_prior:
+            q, strategy, label = c.initial_size - cand.n_prior, RandomStrategy(), "random (initial design)"
+            n_train = cand.n_prior
+        elif n_train < 2 and strategy.needs_model:
+            strategy, label = RandomStrategy(), f"random (only {n_train} result(s) to fit on)"
+        problem = SelectionProblem(q, cand.X, np.asarray(rows), X_train, Y_train, rng, X_pending, c.kernel)
+        with torch.random.fork_rng():  # GP fitting restarts draw from torch's generator: seeded per cycle
+            torch.manual_seed(job_seed(c.seed, f"cycle-{cycle}"))
+            sel = strategy.select(problem)
+        return Pick([cand.ids[rows[i]] for i in sel.indices], sel, label or sel.strategy, n_train)
+
+    def submit_pick(self, cycle: int, pick: Pick, dispatcher: Dispatcher) -> None:
+        """Record the cycle's picks and their jobs in one transaction, then submit the jobs."""
+        sel = pick.selection
+        job_ids = self.store.record_selection(cycle, pick.ids, pick.label, sel.acquisition, sel.mean, sel.std,
+                                              pick.n_train, job_dir_for=self.job_dir)
+        for job_id, pid in zip(job_ids, pick.ids):
+            dispatcher.submit(job_id, pid, self.job_dir(job_id, pid))
+
+    # --- running ------------------------------------------------------------------------------
+    def run(self, evaluator: Evaluator) -> None:
+        with DriverLock(self.run_dir / "driver.lock"):
+            self.prepare()
+            with evaluator:
+                dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log)
+                pending = dispatcher.ingest(self.store.jobs("submitted"))
+                if pending:
+                    self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
+                for r in pending:
+                    dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
+                if self.campaign.mode == "async":
+                    self._run_async(dispatcher)
+                else:
+                    self._run_batches(dispatcher)
+
+    def _run_batches(self, dispatcher: Dispatcher) -> None:
+        dispatcher.drain()
+        last = self.store.last_cycle()
+        for cycle in range(0 if last is None else last + 1, self.campaign.cycles + 1):
+            rows = self.open_rows()
+            if not rows:
+                self.log("every usable polymer of the pool has been evaluated")
+                break
+            pick = self.choose(cycle, rows)
+            self.submit_pick(cycle, pick, dispatcher)
+            self.log(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(pick.ids)}")
+            dispatcher.drain()
+
+    def _run_async(self, dispatcher: Dispatcher) -> None:
+        """Keep ``in_flight`` jobs running; whenever one finishes, refit and pick one more, the running
+        polymers entering the acquisition as pending points (BoTorch ``X_pending``)."""
+        c = self.campaign
+        slots = c.in_flight or c.batch_size
+        budget = max(c.initial_size - self.candidates.n_prior, 0) + c.cycles * c.batch_size  # prior data counts
+        if self.store.last_cycle() is None:
+            self._async_pick(0, dispatcher)
+        while True:
+            while len(dispatcher.futures) < slots and len(self.store.jobs()) < budget:
+                if not self._async_pick((self.store.last_cycle() or 0) + 1, dispatcher):
+                    break
+            if not dispatcher.futures:
+                return
+            dispatcher.drain(until_one=True)
+
+    def _async_pick(self, cycle: int, dispatcher: Dispatcher) -> bool:
+        rows = self.open_rows()
+        if not rows:
+            self.log("every usable polymer of the pool has been evaluated")
+            return False
+        index, X = self.candidates.index, self.candidates.X
+        running = [index[pid] for pid in dispatcher.running if pid in index]
+        pick = self.choose(cycle, rows, X_pending=X[running] if running else None)
+        self.submit_pick(cycle, pick, dispatcher)
+        self.log(f"pick {cycle}: submitted {', '.join(pick.ids)} ({len(dispatcher.futures)} running)")
+        return True
+
+    def plan(self) -> tuple[int | None, str, list[tuple[str, str]]]:
+        """The next cycle's picks without submitting or recording anything: ``(cycle, strategy, [(id, psmiles)])``.
+
+        ``cycle`` is ``None`` when the campaign has nothing left to select.
+        """
+        cand = self.prepare()
+        last = self.store.last_cycle() if self.store is not None else None
+        cycle = 0 if last is None else last + 1
+        rows = self.open_rows()
+        if cycle > self.campaign.cycles or not rows:
+            return None, "", []
+        pick = self.choose(cycle, rows)
+        return cycle, pick.label, [(pid, cand.smiles[pid]) for pid in pick.ids]

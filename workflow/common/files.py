@@ -1,0 +1,52 @@
+"""Files that a reader never sees half-written, and names safe for a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str).encode())
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None where it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_pickle_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, pickle.dumps(obj))
+
+
+def read_pickle(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """``text`` reduced to letters, digits and ``_.-`` (a hash where nothing is left), for directory names."""
+    s = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:limit]
+    return s or hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def stable_hash(obj: Any) -> str:
+    """A short hash of a JSON-serialisable object, the same in every process and session."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

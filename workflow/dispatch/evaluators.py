@@ -1,0 +1,124 @@
+"""Evaluators: what turns a picked polymer into a property record (the campaign's interface, implemented).
+
+``ParslEvaluator`` runs the property job (RadonPy/LAMMPS/PySCF) as a Parsl app on the profile's
+executor; ``OracleEvaluator`` looks the properties up in a table (retrospective replays).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workflow.campaign.config import Campaign, OracleSettings
+from workflow.campaign.evaluator import Evaluator, JobRequest
+from workflow.common.errors import ConfigError
+from workflow.common.files import read_json, write_json_atomic
+from workflow.common.tables import read_table
+from workflow.dispatch.profiles import Profile
+from workflow.job import JobFailure, JobSpec, finished_record, grant_retry
+from workflow.job.presets import ProtocolPreset
+from workflow.job.stages import RECORD_FILE
+
+
+class OracleEvaluator(Evaluator):
+    """Looks a polymer's properties up in a table (CSV/Parquet) instead of simulating it.
+
+    Like a real job it writes its record to ``job_dir/record.json`` (atomically). With
+    ``duration_s`` each look-up takes a random time in that range (seeded by the job), so that
+    replays can simulate slow, uneven MD jobs.
+    """
+
+    def __init__(self, settings: OracleSettings):
+        df = read_table(Path(settings.table), keep_text=False, what="oracle table")
+        if settings.id_column not in df.columns:
+            raise ConfigError(f"oracle table {settings.table} has no column {settings.id_column!r}")
+        df[settings.id_column] = df[settings.id_column].astype(str)
+        self.rows = df.set_index(settings.id_column)
+        self.duration_s = settings.duration_s
+        self._threads = ThreadPoolExecutor(max_workers=settings.threads) if settings.duration_s[1] > 0 else None
+
+    def _lookup(self, job: JobRequest) -> dict[str, Any]:
+        started = time.time()
+        lo, hi = self.duration_s
+        if hi > 0:
+            time.sleep(lo + (hi - lo) * np.random.default_rng(job.seed).random())
+        if job.polymer_id not in self.rows.index:
+            raise JobFailure("invalid_input", "oracle", f"id {job.polymer_id!r} is not in the oracle table")
+        row = self.rows.loc[job.polymer_id]
+        record = {str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        record |= {"psmiles": job.psmiles, "preset": "oracle", "started_at": started}
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(job.job_dir / RECORD_FILE, record)
+        return record
+
+    def submit(self, job: JobRequest) -> Future:
+        if self._threads is not None:
+            return self._threads.submit(self._lookup, job)
+        fut: Future = Future()
+        try:
+            fut.set_result(self._lookup(job))
+        except JobFailure as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def finished(self, job: JobRequest) -> dict[str, Any] | None:
+        return read_json(job.job_dir / RECORD_FILE)
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+class ParslEvaluator(Evaluator):
+    """Runs property jobs as Parsl apps on the profile's executor."""
+
+    def __init__(self, profile: Profile, preset: ProtocolPreset, run_dir: Path):
+        import parsl
+
+        self.profile, self.preset = profile, preset
+        self.dfk = parsl.load(profile.parsl_config(run_dir / "parsl"))
+
+    def spec(self, job: JobRequest) -> JobSpec:
+        return JobSpec(job.psmiles, self.preset, job.seed, self.profile.cores_per_job, self.profile.mpi_launcher)
+
+    def submit(self, job: JobRequest) -> Future:
+        return _property_job_app()(self.spec(job), str(job.job_dir))
+
+    def finished(self, job: JobRequest) -> dict[str, Any] | None:
+        return finished_record(self.spec(job), job.job_dir)
+
+    def prepare_retry(self, job: JobRequest, kind: str) -> None:
+        grant_retry(job.job_dir, kind)  # not_equilibrated: the job samples once more
+
+    def close(self) -> None:
+        import parsl
+
+        self.dfk.cleanup()
+        parsl.clear()
+
+
+@functools.cache
+def _property_job_app():
+    """The Parsl app, built on first use so that importing this module does not import Parsl."""
+    from parsl import python_app
+
+    @python_app
+    def property_job(spec: JobSpec, job_dir: str) -> dict:
+        from workflow.job import run_property_job
+
+        return run_property_job(spec, job_dir)
+
+    return property_job
+
+
+def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:
+    """The campaign's evaluator: its oracle table, or property jobs through Parsl on ``profile``."""
+    if campaign.oracle is not None:
+        return OracleEvaluator(campaign.oracle)
+    return ParslEvaluator(profile, campaign.preset, run_dir)
