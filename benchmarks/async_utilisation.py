@@ -28,8 +28,8 @@ def run(job: tuple[str, dict]) -> dict:
     mode, o = job
     from workflow.campaign.config import Campaign, OracleSettings
     from workflow.campaign.engine import CampaignRunner
-    from workflow.dispatch.evaluators import OracleEvaluator
     from workflow.campaign.store import Store
+    from workflow.dispatch.evaluators import OracleEvaluator
 
     runs, name = Path(o["runs"]), f"util-{mode}"
     shutil.rmtree(runs / name, ignore_errors=True)
@@ -38,7 +38,7 @@ def run(job: tuple[str, dict]) -> dict:
                     in_flight=o["slots"], oracle=OracleSettings(table=Path(o["data"]), id_column=ID_COLUMN,
                                                                 duration_s=(o["low"], o["high"])))
     runner = CampaignRunner(camp, runs, log=lambda m: None)
-    runner.run(OracleEvaluator(camp.oracle.table, ID_COLUMN, camp.oracle.duration_s))
+    runner.run(OracleEvaluator(camp.oracle))
     jobs = Store(runs / name / "campaign.sqlite", readonly=True).jobs()
     start = min(j["started_at"] for j in jobs)
     end = max(j["ended_at"] for j in jobs)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.dispatch.profiles import load_profile  # noqa: E402
 from workflow.campaign.store import Store  # noqa: E402
+from workflow.dispatch.profiles import load_profile  # noqa: E402
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,29 +45,42 @@ PUBLISHED = {"ehvi (reported)": {"front_found_after_10": 0.54, "front_found_afte
              "random (reported)": {"front_found_after_10": 0.09, "front_found_after_20": 0.17}}
 
 
-def published_selector(q, X, candidates, X_train, Y_train, rng, X_pending=None):
-    """The published SPACIER selection (see the module docstring)."""
+def published_replica():
+    """The published SPACIER selection (see the module docstring), as a PolyScout strategy."""
+    from surrogate.strategies import Strategy
+
+    class PublishedReplica(Strategy):
+        name: str = "published-replica"
+        needs_model: ClassVar[bool] = False  # it fits its own scikit-learn GPs
+
+        def _select(self, problem, model):
+            return _published_selection(problem)
+
+    return PublishedReplica()
+
+
+def _published_selection(problem):
     import torch
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     from surrogate.acquisition import Selection, ehvi
 
-    Y = Y_train.numpy()
+    Y = problem.Y_train.numpy()
     mu, sd = Y.mean(axis=0), Y.std(axis=0)
     Z = (Y - mu) / np.where(sd > 0, sd, 1.0)
-    Xc = X[torch.as_tensor(candidates)].numpy()
+    Xc = problem.X[problem.rows].numpy()
     means, stds = [], []
     for j in range(Z.shape[1]):
         kernel = ConstantKernel(1.0) * RBF(1.0) + WhiteKernel(1e-2)
-        gp = GaussianProcessRegressor(kernel=kernel, random_state=0).fit(X_train.numpy(), Z[:, j])
+        gp = GaussianProcessRegressor(kernel=kernel, random_state=0).fit(problem.X_train.numpy(), Z[:, j])
         m, s = gp.predict(Xc, return_std=True)
         means.append(m)
         stds.append(s)
     mean = torch.as_tensor(np.stack(means, 1))
     std = torch.as_tensor(np.stack(stds, 1)).clamp_min(1e-9)
     scores = ehvi(mean, std, torch.as_tensor(Z), torch.tensor([-5.0, -5.0], dtype=mean.dtype))
-    order = torch.argsort(scores, descending=True)[:q].tolist()
+    order = torch.argsort(scores, descending=True)[:problem.q].tolist()
     return Selection(order, [float(scores[i]) for i in order], mean[order].tolist(), std[order].tolist(),
                      "published-replica")
 
@@ -79,7 +93,7 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     torch.set_num_threads(opts["threads"])
     from workflow.campaign.config import Campaign, OracleSettings
     from workflow.campaign.engine import CampaignRunner, store_path
-from workflow.dispatch.evaluators import OracleEvaluator
+    from workflow.dispatch.evaluators import OracleEvaluator
 
     runs = Path(opts["runs"])
     name = f"pi1070-{strategy.replace(':', '-')}-s{seed}"
@@ -90,10 +104,10 @@ from workflow.dispatch.evaluators import OracleEvaluator
                         initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
                         strategy="ehvi-topk" if base == "published-replica" else base, kernel=kernel or "ard",
                         seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
-    selector = published_selector if strategy == "published-replica" else None
+    replica = published_replica() if strategy == "published-replica" else None
     t0 = time.perf_counter()
-    runner = CampaignRunner(campaign, runs, log=lambda m: None, selector=selector)
-    runner.run(OracleEvaluator(campaign.oracle.table, campaign.oracle.id_column))
+    runner = CampaignRunner(campaign, runs, log=lambda m: None, strategy=replica)
+    runner.run(OracleEvaluator(campaign.oracle))
     seconds = time.perf_counter() - t0
     db = sqlite3.connect(store_path(runs, name))
     done = db.execute("SELECT cycle, polymer_id FROM jobs WHERE state = 'done'").fetchall()
@@ -101,7 +115,7 @@ from workflow.dispatch.evaluators import OracleEvaluator
     return {"strategy": strategy, "seed": seed, "done": done, "seconds": seconds}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_argument(parser)
     parser.add_argument("--seeds", type=int, default=10)
@@ -113,20 +127,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count(), help="campaigns run side by side")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "benchmarks" / "pi1070")
     parser.add_argument("--keep", action="store_true", help="resume earlier runs instead of starting afresh")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def true_front(table) -> tuple[dict, set, float]:
+    """Objectives scaled to [0, 1] per polymer id, the ids on the table's front, and its hypervolume."""
     import torch
 
-    from surrogate.descriptor import featurize
     from surrogate.pareto import hypervolume, pareto_mask
-    from workflow.campaign.pool import load_pool
-
-    table = load_table(args.data)
-    pool = write_pool(table, args.runs / "pool.csv")
-    t0 = time.perf_counter()  # descriptors once, into the cache every campaign reads
-    feats = featurize(load_pool(pool).entries["canonical"].tolist(), cache_path=args.runs / "descriptor_cache.sqlite")
-    print(f"descriptors: {len(table)} polymers, {feats.computed} computed, {feats.cached} cached, "
-          f"{len(feats.failures)} failed, {time.perf_counter() - t0:.1f} s")
 
     Y = table[list(OBJECTIVES)].to_numpy(dtype=float)
     ok = np.isfinite(Y).all(axis=1)
@@ -135,9 +143,59 @@ def main() -> None:
     ids = list(scaled)
     S = torch.tensor(np.array([scaled[i] for i in ids]))
     front = {ids[i] for i in torch.nonzero(pareto_mask(S))[:, 0].tolist()}
-    ref = torch.zeros(2, dtype=S.dtype)
-    hv_true = hypervolume(S, ref)
-    print(f"true front: {len(front)} polymers of {len(ids)} with both objectives; hypervolume {hv_true:.4f} (scaled)")
+    return scaled, front, hypervolume(S, torch.zeros(2, dtype=S.dtype))
+
+
+def summarise(strategy: str, runs: list[dict], scaled: dict, front: set, hv_true: float, C: int) -> dict:
+    """Hypervolume fraction and front found per cycle over the seeds of one strategy; its figures."""
+    import torch
+
+    from surrogate.pareto import hypervolume
+
+    ref = torch.zeros(2, dtype=torch.float64)
+    curves, found, reach, secs = [], [], [], []
+    for r in (r for r in runs if r["strategy"] == strategy):
+        hv, fr = [], []
+        for c in range(C + 1):
+            got = [pid for cyc, pid in r["done"] if cyc <= c and pid in scaled]
+            P = torch.tensor(np.array([scaled[p] for p in got])).reshape(-1, 2)
+            hv.append(hypervolume(P, ref) / hv_true)
+            fr.append(len(front.intersection(got)) / len(front))
+        curves.append(hv)
+        found.append(fr)
+        reach.append(next((c for c in range(C + 1) if hv[c] >= 0.99), None))
+        secs.append(r["seconds"])
+    hv_arr, fr_arr = np.array(curves), np.array(found)
+    print(f"\n{strategy}: hypervolume fraction per cycle (mean ± sd over {len(curves)} seeds), front found")
+    for c in range(C + 1):
+        print(f"  cycle {c:>2}: hv {hv_arr[:, c].mean():.3f} ± {hv_arr[:, c].std():.3f}   "
+              f"front {fr_arr[:, c].mean():.2f} ± {fr_arr[:, c].std():.2f}")
+    med = statistics.median(sorted(C + 1 if x is None else x for x in reach))
+    print(f"  median cycles to 99% hv: {'>' + str(C) if med > C else med}; mean campaign time "
+          f"{statistics.mean(secs):.0f} s")
+    return {"front_found_after_10": round(float(fr_arr[:, min(10, C)].mean()), 3),
+            "front_found_after_20": round(float(fr_arr[:, min(20, C)].mean()), 3),
+            "hv_fraction_after_20": round(float(hv_arr[:, min(20, C)].mean()), 4),
+            "hv_fraction_after_20_sd": round(float(hv_arr[:, min(20, C)].std()), 4),
+            "cycles_to_99_hv": None if med > C else med,
+            "seeds_reaching_99_hv": sum(x is not None for x in reach),
+            "seconds_per_campaign": round(statistics.mean(secs), 1)}
+
+
+def main() -> None:
+    args = parse_args()
+    from surrogate.descriptor import featurize
+    from workflow.campaign.pool import load_pool
+
+    table = load_table(args.data)
+    pool = write_pool(table, args.runs / "pool.csv")
+    t0 = time.perf_counter()  # descriptors once, into the cache every campaign reads
+    feats = featurize(load_pool(pool).entries["canonical"].tolist(), cache_path=args.runs / "descriptor_cache.sqlite")
+    print(f"descriptors: {len(table)} polymers, {feats.computed} computed, {feats.cached} cached, "
+          f"{len(feats.failures)} failed, {time.perf_counter() - t0:.1f} s")
+    scaled, front, hv_true = true_front(table)
+    print(f"true front: {len(front)} polymers of {len(scaled)} with both objectives; "
+          f"hypervolume {hv_true:.4f} (scaled)")
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     opts = {"runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
@@ -152,38 +210,9 @@ def main() -> None:
             print(f"  {r['strategy']:<18} seed {r['seed']:>2}: {len(r['done'])} evaluated, {r['seconds']:.0f} s",
                   flush=True)
     print(f"{len(runs)} campaigns in {time.perf_counter() - t0:.0f} s")
-
     figures: dict = {"seeds": args.seeds}
-    C = args.cycles
     for s in strategies:
-        curves, found, reach, secs = [], [], [], []
-        for r in (r for r in runs if r["strategy"] == s):
-            hv, fr = [], []
-            for c in range(C + 1):
-                got = [pid for cyc, pid in r["done"] if cyc <= c and pid in scaled]
-                P = torch.tensor(np.array([scaled[p] for p in got])).reshape(-1, 2)
-                hv.append(hypervolume(P, ref) / hv_true)
-                fr.append(len(front.intersection(got)) / len(front))
-            curves.append(hv)
-            found.append(fr)
-            reach.append(next((c for c in range(C + 1) if hv[c] >= 0.99), None))
-            secs.append(r["seconds"])
-        hv_arr, fr_arr = np.array(curves), np.array(found)
-        print(f"\n{s}: hypervolume fraction per cycle (mean ± sd over {len(curves)} seeds), front found")
-        for c in range(C + 1):
-            print(f"  cycle {c:>2}: hv {hv_arr[:, c].mean():.3f} ± {hv_arr[:, c].std():.3f}   "
-                  f"front {fr_arr[:, c].mean():.2f} ± {fr_arr[:, c].std():.2f}")
-        reached = sorted(C + 1 if x is None else x for x in reach)
-        med = statistics.median(reached)
-        figures[s] = {"front_found_after_10": round(float(fr_arr[:, min(10, C)].mean()), 3),
-                      "front_found_after_20": round(float(fr_arr[:, min(20, C)].mean()), 3),
-                      "hv_fraction_after_20": round(float(hv_arr[:, min(20, C)].mean()), 4),
-                      "hv_fraction_after_20_sd": round(float(hv_arr[:, min(20, C)].std()), 4),
-                      "cycles_to_99_hv": None if med > C else med,
-                      "seeds_reaching_99_hv": sum(x is not None for x in reach),
-                      "seconds_per_campaign": round(statistics.mean(secs), 1)}
-        print(f"  median cycles to 99% hv: {'>' + str(C) if med > C else med}; mean campaign time "
-              f"{statistics.mean(secs):.0f} s")
+        figures[s] = summarise(s, runs, scaled, front, hv_true, args.cycles)
     print("\nreported for the published method (DEVELOPERS' issue 3, 10 seeds): " + json.dumps(PUBLISHED))
     print(json.dumps(figures))
 

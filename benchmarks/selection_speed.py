@@ -33,9 +33,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from surrogate.acquisition import ehvi, posterior_moments, select  # noqa: E402
+from surrogate.acquisition import ehvi, posterior_moments  # noqa: E402
 from surrogate.gp import DTYPE, fit_model  # noqa: E402
 from surrogate.pareto import pareto_mask, reference_point  # noqa: E402
+from surrogate.strategies import SelectionProblem, make_strategy  # noqa: E402
+
+
+def select(name, X, rng, model, X_train, Y_train):
+    """Strategy ``name`` picking 10 of every row of ``X`` with a fitted ``model``."""
+    problem = SelectionProblem(10, X, np.arange(X.shape[0]), X_train, Y_train, rng)
+    return make_strategy(name).select(problem, model=model)
 
 D = 170
 
@@ -99,7 +106,7 @@ def large_child(n: int, device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    sel = select("ehvi-topk", 10, X, np.random.default_rng(0), model=model, Y_train=Y_train.to(device))
+    sel = select("ehvi-topk", X, np.random.default_rng(0), model, X_train.to(device), Y_train.to(device))
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -133,9 +140,9 @@ def main() -> None:
 
     X = candidates(10_000, seed=1)
     rng = np.random.default_rng(0)
-    select("ehvi-topk", 10, X[:100], rng, model=model, Y_train=Y_train)  # warm-up
+    select("ehvi-topk", X[:100], rng, model, X_train, Y_train)  # warm-up
     t0 = time.perf_counter()
-    sel = select("ehvi-topk", 10, X, rng, model=model, Y_train=Y_train)
+    sel = select("ehvi-topk", X, rng, model, X_train, Y_train)
     select_s = time.perf_counter() - t0
     print(f"ehvi-topk, 10 of 10^4: {select_s:.3f} s")
 
@@ -152,7 +159,7 @@ def main() -> None:
           f"max relative difference of the two EHVIs {agree:.1e}")
 
     t0 = time.perf_counter()
-    greedy = select("qlognehvi-greedy", 10, X, rng, model=model, Y_train=Y_train, X_train=X_train)
+    greedy = select("qlognehvi-greedy", X, rng, model, X_train, Y_train)
     greedy_s = time.perf_counter() - t0
     print(f"qlognehvi-greedy, 10 of 10^4: {greedy_s:.1f} s; {len(set(greedy.indices) & set(sel.indices))} "
           f"picks shared with ehvi-topk")

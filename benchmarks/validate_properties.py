@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.job import JobFailure, optical_properties, qm_stages, run_property_job  # noqa: E402
+from workflow.job import JobFailure, JobSpec, run_property_job  # noqa: E402
 from workflow.job.presets import load_preset  # noqa: E402
+from workflow.job.stages import optical_properties, run_stages  # noqa: E402
 
 TEXTBOOK = {  # PSMILES, n_D, Abbe number, density g/cm^3
     "polystyrene": ("*C(C*)c1ccccc1", 1.592, 31.0, 1.05),
@@ -34,9 +35,13 @@ TEXTBOOK = {  # PSMILES, n_D, Abbe number, density g/cm^3
 }
 
 
+def job_spec(psmiles: str, args: argparse.Namespace) -> JobSpec:
+    return JobSpec(psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores)
+
+
 def full_job(psmiles: str, rho_ref: float, job_dir: Path, args: argparse.Namespace) -> dict:
     """The whole property job; density from the MD."""
-    rec = run_property_job(psmiles, args.preset, job_dir, cores=args.cores, seed=args.seed)
+    rec = run_property_job(job_spec(psmiles, args), job_dir)
     return {"density": rec["density"], "density_ref": rho_ref, "density_dev": rec["density"] / rho_ref - 1,
             "n_D": rec["refractive_index"], "abbe": rec["abbe_number"], "equilibrated": rec["equilibrated"],
             "charge_model": rec["charge_model"], "stage_seconds": {k: round(v, 1) for k, v in rec["timings"].items()}}
@@ -44,9 +49,8 @@ def full_job(psmiles: str, rho_ref: float, job_dir: Path, args: argparse.Namespa
 
 def qm_only_job(psmiles: str, rho_ref: float, job_dir: Path, args: argparse.Namespace) -> dict:
     """The stages before the MD; Lorentz-Lorenz at the textbook density."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    _, prep, qm = qm_stages(psmiles, load_preset(args.preset), job_dir.resolve(), args.cores, args.seed, timings)
+    done = run_stages(job_spec(psmiles, args), job_dir, ("prep", "qm"))
+    prep, qm, timings = done["prep"], done["qm"], done["timings"]
     optics = optical_properties(qm, rho_ref, prep["mol_weight"])
     return {"alpha_static_A3": qm["polarizability_static"], "alpha_589nm_A3": qm["polarizability_589.3nm"],
             "density_used": rho_ref, "n_D": optics["refractive_index"], "abbe": optics["abbe_number"],

@@ -41,7 +41,7 @@ from botorch.sampling.normal import SobolQMCNormalSampler
 from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
 from botorch.utils.multi_objective.box_decompositions.non_dominated import FastNondominatedPartitioning
 
-from surrogate.pareto import hypervolume, pareto_mask, reference_point
+from surrogate.pareto import hypervolume, pareto_mask
 
 CHUNK = 500  # posterior chunk: gpytorch builds chunk x chunk test covariances (500 measured fastest here)
 

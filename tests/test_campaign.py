@@ -9,9 +9,9 @@ from surrogate.strategies import make_strategy
 from tests.conftest import write
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.campaign.store import Store
 from workflow.dispatch.evaluators import OracleEvaluator, make_evaluator
 from workflow.dispatch.profiles import load_profile
-from workflow.campaign.store import Store
 
 TINY_POOL = "id,smiles,name\nPE,*CC*,polyethylene\nPOM,*CO*,polyoxymethylene\nPVF,*CC(*)F,poly(vinyl fluoride)\n" \
             "PEO,*CCO*,poly(ethylene oxide)\nPP,*CC(*)C,polypropylene\n"

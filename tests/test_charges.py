@@ -5,8 +5,15 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from workflow.job.charges import (BOHR_PER_ANG, effective_charge_model, electrostatic_potential, esp_charges,
-                              fit_charges, mk_points, psi4_available)
+from workflow.job.charges import (
+    BOHR_PER_ANG,
+    effective_charge_model,
+    electrostatic_potential,
+    esp_charges,
+    fit_charges,
+    mk_points,
+    psi4_available,
+)
 
 
 @pytest.fixture(scope="module")

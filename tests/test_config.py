@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import write
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
 from workflow.common.errors import ConfigError
-from workflow.job.presets import PresetError, load_preset
 from workflow.dispatch.profiles import load_profile
+from workflow.job.presets import PresetError, load_preset
 
 GOOD = """name: t
 pool: pool.csv

@@ -15,8 +15,8 @@ from tests.conftest import write
 from tests.test_campaign import ORACLE, SMILES, assert_store_consistent
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
-from workflow.dispatch.evaluators import OracleEvaluator
 from workflow.campaign.store import Store
+from workflow.dispatch.evaluators import OracleEvaluator
 from workflow.job import grant_retry
 
 CAMPAIGN = ("name: durable\npool: pool.csv\nobjectives: {refractive_index: maximize, Cp: maximize}\n"

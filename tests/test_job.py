@@ -1,4 +1,4 @@
-"""The smoke property job, for real: RadonPy + LAMMPS + PySCF on polyethylene."""
+"""The smoke property job, for real: RadonPy + LAMMPS + PySCF on polypropylene (one job, shared)."""
 
 import json
 import math
@@ -14,9 +14,26 @@ def spec(psmiles, preset=SMOKE, cores=2, seed=0):
 
 
 @pytest.fixture(scope="module")
-def smoke_record(tmp_path_factory):
-    job_dir = tmp_path_factory.mktemp("job")
-    return job_dir, run_property_job(spec("*CC*", seed=3), job_dir)
+def smoke_job(tmp_path_factory):
+    """The one real smoke job of this file (polypropylene): its inputs written by `workflow job inputs`, the
+    directory's state then, and the record of the job run on that directory."""
+    import subprocess
+    import sys
+
+    job_dir = tmp_path_factory.mktemp("job") / "pp"
+    out = subprocess.run([sys.executable, "-m", "workflow.cli", "job", "inputs", "*CC(*)C", "--preset", "smoke",
+                          "--dir", str(job_dir), "--cores", "2", "--seed", "3"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    before = {"listed": [ln for ln in out.stdout.splitlines() if ln.strip()],
+              "logs": list((job_dir / "md").glob("*.log")), "qm": (job_dir / "qm.json").exists(),
+              "cell_mtime": (job_dir / "cell.pickle").stat().st_mtime_ns}
+    return job_dir, before, run_property_job(spec("*CC(*)C", seed=3), job_dir)
+
+
+@pytest.fixture
+def smoke_record(smoke_job):
+    job_dir, _, rec = smoke_job
+    return job_dir, rec
 
 
 def test_smoke_job_gives_physical_ranges(smoke_record):
@@ -33,14 +50,14 @@ def test_smoke_job_gives_physical_ranges(smoke_record):
 
 def test_smoke_job_leaves_its_stages_and_resumes_without_recomputing(smoke_record):
     job_dir, rec = smoke_record
-    for name in ("prep.json", "qm.json", "cell.pickle", "md/stages/packing.json", "md/stages/eq21.json", "md/stages/sampling.json", "stages/record.json",
-                 "record.json", "md/eq3.log"):
+    for name in ("prep.json", "qm.json", "cell.pickle", "md/stages/packing.json", "md/stages/eq21.json",
+                 "md/stages/sampling.json", "stages/record.json", "record.json", "md/eq3.log"):
         assert (job_dir / name).is_file(), name
     # a job killed after QM and MD resumes from its files: drop only the final record
     qm_before = (job_dir / "qm.json").stat().st_mtime_ns
     md_before = (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns
     (job_dir / "record.json").unlink()
-    again = run_property_job(spec("*CC*", seed=3), job_dir)
+    again = run_property_job(spec("*CC(*)C", seed=3), job_dir)
     assert (job_dir / "qm.json").stat().st_mtime_ns == qm_before
     assert (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns == md_before
     assert again["density"] == rec["density"] and again["abbe_number"] == rec["abbe_number"]
@@ -57,31 +74,26 @@ def test_invalid_input_fails_before_any_work(tmp_path, smiles, needle):
     assert not (tmp_path / "j" / "qm.json").exists()
 
 
-def test_job_inputs_are_written_without_running_and_the_job_starts_from_them(tmp_path):
-    import subprocess
-    import sys
-
-    job_dir = tmp_path / "pp"
-    out = subprocess.run([sys.executable, "-m", "workflow.cli", "job", "inputs", "*CC(*)C", "--preset", "smoke",
-                          "--dir", str(job_dir), "--cores", "2"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    listed = [ln for ln in out.stdout.splitlines() if ln.strip()]
+def test_job_inputs_are_written_without_running_and_the_job_starts_from_them(smoke_job):
+    job_dir, before, rec = smoke_job
+    listed = before["listed"]
     assert {p.split("/")[-1] for p in listed} >= {"qm_input.json", "qm_geometry.xyz", "prep.json", "cell.pickle",
                                                   "eq1.data", "eq1.in", "eq2.in", "eq3.in"}
     qm_in = json.loads((job_dir / "qm_input.json").read_text())
     assert qm_in["functional"] == "b3lyp" and qm_in["basis"] == {"C": "sto-3g", "H": "sto-3g"}
     assert len(qm_in["geometry_angstrom"]) == 3 * 3 + 2 * 3 + 2  # CH3-CH2-CH(CH3)-CH3: C5H12
     assert "run 3000" in (job_dir / "md" / "eq3.in").read_text()
-    assert not list((job_dir / "md").glob("*.log")) and not (job_dir / "qm.json").exists()  # nothing ran
-    cell_before = (job_dir / "cell.pickle").stat().st_mtime_ns
-    rec = run_property_job(spec("*CC(*)C"), job_dir)
-    assert rec["density"] > 0.5 and (job_dir / "cell.pickle").stat().st_mtime_ns == cell_before
+    assert not before["logs"] and not before["qm"]  # nothing ran
+    assert rec["density"] > 0.5 and (job_dir / "cell.pickle").stat().st_mtime_ns == before["cell_mtime"]
 
 
-def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_more(tmp_path):
+def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_more(smoke_record, tmp_path):
     """A preset from a file: smoke, but RadonPy's equilibrium check is required and one extra run allowed.
     A few thousand steps of a 300-atom cell do not pass RadonPy's check, so the job runs RadonPy's
-    additional sampling (eq4), then fails as not_equilibrated; a campaign retry grants one more (eq5)."""
+    additional sampling (eq4), then fails as not_equilibrated; a campaign retry grants one more (eq5).
+    It starts from a copy of the smoke job: the same cell and LAMMPS runs, so only the extra runs are new."""
+    import shutil
+
     import yaml
 
     from workflow.job import grant_retry
@@ -94,19 +106,24 @@ def test_unequilibrated_job_samples_more_then_fails_and_a_retry_samples_once_mor
     preset_file.write_text(yaml.safe_dump(data))
     preset = load_preset(str(preset_file))
     job_dir = tmp_path / "job"
+    shutil.copytree(smoke_record[0], job_dir)
+    sampled = (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns
     with pytest.raises(JobFailure) as err:
-        run_property_job(spec("*CC*", preset, seed=3), job_dir)
+        run_property_job(spec("*CC(*)C", preset, seed=3), job_dir)
+    assert (job_dir / "md" / "stages" / "sampling.json").stat().st_mtime_ns == sampled  # reused, not rerun
     assert err.value.kind == "not_equilibrated" and "after 1 additional" in err.value.message
     md = job_dir / "md"
-    assert (md / "stages" / "additional1.json").is_file() and (md / "eq4.log").is_file() and not (md / "eq5.in").exists()
+    assert (md / "stages" / "additional1.json").is_file() and (md / "eq4.log").is_file()
+    assert not (md / "eq5.in").exists()
     assert "read_data eq4.data" in (md / "eq4.in").read_text()
     first = (md / "stages" / "additional1.json").stat().st_mtime_ns
 
     grant_retry(job_dir, "not_equilibrated")
     with pytest.raises(JobFailure) as err:
-        run_property_job(spec("*CC*", preset, seed=3), job_dir)
+        run_property_job(spec("*CC(*)C", preset, seed=3), job_dir)
     assert "after 2 additional" in err.value.message
-    assert (md / "stages" / "additional2.json").is_file() and (md / "stages" / "additional1.json").stat().st_mtime_ns == first
+    assert (md / "stages" / "additional2.json").is_file()
+    assert (md / "stages" / "additional1.json").stat().st_mtime_ns == first
 
 
 def test_orientation_is_measured_and_an_aligned_cell_fails_as_oriented(smoke_record, tmp_path):
@@ -121,6 +138,21 @@ def test_orientation_is_measured_and_an_aligned_cell_fails_as_oriented(smoke_rec
     (copy / "record.json").unlink()
     strict = SMOKE.model_copy(update={"name": "smoke-strict",
                                       "md": SMOKE.md.model_copy(update={"nematic_order_max": rec["nematic_order"]})})
+    md_done = (copy / "stages" / "md.json").stat().st_mtime_ns
     with pytest.raises(JobFailure) as err:
-        run_property_job(spec("*CC*", strict, seed=3), copy)  # resumes: only the analysis runs again
+        run_property_job(spec("*CC(*)C", strict, seed=3), copy)  # resumes: only the verdicts run again
     assert err.value.kind == "oriented" and f"{rec['nematic_order']:.3f}" in err.value.message
+    assert (copy / "stages" / "md.json").stat().st_mtime_ns == md_done
+
+
+def test_a_job_directory_of_another_polymer_or_preset_is_not_reused(smoke_record):
+    from workflow.job import finished_record
+    from workflow.job.presets import SMOKE
+
+    job_dir, rec = smoke_record
+    assert finished_record(spec("*CC(*)C", seed=3), job_dir)["density"] == rec["density"]
+    assert finished_record(spec("*CC*", seed=3), job_dir) is None  # another polymer
+    other = SMOKE.model_copy(update={"name": "smoke-b", "qm": SMOKE.qm.model_copy(update={"basis": "3-21g"})})
+    assert finished_record(spec("*CC(*)C", other, seed=3), job_dir) is None  # another preset
+    assert finished_record(spec("*CC(*)C", seed=4), job_dir) is None  # another seed
+

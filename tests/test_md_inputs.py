@@ -11,7 +11,7 @@ from workflow.job.presets import FULL, SMOKE
 @pytest.fixture(scope="module")
 def cell():
     monomer = mdmod.build_monomer("*CC(*)c1ccccc1", "gasteiger", seed=1)
-    cell, _ = mdmod.build_cell(monomer, SMOKE.md, "gasteiger", seed=1)  # a small cell: the inputs are the same
+    cell, _, _ = mdmod.build_cell(monomer, SMOKE.md, "gasteiger", seed=1)  # a small cell: the inputs are the same
     return cell
 
 

@@ -16,9 +16,9 @@ import pytest
 from tests.conftest import write
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.campaign.store import Store
 from workflow.dispatch.evaluators import make_evaluator
 from workflow.dispatch.profiles import load_profile
-from workflow.campaign.store import Store
 
 
 def slurm_problem() -> str | None:

@@ -276,9 +276,17 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_pareto(args) -> int:
-    from workflow.campaign.report import (COMMERCIAL_OPTICAL_POLYMERS, OPTICAL_OBJECTIVES, beyond_boundary,
-                                 campaign_objectives, hypervolume_per_cycle, plot_hypervolume, plot_pareto,
-                                 read_boundary, results_frame)
+    from workflow.campaign.report import (
+        COMMERCIAL_OPTICAL_POLYMERS,
+        OPTICAL_OBJECTIVES,
+        beyond_boundary,
+        campaign_objectives,
+        hypervolume_per_cycle,
+        plot_hypervolume,
+        plot_pareto,
+        read_boundary,
+        results_frame,
+    )
 
     name, store = _open_store(args)
     objectives = campaign_objectives(store)

@@ -21,7 +21,6 @@ import pandas as pd
 from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key, unit_atoms
 from workflow.common.tables import TableError, read_table
 
-
 PoolError = TableError  # a pool or monomer file that cannot be read at all (missing, wrong format, missing columns)
 
 

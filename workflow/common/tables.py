@@ -23,4 +23,5 @@ def read_table(path: Path, keep_text: bool = True, what: str = "pool") -> pd.Dat
             return pd.read_parquet(path)
         return pd.read_csv(path, dtype={"id": str}, keep_default_na=not keep_text)
     except Exception as exc:
-        raise TableError(f"{what} file {path} cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TableError(f"{what} file {path} cannot be read: {why}") from None

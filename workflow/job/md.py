@@ -114,9 +114,14 @@ def build_monomer(psmiles: str, charge_model: str, seed: int, qm: QMSettings | N
 
 
 def build_cell(monomer, settings: MDSettings, charge_model: str, seed: int):
-    """Atactic chains of ~atoms_per_chain atoms, CH3-terminated, packed at init_density."""
-    with seeded(seed):
-        return _build_cell(monomer, settings, charge_model)
+    """Atactic chains of ~atoms_per_chain atoms, CH3-terminated, packed at init_density.
+
+    Returns ``(cell, n_units, rng_state)``: the random generators' state after building, from which
+    the LAMMPS inputs draw their velocity seeds (:meth:`MDRunner.run`).
+    """
+    with seeded(seed) as end:
+        cell, n = _build_cell(monomer, settings, charge_model)
+    return cell, n, end[0]
 
 
 def _build_cell(monomer, settings: MDSettings, charge_model: str):
@@ -138,16 +143,24 @@ def _build_cell(monomer, settings: MDSettings, charge_model: str):
 
 
 @contextlib.contextmanager
-def seeded(seed: int):
-    """RadonPy draws from Python's and NumPy's global generators: seed them for a block, then restore them."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
+def seeded(seed: int | None = None, state: tuple | None = None):
+    """Python's and NumPy's global generators (RadonPy draws from them, LAMMPS velocity seeds included)
+    seeded with ``seed`` or set to ``state`` for a block, then restored. Yields a list that holds, after
+    the block, the generators' state at its end (to continue the same stream later)."""
+    saved = (random.getstate(), np.random.get_state())
+    if state is not None:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+    else:
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+    end: list = []
     try:
-        yield
+        yield end
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        end.append((random.getstate(), np.random.get_state()))
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 SEGMENT_VERSION = 1  # bump when a segment's inputs change meaning: finished segments are then run again
@@ -165,12 +178,13 @@ class MDRunner:
     """Runs the equilibration segments of one cell in one directory."""
 
     def __init__(self, work_dir: Path, settings: MDSettings, cores: int, mpi_launcher: str = DEFAULT_MPI_LAUNCHER,
-                 cell_key: str = ""):
+                 cell_key: str = "", rng_state: tuple | None = None):
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.cache = StepCache(self.work_dir)
         self.cell_key = cell_key  # the cell's step key: segments of another cell are not reused
+        self.rng_state = rng_state  # where the velocity seeds of the inputs are drawn from (None: as it comes)
         self.cores = max(1, int(cores))
         self.lmp = find_executable("lmp")
         self.launch = launcher_command(mpi_launcher, self.cores)
@@ -234,13 +248,25 @@ class MDRunner:
         *_, lammps, _MD, _eq = _radonpy()
         preset = self._preset(cell)
         lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
-        lmp.make_dat(cell, file_name=preset.dat_file1)
-        lmp.make_input(self.packing_md(cell, preset), file_name=preset.in_file1)
-        lmp.make_input(self.eq21_md(preset), file_name=preset.in_file2)
-        lmp.make_input(self.sampling_md(preset), file_name=preset.in_file)
+        with self._stream():
+            lmp.make_dat(cell, file_name=preset.dat_file1)
+            lmp.make_input(self.packing_md(cell, preset), file_name=preset.in_file1)
+            lmp.make_input(self.eq21_md(preset), file_name=preset.in_file2)
+            lmp.make_input(self.sampling_md(preset), file_name=preset.in_file)
         return [self.work_dir / f for f in (preset.dat_file1, preset.in_file1, preset.in_file2, preset.in_file)]
 
     # --- running -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stream(self):
+        """Input writing draws velocity seeds from the job's random stream (when it has one), continued run
+        after run."""
+        if self.rng_state is None:
+            yield
+            return
+        with seeded(state=self.rng_state) as end:
+            yield
+        self.rng_state = end[0]
+
     def _key(self, segment: Segment) -> str:
         return step_key(segment.name, SEGMENT_VERSION, self.settings.simulation(), (self.cell_key,))
 
@@ -272,12 +298,13 @@ class MDRunner:
             (Segment("eq21", preset.in_file2, preset.log_file2, preset.last_str2), lambda: self.eq21_md(preset)),
             (Segment("sampling", preset.in_file, preset.log_file, preset.last_str), lambda: self.sampling_md(preset)),
         ]
-        if not (self.work_dir / preset.dat_file1).is_file():
-            lmp.make_dat(cell, file_name=preset.dat_file1)
-        for segment, make in stages:
-            if not self.is_done(segment):
-                lmp.make_input(make(), file_name=segment.input_file)
-            self._execute(segment)
+        with self._stream():
+            if not (self.work_dir / preset.dat_file1).is_file():
+                lmp.make_dat(cell, file_name=preset.dat_file1)
+            for segment, make in stages:
+                if not self.is_done(segment):
+                    lmp.make_input(make(), file_name=segment.input_file)
+                self._execute(segment)
         self.last_trajectory = preset.xtc_file
         return preset.analyze()
 
@@ -295,9 +322,10 @@ class MDRunner:
                 raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")
             shutil.copyfile(previous, self.work_dir / add.dat_file)  # RadonPy re-writes the same state from its Mol
             s = self.settings
-            md = self._with_output_freq(add.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
-            lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
-                          check_lammps_package=False).make_input(md, file_name=add.in_file)
+            with self._stream():
+                md = self._with_output_freq(add.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
+                lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
+                              check_lammps_package=False).make_input(md, file_name=add.in_file)
         self._execute(segment)
         self.last_trajectory = add.xtc_file
         return add.analyze()

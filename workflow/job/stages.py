@@ -175,19 +175,21 @@ def _qm_inputs(run: JobRun) -> list[Path]:
     return [run.dir / "qm_input.json", run.dir / "qm_geometry.xyz"]
 
 
-def _cell(run: JobRun):
+def _cell(run: JobRun) -> dict[str, Any]:
+    """The cell, and the random stream after building it (LAMMPS inputs draw their velocity seeds from it)."""
     from workflow.job import md as mdmod
 
-    cell, n_units = mdmod.build_cell(run.values["monomer"], run.preset.md, run.preset.charge_model, run.spec.seed)
+    cell, n_units, rng = mdmod.build_cell(run.values["monomer"], run.preset.md, run.preset.charge_model,
+                                          run.spec.seed)
     cell.SetIntProp("n_units_per_chain", int(n_units))
-    return cell
+    return {"cell": cell, "rng": rng}
 
 
 def _md_runner(run: JobRun):
     from workflow.job import md as mdmod
 
     return mdmod.MDRunner(run.dir / "md", run.preset.md, run.spec.cores, run.spec.mpi_launcher,
-                          cell_key=run.keys["cell"])
+                          cell_key=run.keys["cell"], rng_state=run.values["cell"]["rng"])
 
 
 def _md(run: JobRun) -> dict[str, Any]:
@@ -195,7 +197,7 @@ def _md(run: JobRun) -> dict[str, Any]:
     (a campaign retry of a not_equilibrated job allows one more per retry)."""
     from workflow.job import md as mdmod
 
-    cell, s = run.values["cell"], run.preset.md
+    cell, s = run.values["cell"]["cell"], run.preset.md
     runner = _md_runner(run)
     eq = mdmod.analyze(runner.run(cell), s)
     additional = 0
@@ -213,7 +215,8 @@ def _md(run: JobRun) -> dict[str, Any]:
 
 
 def _md_inputs(run: JobRun) -> list[Path]:
-    return _md_runner(run).write_inputs(obtain(STAGE["cell"], run))
+    cell = obtain(STAGE["cell"], run)["cell"]
+    return _md_runner(run).write_inputs(cell)
 
 
 def optical_properties(qm_data: dict[str, Any], density: float, mol_weight: float) -> dict[str, float]:
@@ -284,10 +287,11 @@ def _start(spec: JobSpec, job_dir: str | Path) -> JobRun:
     return run
 
 
-def run_stages(spec: JobSpec, job_dir: str | Path, until: str = "record") -> dict[str, Any]:
-    """Run (or read back) the stages up to and including ``until``; returns every stage's output so far."""
+def run_stages(spec: JobSpec, job_dir: str | Path, stages: tuple[str, ...] = ("record",)) -> dict[str, Any]:
+    """Run (or read back) ``stages`` and what they read; returns every output so far and this run's timings."""
     run = _start(spec, job_dir)
-    obtain(STAGE[until], run)
+    for name in stages:
+        obtain(STAGE[name], run)
     return run.values | {"timings": run.timings}
 
 
