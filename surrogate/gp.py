@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
-from gpytorch.kernels import Kernel
 from gpytorch.mlls import SumMarginalLogLikelihood
 
+from surrogate.kernels import KERNELS
+
 DTYPE = torch.float64
-
-
-def _isotropic():
-    from gpytorch.kernels import RBFKernel, ScaleKernel
-
-    return ScaleKernel(RBFKernel())
-
-
-KERNELS: dict[str, Callable[[], Kernel | None]] = {
-    "ard": lambda: None,  # BoTorch's default: one RBF lengthscale per input, dimension-scaled priors
-    "isotropic": _isotropic,  # one lengthscale for all inputs, times an output scale (the published model)
-}
-"""GP covariance modules by the name a campaign gives (``kernel:``); None is BoTorch's default."""
 
 
 def _covar(kernel: str):

@@ -10,16 +10,16 @@ here, added to :data:`STRATEGIES`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 
 import numpy as np
-import torch
-from botorch.models.model import Model
 from pydantic import BaseModel, ConfigDict, Field
 
-from surrogate.acquisition import Selection, ehvi_topk, greedy_batch
-from surrogate.gp import fit_model
-from surrogate.pareto import reference_point
+if TYPE_CHECKING:  # torch and BoTorch load when a strategy first selects: campaign files stay quick to read
+    import torch
+    from botorch.models.model import Model
+
+    from surrogate.acquisition import Selection
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class SelectionProblem:
         X_train, Y_train: ``t x d`` inputs and ``t x m`` outcomes of the finished polymers.
         rng: the cycle's random generator.
         X_pending: ``p x d`` inputs of polymers still being evaluated (async mode), or None.
-        kernel: the GP kernel (:data:`surrogate.gp.KERNELS`).
+        kernel: the GP kernel (:data:`surrogate.kernels.KERNELS`).
     """
 
     q: int
@@ -48,6 +48,8 @@ class SelectionProblem:
 
     @property
     def rows(self) -> torch.Tensor:
+        import torch
+
         return torch.as_tensor(np.asarray(self.candidates), dtype=torch.long, device=self.X.device)
 
     @property
@@ -63,6 +65,8 @@ class Strategy(BaseModel):
 
     def select(self, problem: SelectionProblem, model: Model | None = None) -> Selection:
         """Pick from ``problem``; model strategies fit a GP on its training data unless ``model`` is given."""
+        from surrogate.gp import fit_model
+
         if self.needs_model and model is None:
             model = fit_model(problem.X_train, problem.Y_train, kernel=problem.kernel)
         return self._select(problem, model)
@@ -78,6 +82,8 @@ class RandomStrategy(Strategy):
     needs_model: ClassVar[bool] = False
 
     def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        from surrogate.acquisition import Selection
+
         q = min(problem.q, problem.k)
         picks = problem.rng.choice(problem.k, size=q, replace=False).tolist()
         return Selection(picks, [None] * q, None, None, self.name)
@@ -99,6 +105,9 @@ class QLogNEHVIGreedy(Strategy):
         return self._greedy(problem, model, self.name)
 
     def _greedy(self, problem: SelectionProblem, model: Model, label: str) -> Selection:
+        from surrogate.acquisition import greedy_batch
+        from surrogate.pareto import reference_point
+
         q = min(problem.q, problem.k)
         ref = reference_point(problem.Y_train)
         order, scores, mean, std, n_hv = greedy_batch(
@@ -120,6 +129,9 @@ class EhviTopK(Strategy):
     def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
         if problem.X_pending is not None:
             return QLogNEHVIGreedy()._greedy(problem, model, f"{self.name} (jobs pending: by qLogNEHVI)")
+        from surrogate.acquisition import ehvi_topk
+        from surrogate.pareto import reference_point
+
         ref = reference_point(problem.Y_train)
         order, scores, mean, std = ehvi_topk(min(problem.q, problem.k), problem.X, problem.rows, model,
                                              problem.Y_train, ref, observation_noise=True)
@@ -128,6 +140,8 @@ class EhviTopK(Strategy):
 
 def _selection(order: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                label: str) -> Selection:
+    from surrogate.acquisition import Selection
+
     picks = order.tolist()
     return Selection(picks, [float(scores[i]) for i in picks], mean[picks].tolist(), std[picks].tolist(), label)
 

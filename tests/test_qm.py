@@ -77,6 +77,7 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
     assert steps >= 2 and abs(r1 - r2) < 0.01 and 0.95 < r1 < 1.00  # B3LYP/6-31G water: ~0.98 A
 
 
+@pytest.mark.slow
 def test_repeat_unit_polarizability_is_additive_along_the_chain():
     # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats
     # (*CCCC*) then has twice the alpha of *CC* (without the subtraction: hexane/butane ~ 1.5)

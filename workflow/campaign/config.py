@@ -3,7 +3,7 @@
 Validated on load; an unknown key or a wrong type is a one-line :class:`ConfigError` naming it.
 Names come from their registries: objectives from the job's record
 (:data:`workflow.job.record.OBJECTIVE_PROPERTIES`), strategies from
-:data:`surrogate.strategies.STRATEGIES`, kernels from :data:`surrogate.gp.KERNELS`, failure kinds
+:data:`surrogate.strategies.STRATEGIES`, kernels from :data:`surrogate.kernels.KERNELS`, failure kinds
 from :data:`workflow.job.failures.FAILURE_KINDS`. The preset is resolved here, once, relative to
 the campaign file, and travels as the typed model.
 """
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from surrogate.gp import KERNELS
+from surrogate.kernels import KERNELS
 from surrogate.strategies import EhviTopK, StrategySettings
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKindName
