@@ -71,3 +71,58 @@ def test_bad_profile_is_a_one_line_error(tmp_path):
     p = write(tmp_path / "p.yaml", "name: x\nscheduler: local\ncores_per_job: 0\n")
     with pytest.raises(ConfigError, match="key 'cores_per_job'"):
         load_profile(str(p))
+
+
+def test_preset_path_is_relative_to_the_campaign_file_and_travels_as_the_model(tmp_path, monkeypatch):
+    import yaml
+
+    from workflow.job.presets import SMOKE
+
+    data = SMOKE.model_dump(mode="json") | {"name": "mine"}
+    write(tmp_path / "campaigns" / "presets" / "mine.yaml", yaml.safe_dump(data))
+    path = write(tmp_path / "campaigns" / "c.yaml", GOOD + "preset: presets/mine.yaml\n")
+    monkeypatch.chdir(tmp_path)  # not the campaign file's directory
+    c = load_campaign(path)
+    assert c.preset.name == "mine" and c.preset.md == SMOKE.md
+    with pytest.raises(ConfigError, match="unknown preset 'presets/nope.yaml'"):
+        load_campaign(write(tmp_path / "campaigns" / "d.yaml", GOOD + "preset: presets/nope.yaml\n"))
+
+
+def test_strategy_with_its_settings_and_the_registries_name_the_choices(tmp_path):
+    from surrogate.strategies import STRATEGIES, QLogNEHVIGreedy
+
+    c = load_campaign(write(tmp_path / "c.yaml", GOOD + "strategy: {name: qlognehvi-greedy, prefilter: 50, "
+                                                         "saturation: 0.001}\nkernel: isotropic\n"))
+    assert isinstance(c.strategy, QLogNEHVIGreedy) and c.strategy.prefilter == 50 and c.strategy.saturation == 1e-3
+    assert load_campaign(write(tmp_path / "d.yaml", GOOD + "strategy: random\n")).strategy.name == "random"
+    for text, needle in ((GOOD + "strategy: ucb\n", "strategy"), (GOOD + "kernel: matern\n", "kernel"),
+                         (GOOD + "strategy: {name: ehvi-topk, prefilter: 5}\n", "prefilter"),
+                         (GOOD + "retries: {lost: 2}\n", "retries.lost")):
+        with pytest.raises(ConfigError, match=needle):
+            load_campaign(write(tmp_path / "e.yaml", text))
+    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "random"}
+
+
+def test_objectives_come_from_the_record_and_density_is_one():
+    from workflow.job.record import OBJECTIVE_PROPERTIES, PropertyRecord
+
+    assert set(OBJECTIVE_PROPERTIES) == {"refractive_index", "abbe_number", "density"}
+    assert all(name in PropertyRecord.model_fields for name in OBJECTIVE_PROPERTIES)
+
+
+def test_imports_run_one_way_common_job_campaign_dispatch():
+    """common imports no other part; job imports neither campaign nor dispatch; campaign does not import dispatch."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "workflow"
+    forbidden = {"common": ("workflow.job", "workflow.campaign", "workflow.dispatch", "workflow.cli"),
+                 "job": ("workflow.campaign", "workflow.dispatch", "workflow.cli"),
+                 "campaign": ("workflow.dispatch", "workflow.cli"), "dispatch": ("workflow.cli",)}
+    for part, banned in forbidden.items():
+        for path in (root / part).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                bad = [n for n in names if n.startswith(banned)]
+                assert not bad, f"{path.relative_to(root)} imports {bad}"
