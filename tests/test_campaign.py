@@ -114,7 +114,7 @@ def test_status_and_pareto_commands(tmp_path, oracle_campaign):
 
 
 def test_changed_campaign_settings_are_refused(tmp_path, oracle_campaign):
-    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print)
+    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle))
     changed = oracle_campaign.model_copy(update={"batch_size": 7})
     with pytest.raises(Exception, match="different settings"):
         CampaignRunner(changed, tmp_path / "runs", log=print)

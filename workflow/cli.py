@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
 
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
-from workflow.common.errors import ConfigError
+from workflow.common.errors import ConfigError, shorten
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,12 +22,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"workflow: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # PoolError, PresetError
-        print(f"workflow: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # pool, preset, profile, store, campaign files
+        return _error(str(exc))
+    except sqlite3.Error as exc:
+        return _error(f"campaign store: {exc} (a corrupt or locked store: see workflow status)")
+    except OSError as exc:  # permissions, a full disk, a path that is a file
+        where = f" {exc.filename}" if exc.filename else ""
+        return _error(f"{exc.strerror or type(exc).__name__}:{where}")
+
+
+def _error(message: str) -> int:
+    """One line on stderr, exit code 2."""
+    lines = message.splitlines() or [""]
+    print(f"workflow: error: {shorten(lines[0], 400)}", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +135,9 @@ def _campaign_name(arg: str) -> str:
     p = Path(arg)
     if p.suffix in (".yaml", ".yml"):
         return load_campaign(p).name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", arg):
+        raise ConfigError(f"campaign name {shorten(repr(arg))}: use a campaign's name (letters, digits, _ . -) "
+                          f"or its YAML file")
     return arg
 
 
@@ -142,8 +155,9 @@ def cmd_run(args) -> int:
           f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
           f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
           f"{profile.cores_per_job} core(s))", flush=True)
+    evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)  # checks its inputs first
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
-    runner.run(make_evaluator(campaign, profile, runner.run_dir))
+    runner.run(evaluator)
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
     return 0
 
@@ -164,7 +178,7 @@ def _dry_run(campaign, profile, runs: Path) -> int:
                       f"'{profile.mpi_launcher.replace('{ranks}', str(profile.cores_per_job))}'")
     print(f"cycle {cycle} ({strategy}): {len(picks)} polymer(s) -> {evaluator}, on {where}")
     for pid, smi in picks:
-        print(f"  {pid:<14} {smi:<50} {runner.run_dir / 'jobs' / job_dir_name(0, pid).replace('00000', 'NNNNN', 1)}")
+        print(f"  {shorten(pid):<14} {shorten(smi):<50} {runner.run_dir / 'jobs' / job_dir_name(0, pid).replace('00000', 'NNNNN', 1)}")
     if campaign.oracle is None and profile.scheduler != "local":
         print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
               f"({profile.workers_per_node} worker(s) per node):\n")
@@ -238,7 +252,7 @@ def cmd_status(args) -> int:
     running = [j for j in jobs if j["state"] == "submitted"]
     for j in running:
         retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
-        print(f"  running: {j['polymer_id']} (cycle {j['cycle']}, submitted {_age(now - j['submitted_at'])} ago{retry})")
+        print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted {_age(now - j['submitted_at'])} ago{retry})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
     names = list(campaign.get("objectives", {}))
     frame = results_frame(store)
@@ -254,18 +268,18 @@ def cmd_status(args) -> int:
         front = frame[frame["on_front"]].sort_values(names[0], ascending=False)
         print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
         for r in front.head(5).itertuples():
-            print(f"  {r.polymer_id}: " + ", ".join(f"{n} {getattr(r, n):.4g}" for n in names) + f" (cycle {r.cycle})")
+            print(f"  {shorten(r.polymer_id)}: " + ", ".join(f"{n} {getattr(r, n):.4g}" for n in names) + f" (cycle {r.cycle})")
     failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
         print("failures (excluded from selection):")
         for j in failed:
-            print(f"  {j['polymer_id']} (cycle {j['cycle']}, {j['attempts']} attempt(s)): {j['failure_kind']} in "
-                  f"{j['failure_stage']}: {j['failure_message']}")
+            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): {j['failure_kind']} in "
+                  f"{j['failure_stage']}: {shorten(j['failure_message'], 300)}")
     problems = store.pool_problems()
     if problems:
         print(f"pool entries skipped: {len(problems)}")
         for p in problems:
-            print(f"  row {p['row']} (id {p['polymer_id']}, {p['stage']}): {p['problem']}")
+            print(f"  row {p['row']} (id {shorten(p['polymer_id'])}, {p['stage']}): {shorten(p['problem'], 200)}")
     return 0
 
 
@@ -311,7 +325,7 @@ def cmd_pareto(args) -> int:
     print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
           f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
     _table(["id", *names, "cycle", "psmiles"],
-           [[r.polymer_id, *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), r.smiles]
+           [[shorten(r.polymer_id), *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), shorten(r.smiles)]
             for r in front.itertuples()])
     optical = set(names) == set(OPTICAL_OBJECTIVES)
     boundary = read_boundary(args.boundary) if args.boundary else COMMERCIAL_OPTICAL_POLYMERS
@@ -323,8 +337,8 @@ def cmd_pareto(args) -> int:
         lo, hi = min(p.abbe_number for p in boundary), max(p.abbe_number for p in boundary)
         for r in beyond.sort_values("refractive_index", ascending=False).itertuples():
             outside = "; boundary extrapolated there" if not lo <= r.abbe_number <= hi else ""
-            print(f"  {r.polymer_id}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
-                  f"(cycle {r.cycle}{outside}) {r.smiles}")
+            print(f"  {shorten(r.polymer_id)}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
+                  f"(cycle {r.cycle}{outside}) {shorten(r.smiles)}")
     elif args.boundary:
         print(f"(the boundary applies to refractive_index vs abbe_number; this campaign optimises {', '.join(names)})")
     if args.plot:

@@ -11,9 +11,10 @@ the campaign file, and travels as the typed model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from surrogate.kernels import KERNELS
 from surrogate.strategies import EhviTopK, StrategySettings
@@ -57,6 +58,12 @@ class DescriptorSettings(_Settings):
     timeout_s: float = Field(default=120.0, gt=0, description="per polymer; a polymer over it is skipped")
 
 
+class StoreSettings(_Settings):
+    """The campaign store's journal: ``auto`` is WAL on a local filesystem, a rollback journal on a network one."""
+
+    journal: Literal["auto", "wal", "delete"] = "auto"
+
+
 class DriverSettings(_Settings):
     """How the driver waits on jobs."""
 
@@ -65,19 +72,20 @@ class DriverSettings(_Settings):
 
 
 # settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them
-OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "oracle": {"threads"}}
+OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "oracle": {"threads"}}
+Count = Annotated[int, Strict()]  # `batch_size: true` is not 1
 
 
 class Campaign(_Settings):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     pool: Path
     objectives: dict[str, Direction]
-    initial_size: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=10, ge=1)
-    cycles: int = Field(default=20, ge=0)
+    initial_size: Count = Field(default=10, ge=1)
+    batch_size: Count = Field(default=10, ge=1)
+    cycles: Count = Field(default=20, ge=0)
     preset: ProtocolPreset = Field(default_factory=lambda: load_preset("smoke"),
                                    description="smoke | quick | full | a preset YAML file (relative to this file)")
-    seed: int = 0
+    seed: Count = 0
     strategy: StrategySettings = Field(default_factory=EhviTopK,
                                        description="a name, or a mapping of name and the strategy's settings")
     kernel: KernelName = Field(  # type: ignore[valid-type]
@@ -85,7 +93,7 @@ class Campaign(_Settings):
     mode: Literal["batch", "async"] = Field(
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
                                      "`in_flight` jobs running, refit and pick one whenever one finishes")
-    in_flight: int | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
+    in_flight: Count | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
     retries: dict[FailureKindName, int] = Field(  # type: ignore[valid-type]
         default_factory=lambda: dict(DEFAULT_ATTEMPTS),
         description="attempts per failure kind; a retry resubmits the job, which resumes from its last stage")
@@ -96,6 +104,7 @@ class Campaign(_Settings):
                     "the start and count toward the initial design; pool polymers among them are not run again")
     descriptors: DescriptorSettings = Field(default_factory=DescriptorSettings)
     driver: DriverSettings = Field(default_factory=DriverSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("preset", mode="before")
@@ -141,6 +150,14 @@ class Campaign(_Settings):
         if self.oracle is not None:
             upd["oracle"] = self.oracle.model_copy(update={"table": _resolve(self.oracle.table, base)})
         return self.model_copy(update=upd)
+
+    def check_files(self) -> None:
+        """Refuse, naming the key, a file the campaign reads that does not exist (before anything is written)."""
+        files = [("pool", self.pool), *(("initial_data", p) for p in self.initial_data),
+                 *((("oracle.table", self.oracle.table),) if self.oracle else ())]
+        for key, file in files:
+            if not file.is_file():
+                raise ConfigError(f"campaign {self.name}: key '{key}': {file} does not exist")
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed campaign must keep (everything but :data:`OPERATIONAL`), as JSON."""

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from workflow.campaign.config import Campaign
 from workflow.campaign.evaluator import Evaluator, JobRequest
 from workflow.campaign.store import Store
+from workflow.common.errors import shorten
 
 Log = Callable[[str], None]
 
@@ -62,7 +63,7 @@ class Dispatcher:
             if record is None:  # missing, truncated or made by another job: the job runs (resumes) again
                 left.append(r)
                 continue
-            self.log(f"  {job.polymer_id}: finished while the driver was away; result ingested from {job.job_dir}")
+            self.log(f"  {shorten(job.polymer_id)}: finished while the driver was away; result ingested from {job.job_dir}")
             self.record(r["job_id"], job, record)
         return left
 
@@ -78,7 +79,7 @@ class Dispatcher:
                 return
             if not done and time.monotonic() - last > every:
                 last = time.monotonic()
-                self.log(f"  waiting on {len(self.futures)} job(s) ({', '.join(self.running)}); "
+                self.log(f"  waiting on {len(self.futures)} job(s) ({', '.join(map(shorten, self.running))}); "
                          f"{(last - t0) / 60:.0f} min so far")
 
     def settle(self, fut: Future) -> None:
@@ -88,18 +89,24 @@ class Dispatcher:
         if exc is None:
             self.record(job_id, job, fut.result())
             return
+        done = self.evaluator.finished(job)  # a job that wrote its result before its worker was lost
+        if done is not None:
+            self.log(f"  {shorten(job.polymer_id)}: its worker failed ({type(exc).__name__}) after the job finished; "
+                     f"result ingested from {job.job_dir}")
+            self.record(job_id, job, done)
+            return
         failure = self.evaluator.failure(exc)
         attempts = self.store.job(job_id)["attempts"]
         allowed = self.campaign.retries[failure.kind]
         if attempts < allowed:
             self.evaluator.prepare_retry(job, failure.kind)  # not_equilibrated: the job samples once more
             n = self.store.retry_job(job_id, failure.kind, failure.message)
-            self.log(f"  {job.polymer_id}: {failure.kind} in {failure.stage} ({failure.message}); attempt {n} of "
+            self.log(f"  {shorten(job.polymer_id)}: {failure.kind} in {failure.stage} ({failure.message}); attempt {n} of "
                      f"{allowed}, resuming from its last completed stage")
             self.futures[self.evaluator.submit(job)] = (job_id, job)
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
-        self.log(f"  {job.polymer_id}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
+        self.log(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
         """Store a job's record; one without a finite value of every objective is the job's failure."""
@@ -112,9 +119,9 @@ class Dispatcher:
             if not math.isfinite(value):
                 self.store.fail_job(job_id, "invalid_result", "result",
                                     f"the result has no finite {name!r} (got {str(record.get(name))[:40]!r})")
-                self.log(f"  {job.polymer_id}: FAILED: no finite {name!r} in its result")
+                self.log(f"  {shorten(job.polymer_id)}: FAILED: no finite {name!r} in its result")
                 return
             objectives[name] = value
         self.store.finish_job(job_id, job.polymer_id, record, objectives)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
-        self.log(f"  {job.polymer_id}: done, {shown}")
+        self.log(f"  {shorten(job.polymer_id)}: done, {shown}")

@@ -27,8 +27,8 @@ from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.lock import DriverLock
 from workflow.campaign.store import Store
-from workflow.common.errors import ConfigError
-from workflow.common.files import safe_name
+from workflow.common.errors import ConfigError, shorten
+from workflow.common.files import file_hash, safe_name
 
 Log = Callable[[str], None]
 
@@ -63,29 +63,42 @@ class CampaignRunner:
         self.run_dir = self.runs_dir / campaign.name
         self.log = log
         self.dry_run = dry_run
+        campaign.check_files()
+        if self.runs_dir.exists() and not self.runs_dir.is_dir():
+            raise ConfigError(f"runs directory {self.runs_dir} is a file")
+        self.pool_hash = file_hash(campaign.pool)
         path = store_path(self.runs_dir, campaign.name)
-        if dry_run:  # read what exists, write nothing
+        if dry_run or not path.exists():  # read what exists; a new store is made once the inputs are checked
             self.store = Store(path, readonly=True) if path.is_file() else None
         else:
-            self.store = Store(path)
+            self.store = Store(path, journal=campaign.store.journal)
         self._check_settings()
         self.candidates: Candidates | None = None
 
     def _check_settings(self) -> None:
+        """Refuse a store holding a campaign with other settings or another pool (names the keys)."""
         saved = self.store.get_meta("campaign") if self.store is not None else None
+        if saved is None:
+            return
         current = self.campaign.identity()
-        if saved is not None:
-            # settings added by a newer PolyScout take their defaults in a store written by an older one
-            try:
-                saved = type(self.campaign).model_validate(saved).identity()
-            except Exception:
-                pass
-            changed = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
-            if changed:
-                raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
-                                  f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
-        if not self.dry_run:
-            self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
+        # settings added by a newer PolyScout take their defaults in a store written by an older one
+        try:
+            saved = type(self.campaign).model_validate(saved).identity()
+        except Exception:
+            pass
+        changed = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+        if self.store.get_meta("pool_sha256", self.pool_hash) != self.pool_hash:
+            changed.append("pool content")
+        if changed:
+            raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
+                              f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
+
+    def _open_store(self) -> None:
+        """The store, written from here on: the campaign's settings and its pool's content hash."""
+        if self.store is None or self.store.readonly:
+            self.store = Store(store_path(self.runs_dir, self.campaign.name), journal=self.campaign.store.journal)
+        self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
+        self.store.set_meta("pool_sha256", self.pool_hash)
 
     def job_dir(self, job_id: int, polymer_id: str) -> str:
         return str(self.run_dir / "jobs" / job_dir_name(job_id, polymer_id))
@@ -93,7 +106,11 @@ class CampaignRunner:
     def prepare(self) -> Candidates:
         prepared = prepare_pool(self.campaign, self.runs_dir / "descriptor_cache.sqlite", self.log,
                                 write_cache=not self.dry_run)
+        if not prepared.candidates.ids:
+            raise ConfigError(f"pool {self.campaign.pool} has no usable polymer ({len(prepared.problems)} row(s) "
+                              f"skipped, listed above)")
         if not self.dry_run:
+            self._open_store()
             self.store.save_pool(prepared.entries, prepared.problems)
         self.candidates = prepared.candidates
         return self.candidates
@@ -158,7 +175,7 @@ class CampaignRunner:
                 break
             pick = self.choose(cycle, rows)
             self.submit_pick(cycle, pick, dispatcher)
-            self.log(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(pick.ids)}")
+            self.log(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(map(shorten, pick.ids))}")
             dispatcher.drain()
 
     def _run_async(self, dispatcher: Dispatcher) -> None:
@@ -186,7 +203,7 @@ class CampaignRunner:
         running = [index[pid] for pid in dispatcher.running if pid in index]
         pick = self.choose(cycle, rows, X_pending=X[running] if running else None)
         self.submit_pick(cycle, pick, dispatcher)
-        self.log(f"pick {cycle}: submitted {', '.join(pick.ids)} ({len(dispatcher.futures)} running)")
+        self.log(f"pick {cycle}: submitted {', '.join(map(shorten, pick.ids))} ({len(dispatcher.futures)} running)")
         return True
 
     def plan(self) -> tuple[int | None, str, list[tuple[str, str]]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workflow.common.errors import shorten
 from workflow.job.failures import JobFailure
 
 
@@ -47,10 +48,15 @@ class Evaluator(ABC):
         """Called before a failed job is resubmitted after a ``kind`` failure (nothing by default)."""
 
     def failure(self, exc: BaseException) -> JobFailure:
-        """The kind of failure an exception from a job's future is."""
+        """The kind of failure an exception from a job's future is: a job's own failure keeps its kind; an
+        operating-system error (a directory that cannot be written, a full disk) is ``io_error``; anything else
+        that escaped the job is ``md_failed`` in stage ``dispatch``."""
         if isinstance(exc, JobFailure):
             return exc
-        return JobFailure("md_failed", "dispatch", f"{type(exc).__name__}: {exc}")
+        message = shorten(f"{type(exc).__name__}: {exc}", 300)
+        if isinstance(exc, OSError):
+            return JobFailure("io_error", "dispatch", message)
+        return JobFailure("md_failed", "dispatch", message)
 
     def close(self) -> None:
         """Release workers and threads."""

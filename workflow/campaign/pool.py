@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key, unit_atoms
+from workflow.common.errors import shorten
 from workflow.common.tables import TableError, read_table
 
 PoolError = TableError  # a pool or monomer file that cannot be read at all (missing, wrong format, missing columns)
@@ -32,7 +33,7 @@ class PoolProblem:
     kind: str = "invalid"  # empty_id, duplicate_id, unparsable, links, element, duplicate, too_large, untypable
 
     def __str__(self) -> str:
-        return f"row {self.row} (id {self.id}): {self.problem}"
+        return f"row {self.row} (id {shorten(self.id)}): {shorten(self.problem, 200)}"
 
 
 @dataclass

@@ -1,6 +1,12 @@
-"""The campaign store: one SQLite database (WAL) under ``runs/<campaign>/``.
+"""The campaign store: one SQLite database under ``runs/<campaign>/``.
 
 Only the driver writes; ``workflow status`` and ``workflow pareto`` read it while a campaign runs.
+On a local filesystem the store uses SQLite's write-ahead log (readers never block the driver).
+WAL needs shared memory between the processes, which network filesystems (NFS, Lustre, GPFS,
+BeeGFS, CIFS) do not provide safely across hosts: there the store uses a rollback journal
+(detected from ``/proc/mounts``; a campaign's ``store: {journal: wal|delete}`` overrides). Either
+way, run the driver on one host; status and pareto may read from any. A read-only campaign
+(archived, or in a read-only directory) is read from a private copy of its database and log.
 
 The ``results`` table has one column per objective property of the job's record
 (:data:`workflow.job.record.OBJECTIVE_PROPERTIES`, added to older stores when opened), beside the
@@ -10,12 +16,18 @@ campaign's own objectives and the whole record as JSON.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from workflow.common.errors import ConfigError, shorten
 from workflow.job.record import OBJECTIVE_PROPERTIES
+
+STORE_FORMAT = 2  # 2: absolute job directories, result columns from the record's objective properties
 
 JOB_STATES = ("submitted", "done", "failed")
 TERMINAL_STATES = ("done", "failed")
@@ -76,22 +88,108 @@ CREATE TABLE IF NOT EXISTS cycles (
 """
 
 
+class StoreError(ConfigError):
+    """A campaign store that cannot be used (empty, truncated, not PolyScout's, unreadable); one line."""
+
+
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "beegfs", "ceph", "fuse.sshfs",
+                                 "panfs", "wekafs"})
+"""Where SQLite's WAL (shared memory between processes) is unsafe: the store uses a rollback journal there."""
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (``/proc/mounts``; "unknown" where that cannot be read)."""
+    try:
+        mounts = [ln.split() for ln in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    target, best = str(Path(path).resolve()), ("", "unknown")
+    for parts in mounts:
+        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
+            if len(parts[1]) >= len(best[0]):
+                best = (parts[1], parts[2])
+    return best[1]
+
+
+def journal_mode(path: Path, setting: str = "auto") -> str:
+    """``wal`` on a local filesystem, ``delete`` (a rollback journal) on a network one, unless set."""
+    if setting != "auto":
+        return setting
+    return "delete" if filesystem_type(path.parent) in NETWORK_FILESYSTEMS else "wal"
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not a SQLite database (an empty or truncated store is not a new campaign)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise StoreError(f"campaign store {path} cannot be read ({exc.strerror})") from None
+    if head != b"SQLite format 3\x00":
+        what = "is empty" if not head else "is not a SQLite database"
+        raise StoreError(f"campaign store {path} {what} (truncated or overwritten?): restore it from a backup, "
+                         f"or move it away to start the campaign afresh") from None
+
+
 class Store:
-    def __init__(self, path: str | Path, readonly: bool = False):
+    """The campaign store. ``readonly`` opens it for reading only, also where its directory is read-only
+    (an archived campaign: the database and its write-ahead log are read from a private copy)."""
+
+    def __init__(self, path: str | Path, readonly: bool = False, journal: str = "auto"):
         self.path = Path(path)
-        if readonly:
-            if not self.path.is_file():
-                raise FileNotFoundError(f"no campaign store at {self.path}")
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    "
-                                                                         for p in OBJECTIVE_PROPERTIES)))
-            self._add_property_columns()
+        self.readonly = readonly
+        self._copy: Path | None = None
+        try:
+            self.db = self._open_readonly() if readonly else self._open_writable(journal)
+            self._check_schema(readonly)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"campaign store {self.path} cannot be used: {exc}") from None
         self.db.row_factory = sqlite3.Row
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no campaign store at {self.path}")
+        _check_file(self.path)
+        if os.access(self.path.parent, os.W_OK):
+            return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        # a read-only directory: SQLite cannot create the -shm file WAL readers need; read a copy instead
+        self._copy = Path(tempfile.mkdtemp(prefix="polyscout-store-"))
+        for suffix in ("", "-wal"):
+            if Path(f"{self.path}{suffix}").is_file():
+                shutil.copyfile(f"{self.path}{suffix}", self._copy / f"campaign.sqlite{suffix}")
+        return sqlite3.connect(f"file:{self._copy / 'campaign.sqlite'}?mode=ro", uri=True, timeout=30)
+
+    def _open_writable(self, journal: str) -> sqlite3.Connection:
+        fresh = not self.path.exists()
+        if not fresh:
+            _check_file(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute(f"PRAGMA journal_mode={journal_mode(self.path, journal)}")
+        db.execute("PRAGMA foreign_keys=ON")
+        if fresh:
+            db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES)))
+            with db:
+                db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
+        self.db = db
+        return db
+
+    def _check_schema(self, readonly: bool) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "pool", "jobs", "results", "cycles"} <= tables:
+            raise StoreError(f"{self.path} is not a PolyScout campaign store (tables: {', '.join(sorted(tables)) or 'none'})")
+        if not readonly:
+            self._add_property_columns()
+            self._absolute_job_dirs()
+
+    def _absolute_job_dirs(self) -> None:
+        """Stores written before job directories were absolute: ``runs/NAME/jobs/X`` becomes absolute."""
+        jobs_dir = self.path.parent.resolve() / "jobs"
+        rows = self.db.execute("SELECT job_id, job_dir FROM jobs").fetchall()
+        fix = [(str(jobs_dir / Path(d).name), j) for j, d in rows if d and not Path(d).is_absolute()]
+        if fix:
+            with self.db:
+                self.db.executemany("UPDATE jobs SET job_dir = ? WHERE job_id = ?", fix)
 
     def _add_property_columns(self) -> None:
         """Columns for objective properties the record gained after this store was made."""
@@ -102,7 +200,14 @@ class Store:
                     self.db.execute(f"ALTER TABLE results ADD COLUMN {name} REAL")
 
     def close(self) -> None:
+        if self._copy is None and not self.readonly:
+            try:  # fold the write-ahead log into the database: an archived copy is one file
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
         self.db.close()
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
 
     # --- meta -------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
@@ -114,8 +219,16 @@ class Store:
         return default if row is None else json.loads(row["value"])
 
     # --- pool -------------------------------------------------------------------------------
-    def save_pool(self, entries: Iterable[tuple[str, int, str, str, str | None]],
+    def save_pool(self, entries: list[tuple[str, int, str, str, str | None]],
                   problems: Iterable[tuple[int, str, str, str]]) -> None:
+        """Record the pool's entries ``(id, row, smiles, canonical, name)``; an id the store knows with another
+        polymer is refused (its results would be misfiled)."""
+        known = {r[0]: r[1] for r in self.db.execute("SELECT polymer_id, canonical FROM pool")}
+        for pid, row, smiles, canonical, _ in entries:
+            if pid in known and known[pid] != canonical:
+                raise StoreError(f"pool row {row} (id {shorten(pid)}): PSMILES {shorten(smiles)} differs from the "
+                                 f"polymer this campaign knows as {shorten(pid)} ({shorten(known[pid])}); restore "
+                                 f"the row or give the new polymer a new id")
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?, ?, ?)", entries)
             self.db.execute("DELETE FROM pool_problems")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rdkit import Chem, RDLogger
 
+from workflow.common.errors import shorten
+
 GAFF2_MOD_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
 """Elements GAFF2_mod has types for (RadonPy's descriptor covers the same ten)."""
 
@@ -29,16 +31,16 @@ def classify_psmiles(psmiles: str) -> tuple[str, str] | None:
     finally:
         RDLogger.EnableLog("rdApp.*")
     if mol is None:
-        return "unparsable", f"RDKit cannot parse PSMILES {psmiles!r}"
+        return "unparsable", f"RDKit cannot parse PSMILES {shorten(repr(psmiles))}"
     links = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 0)
     if links != 2:
-        return "links", f"PSMILES {psmiles!r} has {links} '*' links; a repeat unit needs exactly 2"
+        return "links", f"PSMILES {shorten(repr(psmiles))} has {links} '*' links; a repeat unit needs exactly 2"
     for atom in mol.GetAtoms():
         if atom.GetAtomicNum() == 0 and atom.GetDegree() != 1:
-            return "links", f"a '*' link in {psmiles!r} must bond to exactly one atom"
+            return "links", f"a '*' link in {shorten(repr(psmiles))} must bond to exactly one atom"
     unsupported = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() > 0} - GAFF2_MOD_ELEMENTS)
     if unsupported:
-        return "element", f"element(s) {', '.join(unsupported)} in {psmiles!r} have no GAFF2_mod type"
+        return "element", f"element(s) {', '.join(unsupported)} in {shorten(repr(psmiles))} have no GAFF2_mod type"
     return None
 
 

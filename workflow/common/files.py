@@ -50,3 +50,12 @@ def safe_name(text: str, limit: int = 40) -> str:
 def stable_hash(obj: Any) -> str:
     """A short hash of a JSON-serialisable object, the same in every process and session."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file's bytes (a pool's identity, whatever its name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

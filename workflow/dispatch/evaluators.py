@@ -17,13 +17,17 @@ import pandas as pd
 
 from workflow.campaign.config import Campaign, OracleSettings
 from workflow.campaign.evaluator import Evaluator, JobRequest
-from workflow.common.errors import ConfigError
+from workflow.common.errors import ConfigError, shorten
 from workflow.common.files import read_json, write_json_atomic
 from workflow.common.tables import read_table
 from workflow.dispatch.profiles import Profile
 from workflow.job import JobFailure, JobSpec, finished_record, grant_retry
 from workflow.job.presets import ProtocolPreset
 from workflow.job.stages import RECORD_FILE
+
+
+LOST_WORKER_ERRORS = frozenset({"ManagerLost", "WorkerLost", "BadStateException", "ScalingFailed"})
+"""Parsl's exceptions for work lost with its worker or block (HighThroughputExecutor)."""
 
 
 class OracleEvaluator(Evaluator):
@@ -34,11 +38,16 @@ class OracleEvaluator(Evaluator):
     replays can simulate slow, uneven MD jobs.
     """
 
-    def __init__(self, settings: OracleSettings):
+    def __init__(self, settings: OracleSettings, objectives: list[str] | None = None):
         df = read_table(Path(settings.table), keep_text=False, what="oracle table")
-        if settings.id_column not in df.columns:
-            raise ConfigError(f"oracle table {settings.table} has no column {settings.id_column!r}")
+        missing = [c for c in (settings.id_column, *(objectives or [])) if c not in df.columns]
+        if missing:
+            raise ConfigError(f"oracle table {settings.table} has no column(s) {', '.join(map(repr, missing))}")
         df[settings.id_column] = df[settings.id_column].astype(str)
+        twice = df[settings.id_column][df[settings.id_column].duplicated()]
+        if len(twice):
+            raise ConfigError(f"oracle table {settings.table}: id {shorten(twice.iloc[0])} is on more than one row "
+                              f"(row {int(twice.index[0]) + 1})")
         self.rows = df.set_index(settings.id_column)
         self.duration_s = settings.duration_s
         self._threads = ThreadPoolExecutor(max_workers=settings.threads) if settings.duration_s[1] > 0 else None
@@ -63,12 +72,15 @@ class OracleEvaluator(Evaluator):
         fut: Future = Future()
         try:
             fut.set_result(self._lookup(job))
-        except JobFailure as exc:
+        except Exception as exc:  # a failure of this job (an unwritable directory included), not the driver's
             fut.set_exception(exc)
         return fut
 
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
-        return read_json(job.job_dir / RECORD_FILE)
+        record = read_json(job.job_dir / RECORD_FILE)
+        if record is None or record.get("psmiles", job.psmiles) != job.psmiles:
+            return None  # missing, truncated, or another polymer's
+        return record
 
     def close(self) -> None:
         if self._threads is not None:
@@ -76,13 +88,24 @@ class OracleEvaluator(Evaluator):
 
 
 class ParslEvaluator(Evaluator):
-    """Runs property jobs as Parsl apps on the profile's executor."""
+    """Runs property jobs as Parsl apps on the profile's executor (Parsl starts when the campaign enters it)."""
 
     def __init__(self, profile: Profile, preset: ProtocolPreset, run_dir: Path):
+        self.profile, self.preset, self.run_dir = profile, preset, Path(run_dir)
+        self.dfk = None
+
+    def __enter__(self) -> "ParslEvaluator":
         import parsl
 
-        self.profile, self.preset = profile, preset
-        self.dfk = parsl.load(profile.parsl_config(run_dir / "parsl"))
+        self.dfk = parsl.load(self.profile.parsl_config(self.run_dir / "parsl"))
+        return self
+
+    def failure(self, exc: BaseException) -> JobFailure:
+        """Parsl's lost managers and workers (a block's walltime, a node gone) are ``timeout``: retried, the job
+        resuming its directory."""
+        if type(exc).__name__ in LOST_WORKER_ERRORS:
+            return JobFailure("timeout", "dispatch", f"{type(exc).__name__}: {shorten(str(exc), 200)}")
+        return super().failure(exc)
 
     def spec(self, job: JobRequest) -> JobSpec:
         return JobSpec(job.psmiles, self.preset, job.seed, self.profile.cores_per_job, self.profile.mpi_launcher)
@@ -99,8 +122,10 @@ class ParslEvaluator(Evaluator):
     def close(self) -> None:
         import parsl
 
-        self.dfk.cleanup()
-        parsl.clear()
+        if self.dfk is not None:
+            self.dfk.cleanup()
+            parsl.clear()
+            self.dfk = None
 
 
 @functools.cache
@@ -120,5 +145,5 @@ def _property_job_app():
 def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:
     """The campaign's evaluator: its oracle table, or property jobs through Parsl on ``profile``."""
     if campaign.oracle is not None:
-        return OracleEvaluator(campaign.oracle)
+        return OracleEvaluator(campaign.oracle, list(campaign.objectives))
     return ParslEvaluator(profile, campaign.preset, run_dir)

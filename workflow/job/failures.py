@@ -25,6 +25,7 @@ FAILURE_KINDS: dict[str, FailureKind] = {k.name: k for k in (
                                        "a retry grants one more run"),
     FailureKind("oriented", 1, "the chains aligned (nematic order at or above the preset's limit)"),
     FailureKind("invalid_result", 1, "the job's record lacks a finite value of a campaign objective"),
+    FailureKind("io_error", 2, "the job directory could not be written or read (permissions, a full disk)"),
     FailureKind("timeout", 3, "the worker or its block was lost (walltime, node failure); a retry resumes the job"),
 )}
 

@@ -92,7 +92,13 @@ def _save(path: Path, value: Any) -> None:
 
 
 def _load(path: Path) -> Any:
-    return read_pickle(path) if path.suffix == ".pickle" else read_json(path)
+    """A stage's output, or None where it cannot be read (the stage then runs again)."""
+    if path.suffix != ".pickle":
+        return read_json(path)
+    try:
+        return read_pickle(path)
+    except Exception:  # empty, truncated or from another RDKit: not a result
+        return None
 
 
 def obtain(stage: Stage, run: JobRun) -> Any:
