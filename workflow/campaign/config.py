@@ -72,7 +72,7 @@ class DriverSettings(_Settings):
 
 
 # settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them
-OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "oracle": {"threads"}}
+OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "oracle": {"threads", "duration_s"}}
 Count = Annotated[int, Strict()]  # `batch_size: true` is not 1
 
 

@@ -165,6 +165,9 @@ class Store:
             _check_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
+        self.db = db
+        if not fresh:
+            self._check_tables()  # before anything changes the file
         db.execute(f"PRAGMA journal_mode={journal_mode(self.path, journal)}")
         db.execute("PRAGMA foreign_keys=ON")
         if fresh:
@@ -174,10 +177,14 @@ class Store:
         self.db = db
         return db
 
-    def _check_schema(self, readonly: bool) -> None:
+    def _check_tables(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"meta", "pool", "jobs", "results", "cycles"} <= tables:
-            raise StoreError(f"{self.path} is not a PolyScout campaign store (tables: {', '.join(sorted(tables)) or 'none'})")
+            raise StoreError(f"{self.path} is not a PolyScout campaign store "
+                             f"(tables: {', '.join(sorted(tables)) or 'none'})")
+
+    def _check_schema(self, readonly: bool) -> None:
+        self._check_tables()
         if not readonly:
             self._add_property_columns()
             self._absolute_job_dirs()

@@ -1,0 +1,337 @@
+"""What a real cluster and real users do to a campaign, one case at a time (issue: campaigns that survive).
+
+Each test injects one fault and checks the outcome: the job's failure with its kind, a one-line error
+with exit code 2 before anything is written, or a result that is not lost.
+"""
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write
+from tests.test_campaign import ORACLE, SMILES, assert_store_consistent
+from workflow.campaign.config import load_campaign
+from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.campaign.evaluator import JobRequest
+from workflow.campaign.store import Store
+from workflow.cli import main
+from workflow.dispatch.evaluators import OracleEvaluator
+
+CAMPAIGN = ("name: faults\npool: pool.csv\nobjectives: {refractive_index: maximize, Cp: maximize}\n"
+            "initial_size: 4\nbatch_size: 3\ncycles: 2\nseed: 4\noracle: {table: oracle.csv}\n")
+
+
+def setup(tmp_path: Path, campaign: str = CAMPAIGN, oracle: str = ORACLE, pool: list[str] = SMILES) -> Path:
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(pool)))
+    write(tmp_path / "oracle.csv", oracle)
+    return write(tmp_path / "c.yaml", campaign)
+
+
+def run(tmp_path: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(["run", str(tmp_path / "c.yaml"), "--runs", str(tmp_path / "runs"), *extra])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_line_error(err: str, needle: str) -> None:
+    assert err.count("\n") == 1 and err.startswith("workflow: error: ") and needle in err, err
+
+
+def store(tmp_path: Path) -> Store:
+    return Store(store_path(tmp_path / "runs", "faults"), readonly=True)
+
+
+# --- 1. lost workers, I/O errors, results written before the worker died ---------------------------------------
+class Unreliable(OracleEvaluator):
+    """The oracle, with faults: ``raise_first[id]`` exceptions raised on the first attempts of a polymer, after
+    (``after_writing``) or before its record is written."""
+
+    def __init__(self, settings, raise_first: dict[str, list[BaseException]], after_writing: set[str] = frozenset()):
+        super().__init__(settings)
+        self.raise_first, self.after_writing, self.calls = raise_first, after_writing, {}
+
+    def submit(self, job: JobRequest):
+        from concurrent.futures import Future
+
+        n = self.calls[job.polymer_id] = self.calls.get(job.polymer_id, 0) + 1
+        faults = self.raise_first.get(job.polymer_id, [])
+        if n > len(faults):
+            return super().submit(job)
+        if job.polymer_id in self.after_writing:
+            super().submit(job)  # the record is written, then the worker is lost
+        fut = Future()
+        fut.set_exception(faults[n - 1])
+        return fut
+
+
+def lost(name: str) -> Exception:
+    return type(name, (Exception,), {})("task lost with its manager (block walltime)")
+
+
+def test_lost_workers_are_timeouts_retried_and_a_written_result_is_ingested(tmp_path):
+    from workflow.dispatch.evaluators import ParslEvaluator
+    from workflow.dispatch.profiles import load_profile
+    from workflow.job.presets import SMOKE
+
+    parsl_ev = ParslEvaluator(load_profile("local"), SMOKE, tmp_path)  # Parsl does not start until entered
+    assert parsl_ev.failure(lost("ManagerLost")).kind == "timeout"
+    assert parsl_ev.failure(lost("WorkerLost")).kind == "timeout"
+    assert parsl_ev.failure(PermissionError(13, "Permission denied", "/x")).kind == "io_error"
+
+    camp = load_campaign(setup(tmp_path))
+    ids = [pid for pid, _ in CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]]
+    walltime, gone, written = ids[0], ids[1], ids[2]
+
+    class Lost(Unreliable):
+        def failure(self, exc):
+            return parsl_ev.failure(exc)
+
+    ev = Lost(camp.oracle, {walltime: [lost("ManagerLost")], gone: [lost("WorkerLost")] * 5,
+                            written: [lost("ManagerLost")]}, after_writing={written})
+    CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
+    jobs = {j["polymer_id"]: j for j in store(tmp_path).jobs()}
+    assert jobs[walltime]["state"] == "done" and jobs[walltime]["attempts"] == 2  # retried, then done
+    assert jobs[gone]["state"] == "failed" and jobs[gone]["failure_kind"] == "timeout"
+    assert jobs[gone]["attempts"] == 3 == ev.calls[gone]  # the default: 3 attempts for a timeout
+    assert jobs[written]["state"] == "done" and ev.calls[written] == 1  # its result was there: not run again
+    assert_store_consistent(store(tmp_path))
+
+
+def test_a_job_directory_that_cannot_be_written_is_an_io_error_not_a_crash(tmp_path, capsys):
+    setup(tmp_path)
+    (tmp_path / "runs" / "faults").mkdir(parents=True)
+    (tmp_path / "runs" / "faults" / "jobs").write_text("a file where the job directories go")
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0
+    jobs = store(tmp_path).jobs()
+    assert jobs and all(j["state"] == "failed" and j["failure_kind"] == "io_error" for j in jobs)
+    assert all(j["attempts"] == 2 for j in jobs)  # io_error: 2 attempts by default
+    assert "io_error" in out
+
+
+# --- 2. a non-numeric objective is that job's failure -------------------------------------------------------
+def test_a_non_numeric_objective_fails_its_job_and_a_rerun_does_not_crash(tmp_path, capsys):
+    lines = ORACLE.split("\n")
+    bad = [ln if not ln.startswith("Q05,") else ",".join(ln.split(",")[:2] + ["abc"] + ln.split(",")[3:])
+           for ln in lines]
+    setup(tmp_path, oracle="\n".join(bad))
+    assert run(tmp_path, capsys)[0] == 0
+    q05 = [j for j in store(tmp_path).jobs() if j["polymer_id"] == "Q05"]
+    if q05:  # picked: failed with the value named
+        assert q05[0]["failure_kind"] == "invalid_result" and "'abc'" in q05[0]["failure_message"]
+    assert run(tmp_path, capsys)[0] == 0  # the finished campaign reruns cleanly
+    assert_store_consistent(store(tmp_path))
+
+
+def test_an_ingested_record_without_a_number_is_invalid_result(tmp_path, capsys):
+    setup(tmp_path, campaign=CAMPAIGN.replace("oracle: {table: oracle.csv}", "oracle: {table: oracle.csv, "
+                                                                            "duration_s: [30, 30]}"))
+    camp = load_campaign(tmp_path / "c.yaml")
+    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner.prepare()
+    pick = runner.choose(0, runner.open_rows())
+    job_ids = runner.store.record_selection(0, pick.ids, pick.label, pick.selection.acquisition, None, None, 0,
+                                            job_dir_for=runner.job_dir)
+    first = Path(runner.job_dir(job_ids[0], pick.ids[0]))
+    write(first / "record.json", json.dumps({"psmiles": SMILES[int(pick.ids[0][1:])], "refractive_index": 1.5,
+                                             "Cp": "abc"}))
+    runner.store.close()
+    fast = camp.model_copy(update={"oracle": camp.oracle.model_copy(update={"duration_s": (0.0, 0.0)})})
+    CampaignRunner(fast, tmp_path / "runs", log=print).run(OracleEvaluator(fast.oracle))
+    job = store(tmp_path).job(job_ids[0])
+    assert job["state"] == "failed" and job["failure_kind"] == "invalid_result" and "'abc'" in job["failure_message"]
+
+
+# --- 3. job directories are absolute; older stores are migrated ---------------------------------------------
+def test_job_directories_are_absolute_and_relative_ones_are_migrated(tmp_path, capsys, monkeypatch):
+    setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["run", "c.yaml", "--runs", "runs"])
+    assert rc == 0
+    jobs = store(tmp_path).jobs()
+    assert all(Path(j["job_dir"]).is_absolute() and Path(j["job_dir"], "record.json").is_file() for j in jobs)
+    db = sqlite3.connect(store_path(tmp_path / "runs", "faults"))
+    with db:  # as an older PolyScout wrote them
+        db.execute("UPDATE jobs SET job_dir = 'runs/faults/jobs/' || substr(job_dir, length(rtrim(job_dir, "
+                   "replace(job_dir, '/', ''))) + 1)")
+    db.close()
+    monkeypatch.chdir(tmp_path.parent)  # resumed from elsewhere
+    Store(store_path(tmp_path / "runs", "faults")).close()
+    again = store(tmp_path).jobs()
+    assert [j["job_dir"] for j in again] == [j["job_dir"] for j in jobs]
+
+
+# --- 4. a job directory never returns another polymer's result ---------------------------------------------
+def test_the_oracle_does_not_reuse_another_polymers_record(tmp_path):
+    camp = load_campaign(setup(tmp_path))
+    ev = OracleEvaluator(camp.oracle)
+    job = JobRequest("Q01", "*CC(*)C", tmp_path / "job", 0)
+    write(tmp_path / "job" / "record.json", json.dumps({"psmiles": "*CC*", "refractive_index": 1.4, "Cp": 1.0}))
+    assert ev.finished(job) is None
+    write(tmp_path / "job" / "record.json", json.dumps({"psmiles": "*CC(*)C", "refractive_index": 1.4, "Cp": 1.0}))
+    assert ev.finished(job)["refractive_index"] == 1.4
+
+
+# --- 5. an empty, truncated or foreign store is refused ------------------------------------------------------
+@pytest.mark.parametrize("damage, needle", [(b"", "is empty"), (b"\x00garbage" * 10, "is not a SQLite database"),
+                                            ("foreign", "is not a PolyScout campaign store")])
+def test_a_damaged_store_is_refused_not_restarted(tmp_path, capsys, damage, needle):
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    path = store_path(tmp_path / "runs", "faults")
+    if damage == "foreign":
+        path.unlink()
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE notes (x)")
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(damage)
+    for wal in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        wal.unlink(missing_ok=True)
+    before = path.read_bytes()
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, needle)
+    assert str(path) in err and path.read_bytes() == before  # untouched
+    assert main(["status", "faults", "--runs", str(tmp_path / "runs")]) == 2
+    one_line_error(capsys.readouterr().err, needle)
+
+
+# --- 6. an edited pool is refused ----------------------------------------------------------------------------
+def test_an_edited_pool_is_refused_and_a_changed_row_is_never_misfiled(tmp_path, capsys):
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    swapped = list(SMILES)
+    swapped[2], swapped[3] = swapped[3], swapped[2]
+    setup(tmp_path, pool=swapped)
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, "pool content")
+    from workflow.campaign.store import StoreError
+
+    s = Store(store_path(tmp_path / "runs", "faults"))
+    rows = [(f"Q{i:02d}", i + 1, smi, smi, None) for i, smi in enumerate(swapped)]
+    with pytest.raises(StoreError, match="row 3 \\(id Q02\\)"):
+        s.save_pool(rows, [])
+
+
+# --- 7. read-only and network-filesystem stores ---------------------------------------------------------------
+def test_a_read_only_campaign_is_readable_and_network_filesystems_get_a_rollback_journal(tmp_path, capsys,
+                                                                                         monkeypatch):
+    from workflow.campaign import store as store_module
+
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    path = store_path(tmp_path / "runs", "faults")
+    real_access = os.access
+    # an archived campaign: the directory is read-only (root ignores permission bits, so say so to the store)
+    monkeypatch.setattr(store_module.os, "access", lambda p, mode: False if Path(p) == path.parent
+                        else real_access(p, mode))
+    capsys.readouterr()
+    for command in ("status", "pareto", "export"):
+        extra = ["--out", str(tmp_path / "export.csv"), "--format", "csv"] if command == "export" else []
+        assert main([command, "faults", "--runs", str(tmp_path / "runs"), *extra]) == 0, capsys.readouterr().err
+    assert "non-dominated" in capsys.readouterr().out
+    monkeypatch.undo()
+
+    monkeypatch.setattr(store_module, "filesystem_type", lambda p: "nfs4")
+    assert store_module.journal_mode(path) == "delete"
+    s = Store(tmp_path / "nfs" / "campaign.sqlite")
+    assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    s.close()
+    monkeypatch.setattr(store_module, "filesystem_type", lambda p: "ext4")
+    assert store_module.journal_mode(path) == "wal" and store_module.journal_mode(path, "delete") == "delete"
+
+
+# --- 8. errors, not tracebacks ----------------------------------------------------------------------------------
+def test_os_and_sqlite_errors_are_one_line_errors(tmp_path, capsys):
+    setup(tmp_path)
+    write(tmp_path / "runs-file", "not a directory")
+    rc = main(["run", str(tmp_path / "c.yaml"), "--runs", str(tmp_path / "runs-file")])
+    assert rc == 2
+    one_line_error(capsys.readouterr().err, "runs-file")
+
+
+def test_a_full_disk_during_a_store_write_stops_with_one_line_and_the_campaign_resumes(tmp_path, capsys,
+                                                                                       monkeypatch):
+    setup(tmp_path)
+    real = Store.finish_job
+    calls = []
+
+    def full(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, "finish_job", full)
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, "disk is full")
+    monkeypatch.undo()  # space freed
+    assert run(tmp_path, capsys)[0] == 0
+    s = store(tmp_path)
+    assert_store_consistent(s)
+    assert len(s.jobs()) == 4 + 3 + 3
+
+
+# --- 9. settings that cannot work are refused before anything is written ----------------------------------
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c, o, p: (c, o, "id,smiles\n"), "no usable polymer"),
+    (lambda c, o, p: (c, o, "id,smiles\nA,*CC\nB,*X*\n"), "no usable polymer"),
+    (lambda c, o, p: (c, o.replace("Cp", "heat_capacity"), p), "no column(s) 'Cp'"),
+    (lambda c, o, p: (c, o + "\nQ01,1.5,1000,atactic,100", p), "id Q01 is on more than one row"),
+    (lambda c, o, p: (c.replace("batch_size: 3", "batch_size: true"), o, p), "key 'batch_size'"),
+    (lambda c, o, p: (c + "seed: 5\n", o, p), "key 'seed' is given twice"),
+    (lambda c, o, p: (c.replace("oracle.csv", "oracel.csv"), o, p), "oracel.csv does not exist"),
+])
+def test_settings_that_cannot_work_are_refused_before_anything_is_written(tmp_path, capsys, edit, needle):
+    pool = "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES))
+    campaign, oracle, pool = edit(CAMPAIGN, ORACLE, pool)
+    write(tmp_path / "pool.csv", pool)
+    write(tmp_path / "oracle.csv", oracle)
+    write(tmp_path / "c.yaml", campaign)
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, needle)
+    assert not store_path(tmp_path / "runs", "faults").exists()
+    if "oracel" in needle:  # the typo fixed: accepted, not "different settings"
+        write(tmp_path / "c.yaml", CAMPAIGN)
+        assert run(tmp_path, capsys)[0] == 0
+
+
+# --- 10. logs and names ------------------------------------------------------------------------------------------
+def test_user_strings_are_shortened_and_escaped_and_names_stay_inside_runs(tmp_path, capsys):
+    pool = "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES))
+    pool += '\n"Q\nEVIL",*CC(*)' + "C" * 1_000_000 + "X"
+    write(tmp_path / "pool.csv", pool)
+    write(tmp_path / "oracle.csv", ORACLE)
+    write(tmp_path / "c.yaml", CAMPAIGN)
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0 and max(len(ln) for ln in out.splitlines()) < 400 and "Q\\nEVIL" in out
+    capsys.readouterr()
+    assert main(["status", "faults", "--runs", str(tmp_path / "runs")]) == 0
+    status = capsys.readouterr().out
+    assert max(len(ln) for ln in status.splitlines()) < 400 and "\nEVIL" not in status
+    assert main(["status", "../faults", "--runs", str(tmp_path / "runs")]) == 2
+    one_line_error(capsys.readouterr().err, "campaign name")
+    write(tmp_path / "c.yaml", CAMPAIGN + "preset: /etc/passwd\n")
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2 and "root:" not in err and err.count("\n") == 1
+
+
+def test_an_empty_pickle_is_recomputed_not_a_crash(tmp_path):
+    from workflow.job import JobSpec
+    from workflow.job.presets import SMOKE
+    from workflow.job.stages import run_stages
+
+    spec = JobSpec("*CC*", SMOKE, seed=1)
+    first = run_stages(spec, tmp_path, ("monomer",))
+    (tmp_path / "monomer.pickle").write_bytes(b"")
+    again = run_stages(spec, tmp_path, ("monomer",))
+    assert "monomer" in again["timings"] and again["monomer"].GetNumAtoms() == first["monomer"].GetNumAtoms()
