@@ -34,12 +34,18 @@ from dataclasses import dataclass
 
 import torch
 from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImprovement
-from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.logei import (
+    qLogNoisyExpectedHypervolumeImprovement,
+)
 from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf_discrete
 from botorch.sampling.normal import SobolQMCNormalSampler
-from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
-from botorch.utils.multi_objective.box_decompositions.non_dominated import FastNondominatedPartitioning
+from botorch.utils.multi_objective.box_decompositions.dominated import (
+    DominatedPartitioning,
+)
+from botorch.utils.multi_objective.box_decompositions.non_dominated import (
+    FastNondominatedPartitioning,
+)
 
 from surrogate.pareto import hypervolume, pareto_mask
 

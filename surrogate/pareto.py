@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
-from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
+from botorch.utils.multi_objective.box_decompositions.dominated import (
+    DominatedPartitioning,
+)
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 

@@ -335,3 +335,107 @@ def test_an_empty_pickle_is_recomputed_not_a_crash(tmp_path):
     (tmp_path / "monomer.pickle").write_bytes(b"")
     again = run_stages(spec, tmp_path, ("monomer",))
     assert "monomer" in again["timings"] and again["monomer"].GetNumAtoms() == first["monomer"].GetNumAtoms()
+
+
+def test_a_record_written_twice_by_a_retried_job_is_stored_once(tmp_path, capsys):
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    s = store(tmp_path)
+    first = s.jobs()[0]
+    before = {r["job_id"]: r["properties"] for r in s.results()}
+    s.close()
+    # the first attempt's worker, declared lost, finishes after all and writes its record again
+    record = json.loads(Path(first["job_dir"], "record.json").read_text()) | {"refractive_index": 9.9}
+    write(Path(first["job_dir"]) / "record.json", json.dumps(record))
+    assert run(tmp_path, capsys)[0] == 0
+    s = store(tmp_path)
+    assert {r["job_id"]: r["properties"] for r in s.results()} == before
+    assert_store_consistent(s)
+
+
+# --- for real: Parsl blocks and drivers killed while a smoke job runs -------------------------------------------
+REAL = ("name: real\npool: pool.csv\nobjectives: {refractive_index: maximize, abbe_number: maximize}\n"
+        "initial_size: 1\nbatch_size: 1\ncycles: 0\npreset: smoke\nseed: 3\n")
+
+
+def real_setup(tmp_path: Path) -> tuple[Path, Path]:
+    write(tmp_path / "pool.csv", "id,smiles\nPP,*CC(*)C\n")
+    profile = write(tmp_path / "fast-heartbeat.yaml", "name: local-hb\nscheduler: local\ncores_per_job: 2\n"
+                                                       "cores_per_node: 2\nheartbeat_period: 2\n"
+                                                       "heartbeat_threshold: 8\n")
+    return write(tmp_path / "c.yaml", REAL), profile
+
+
+def start_driver(tmp_path: Path, campaign: Path, profile: Path):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--profile", str(profile),
+                             "--runs", str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def wait_for_file(pattern: str, root: Path, proc, limit: float = 240) -> Path:
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern} never appeared")
+
+
+def kill_block() -> None:
+    """End the block as a scheduler does: its whole process group (pool, workers, mpirun), and LAMMPS."""
+    import signal
+    import subprocess
+
+    pools = subprocess.run(["pgrep", "-f", "process_worker_pool"], capture_output=True, text=True).stdout.split()
+    for pgid in {os.getpgid(int(p)) for p in pools}:
+        os.killpg(pgid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", "lmp -in"], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_parsl_block_killed_mid_job_is_retried_and_the_job_resumes_its_directory(tmp_path):
+    campaign, profile = real_setup(tmp_path)
+    driver = start_driver(tmp_path, campaign, profile)
+    packed = wait_for_file("runs/real/jobs/*/md/stages/packing.json", tmp_path, driver)
+    job_dir = packed.parents[2]
+    qm_made = (job_dir / "stages" / "qm.json").stat().st_mtime_ns
+    kill_block()  # the block's workers and its LAMMPS die; the driver lives on
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out
+    assert "timeout" in out and "attempt 2 of 3" in out, out
+    job = Store(store_path(tmp_path / "runs", "real"), readonly=True).jobs()[0]
+    assert job["state"] == "done" and job["attempts"] == 2
+    assert (job_dir / "stages" / "qm.json").stat().st_mtime_ns == qm_made  # resumed, not recomputed
+    assert packed.stat().st_mtime_ns and "md_packing" not in json.loads((job_dir / "record.json").read_text())[
+        "timings"]
+
+
+@pytest.mark.slow
+def test_the_driver_and_a_worker_killed_together_resume_the_job(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    campaign, profile = real_setup(tmp_path)
+    driver = start_driver(tmp_path, campaign, profile)
+    qm = wait_for_file("runs/real/jobs/*/stages/qm.json", tmp_path, driver)
+    job_dir = qm.parents[1]
+    qm_made = qm.stat().st_mtime_ns
+    os.killpg(driver.pid, signal.SIGKILL)
+    kill_block()
+    driver.wait()
+    again = subprocess.run([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--profile", str(profile),
+                            "--runs", str(tmp_path / "runs")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming 1 unfinished job" in again.stdout
+    job = Store(store_path(tmp_path / "runs", "real"), readonly=True).jobs()[0]
+    assert job["state"] == "done" and job["attempts"] == 1  # resubmitted as unfinished, not as a failure
+    assert qm.stat().st_mtime_ns == qm_made
+    assert "qm" not in json.loads((job_dir / "record.json").read_text())["timings"]

@@ -178,7 +178,8 @@ def _dry_run(campaign, profile, runs: Path) -> int:
                       f"'{profile.mpi_launcher.replace('{ranks}', str(profile.cores_per_job))}'")
     print(f"cycle {cycle} ({strategy}): {len(picks)} polymer(s) -> {evaluator}, on {where}")
     for pid, smi in picks:
-        print(f"  {shorten(pid):<14} {shorten(smi):<50} {runner.run_dir / 'jobs' / job_dir_name(0, pid).replace('00000', 'NNNNN', 1)}")
+        where = runner.run_dir / "jobs" / job_dir_name(0, pid).replace("00000", "NNNNN", 1)
+        print(f"  {shorten(pid):<14} {shorten(smi):<50} {where}")
     if campaign.oracle is None and profile.scheduler != "local":
         print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
               f"({profile.workers_per_node} worker(s) per node):\n")
@@ -252,7 +253,8 @@ def cmd_status(args) -> int:
     running = [j for j in jobs if j["state"] == "submitted"]
     for j in running:
         retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
-        print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted {_age(now - j['submitted_at'])} ago{retry})")
+        print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
+              f"{_age(now - j['submitted_at'])} ago{retry})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
     names = list(campaign.get("objectives", {}))
     frame = results_frame(store)
@@ -268,12 +270,14 @@ def cmd_status(args) -> int:
         front = frame[frame["on_front"]].sort_values(names[0], ascending=False)
         print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
         for r in front.head(5).itertuples():
-            print(f"  {shorten(r.polymer_id)}: " + ", ".join(f"{n} {getattr(r, n):.4g}" for n in names) + f" (cycle {r.cycle})")
+            values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
+            print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
     failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
         print("failures (excluded from selection):")
         for j in failed:
-            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): {j['failure_kind']} in "
+            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): "
+                  f"{j['failure_kind']} in "
                   f"{j['failure_stage']}: {shorten(j['failure_message'], 300)}")
     problems = store.pool_problems()
     if problems:
@@ -417,7 +421,12 @@ def cmd_pool_featurize(args) -> int:
 def cmd_pool_generate(args) -> int:
     import os
 
-    from workflow.campaign.poolgen import generate_pool, provenance, read_monomers, write_pool
+    from workflow.campaign.poolgen import (
+        generate_pool,
+        provenance,
+        read_monomers,
+        write_pool,
+    )
 
     monomers_path, out = Path(args.monomers), Path(args.out)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]

@@ -63,7 +63,8 @@ class Dispatcher:
             if record is None:  # missing, truncated or made by another job: the job runs (resumes) again
                 left.append(r)
                 continue
-            self.log(f"  {shorten(job.polymer_id)}: finished while the driver was away; result ingested from {job.job_dir}")
+            self.log(f"  {shorten(job.polymer_id)}: finished while the driver was away; result ingested from "
+                     f"{job.job_dir}")
             self.record(r["job_id"], job, record)
         return left
 
@@ -101,8 +102,8 @@ class Dispatcher:
         if attempts < allowed:
             self.evaluator.prepare_retry(job, failure.kind)  # not_equilibrated: the job samples once more
             n = self.store.retry_job(job_id, failure.kind, failure.message)
-            self.log(f"  {shorten(job.polymer_id)}: {failure.kind} in {failure.stage} ({failure.message}); attempt {n} of "
-                     f"{allowed}, resuming from its last completed stage")
+            self.log(f"  {shorten(job.polymer_id)}: {failure.kind} in {failure.stage} ({failure.message}); "
+                     f"attempt {n} of {allowed}, resuming from its last completed stage")
             self.futures[self.evaluator.submit(job)] = (job_id, job)
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key, unit_atoms
+from workflow.common.chem import (
+    canonical_psmiles,
+    classify_psmiles,
+    polymer_key,
+    unit_atoms,
+)
 from workflow.common.errors import shorten
 from workflow.common.tables import TableError, read_table
 

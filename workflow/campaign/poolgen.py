@@ -32,7 +32,12 @@ from pathlib import Path
 import pandas as pd
 from rdkit import Chem, RDLogger
 
-from workflow.campaign.pool import PROVENANCE_KEY, PoolError, gaff2_mod_problem, provenance_path
+from workflow.campaign.pool import (
+    PROVENANCE_KEY,
+    PoolError,
+    gaff2_mod_problem,
+    provenance_path,
+)
 from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key
 from workflow.common.tables import read_table
 

@@ -25,7 +25,6 @@ from workflow.job import JobFailure, JobSpec, finished_record, grant_retry
 from workflow.job.presets import ProtocolPreset
 from workflow.job.stages import RECORD_FILE
 
-
 LOST_WORKER_ERRORS = frozenset({"ManagerLost", "WorkerLost", "BadStateException", "ScalingFailed"})
 """Parsl's exceptions for work lost with its worker or block (HighThroughputExecutor)."""
 

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 from workflow.job.md import DEFAULT_MPI_LAUNCHER
@@ -100,6 +107,9 @@ class Profile(BaseModel):
     mpi_type: Literal["intmpi", "openmpi"] = Field(default="intmpi", description="NQSV #PBS -T")
     address: str | None = Field(default=None, description="address workers use to reach the driver")
     cmd_timeout: int = Field(default=60, ge=1, description="seconds per scheduler command")
+    heartbeat_period: int = Field(default=30, ge=1, description="seconds between worker heartbeats")
+    heartbeat_threshold: int = Field(default=120, ge=2, description="seconds without a heartbeat before a block's "
+                                                                    "workers count as lost (their jobs: timeout)")
 
     @field_validator("walltime")
     @classmethod
@@ -152,6 +162,7 @@ class Profile(BaseModel):
         from parsl.addresses import address_by_hostname
         from parsl.executors import HighThroughputExecutor
         from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+        from parsl.jobs.error_handlers import windowed_error_handler
 
         local = self.scheduler == "local"
         address = self.address or ("127.0.0.1" if local else address_by_hostname())
@@ -164,9 +175,13 @@ class Profile(BaseModel):
         if local and (bin_dir / "process_worker_pool.py").is_file():
             extra["launch_cmd"] = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py",
                                                              str(bin_dir / "process_worker_pool.py"), 1)
+        # a block that ends (walltime, a node lost) fails its jobs, which the campaign retries; Parsl's default
+        # handler would then fail every later task too: only three failed blocks in a row stop the executor
         return HighThroughputExecutor(label=f"polyscout-{self.name}", address=address,
                                       cores_per_worker=self.cores_per_job, max_workers_per_node=self.workers_per_node,
-                                      provider=self.provider(), **extra)
+                                      heartbeat_period=self.heartbeat_period,
+                                      heartbeat_threshold=self.heartbeat_threshold,
+                                      block_error_handler=windowed_error_handler, provider=self.provider(), **extra)
 
     def parsl_config(self, run_dir: Path):
         """A Parsl ``Config`` with one HighThroughputExecutor for the property jobs."""

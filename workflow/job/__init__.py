@@ -7,7 +7,13 @@ This package imports nothing from the campaign or dispatch packages.
 
 from workflow.job.failures import FAILURE_KINDS, JobFailure
 from workflow.job.record import OBJECTIVE_PROPERTIES, PropertyRecord
-from workflow.job.stages import JobSpec, finished_record, grant_retry, run_property_job, write_job_inputs
+from workflow.job.stages import (
+           JobSpec,
+           finished_record,
+           grant_retry,
+           run_property_job,
+           write_job_inputs,
+)
 
 __all__ = ["FAILURE_KINDS", "OBJECTIVE_PROPERTIES", "JobFailure", "JobSpec", "PropertyRecord", "finished_record",
            "grant_retry", "run_property_job", "write_job_inputs"]

@@ -18,6 +18,7 @@ made-up number.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -25,7 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workflow.common.chem import canonical_psmiles, check_psmiles
-from workflow.common.files import read_json, read_pickle, write_json_atomic, write_pickle_atomic
+from workflow.common.files import (
+    read_json,
+    read_pickle,
+    write_json_atomic,
+    write_pickle_atomic,
+)
 from workflow.job.cache import StepCache, step_key
 from workflow.job.failures import JobFailure
 from workflow.job.md import DEFAULT_MPI_LAUNCHER
@@ -293,11 +299,29 @@ def _start(spec: JobSpec, job_dir: str | Path) -> JobRun:
     return run
 
 
+@contextlib.contextmanager
+def job_lock(job_dir: Path):
+    """One process at a time in a job directory: an exclusive ``flock`` on ``job.lock``, waited for.
+
+    A worker that outlived its driver (or was declared lost while still running) keeps its lock until it
+    ends; the resubmitted job then finds its stages done instead of running LAMMPS beside it.
+    """
+    import fcntl
+
+    with open(Path(job_dir) / "job.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_stages(spec: JobSpec, job_dir: str | Path, stages: tuple[str, ...] = ("record",)) -> dict[str, Any]:
     """Run (or read back) ``stages`` and what they read; returns every output so far and this run's timings."""
     run = _start(spec, job_dir)
-    for name in stages:
-        obtain(STAGE[name], run)
+    with job_lock(run.dir):
+        for name in stages:
+            obtain(STAGE[name], run)
     return run.values | {"timings": run.timings}
 
 
@@ -329,13 +353,14 @@ def write_job_inputs(spec: JobSpec, job_dir: str | Path) -> list[Path]:
     run = _start(spec, job_dir)
     files: list[Path] = []
     waiting: set[str] = set()
-    for stage in STAGES:
-        if stage.write_inputs is not None:
-            files += stage.write_inputs(run)
-            waiting.add(stage.name)
-        elif not waiting & set(stage.reads):
-            obtain(stage, run)
-            files.append(run.dir / stage.output)
+    with job_lock(run.dir):
+        for stage in STAGES:
+            if stage.write_inputs is not None:
+                files += stage.write_inputs(run)
+                waiting.add(stage.name)
+            elif not waiting & set(stage.reads):
+                obtain(stage, run)
+                files.append(run.dir / stage.output)
     return files
 
 
