@@ -1,8 +1,6 @@
 """Pareto inspection: the trade-off boundary, plots, hypervolume per cycle, export and reuse of exports."""
 
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -72,11 +70,23 @@ def _run(tmp_path, name, extra="", pool="pool.csv"):
     return Store(store_path(tmp_path / "runs", name), readonly=True)
 
 
+@pytest.fixture
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
 def _workflow(tmp_path, *args):
-    out = subprocess.run([sys.executable, "-m", "workflow.cli", *args, "--runs", str(tmp_path / "runs")],
-                         capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    """The `workflow` command, in this process (its output captured)."""
+    import contextlib
+    import io
+
+    from workflow.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([*args, "--runs", str(tmp_path / "runs")])
+    assert rc == 0, err.getvalue()
+    return out.getvalue()
 
 
 def _png_size(path):
@@ -85,7 +95,7 @@ def _png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def test_pareto_table_plots_boundary_and_hypervolume(tmp_path):
+def test_pareto_table_plots_boundary_and_hypervolume(tmp_path, _in_tmp):
     n, abbe = _optical_oracle(tmp_path)
     store = _run(tmp_path, "optics")
     evaluated = {r["polymer_id"] for r in store.results()}
@@ -117,7 +127,7 @@ def test_pareto_table_plots_boundary_and_hypervolume(tmp_path):
     assert _png_size(tmp_path / "hv.png") == (700, 400)
 
 
-def test_export_then_reuse_as_initial_data(tmp_path):
+def test_export_then_reuse_as_initial_data(tmp_path, _in_tmp):
     _optical_oracle(tmp_path)
     first = _run(tmp_path, "first")
     for fmt in ("parquet", "csv"):
