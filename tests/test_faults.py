@@ -105,8 +105,8 @@ def test_a_job_directory_that_cannot_be_written_is_an_io_error_not_a_crash(tmp_p
     setup(tmp_path)
     (tmp_path / "runs" / "faults").mkdir(parents=True)
     (tmp_path / "runs" / "faults" / "jobs").write_text("a file where the job directories go")
-    rc, out, _ = run(tmp_path, capsys)
-    assert rc == 0
+    rc, out, err = run(tmp_path, capsys)
+    assert rc == 1 and "io_error" in err  # the batch script sees it
     jobs = store(tmp_path).jobs()
     assert jobs and all(j["state"] == "failed" and j["failure_kind"] == "io_error" for j in jobs)
     assert all(j["attempts"] == 2 for j in jobs)  # io_error: 2 attempts by default

@@ -159,6 +159,12 @@ def cmd_run(args) -> int:
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
     runner.run(evaluator)
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
+    if runner.failed:
+        print("failed in this run: " + ", ".join(f"{k} {n}" for k, n in sorted(runner.failed.items())))
+    if runner.failed.get("io_error"):  # the machine, not the polymers: say so to the batch script too
+        print(f"workflow: {runner.failed['io_error']} job(s) could not read or write their directories "
+              f"(io_error); see workflow status {campaign.name}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +35,7 @@ class Dispatcher:
     def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str], log: Log):
         self.campaign, self.store, self.evaluator, self.smiles, self.log = campaign, store, evaluator, smiles, log
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
+        self.failed: Counter[str] = Counter()  # failure kinds of this run's jobs
 
     def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
         """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
@@ -107,6 +109,7 @@ class Dispatcher:
             self.futures[self.evaluator.submit(job)] = (job_id, job)
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
+        self.failed[failure.kind] += 1
         self.log(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
@@ -120,6 +123,7 @@ class Dispatcher:
             if not math.isfinite(value):
                 self.store.fail_job(job_id, "invalid_result", "result",
                                     f"the result has no finite {name!r} (got {str(record.get(name))[:40]!r})")
+                self.failed["invalid_result"] += 1
                 self.log(f"  {shorten(job.polymer_id)}: FAILED: no finite {name!r} in its result")
                 return
             objectives[name] = value

@@ -74,6 +74,7 @@ class CampaignRunner:
             self.store = Store(path, journal=campaign.store.journal)
         self._check_settings()
         self.candidates: Candidates | None = None
+        self.failed: dict[str, int] = {}  # failure kinds of the jobs this run ended
 
     def _check_settings(self) -> None:
         """Refuse a store holding a campaign with other settings or another pool (names the keys)."""
@@ -160,10 +161,13 @@ class CampaignRunner:
                     self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
                 for r in pending:
                     dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
-                if self.campaign.mode == "async":
-                    self._run_async(dispatcher)
-                else:
-                    self._run_batches(dispatcher)
+                try:
+                    if self.campaign.mode == "async":
+                        self._run_async(dispatcher)
+                    else:
+                        self._run_batches(dispatcher)
+                finally:
+                    self.failed = dict(dispatcher.failed)
 
     def _run_batches(self, dispatcher: Dispatcher) -> None:
         dispatcher.drain()
