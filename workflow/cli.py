@@ -80,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="output file (default: runs/NAME/export.FORMAT)")
     ex.set_defaults(func=cmd_export)
 
+    cal = sub.add_parser("calibrate", help="fit linear maps from computed to experimental n_D and Abbe number",
+                         description="Fit, per preset, experimental = slope x computed + intercept for n_D and the Abbe "
+                                     "number on the reference polymers found in RESULTS (matched by canonical PSMILES), "
+                                     "and report each fit with its leave-one-out MAE. A campaign naming the file "
+                                     "(calibration: FILE) then selects, ranks and exports calibrated values.")
+    cal.add_argument("results", nargs="*", help="exports (workflow export) or campaign stores (campaign.sqlite)")
+    cal.add_argument("--reference", required=True,
+                     help="CSV/Parquet: id, smiles, exp_refractive_index, exp_abbe_number (radonpy_* optional)")
+    cal.add_argument("--published", action="store_true",
+                     help="fit RadonPy's published values (the reference's radonpy_* columns) instead of RESULTS")
+    cal.add_argument("--out", required=True, help="calibration file to write (YAML)")
+    cal.set_defaults(func=cmd_calibrate)
+
     job = sub.add_parser("job", help="one property job").add_subparsers(metavar="ACTION")
     for action, func, text, dir_text in (
             ("run", cmd_job_run, "run one property job and print its record as JSON", "job directory (reused to resume)"),
@@ -366,6 +379,28 @@ def cmd_export(args) -> int:
     done = int((frame["status"] == "done").sum()) if len(frame) else 0
     print(f"wrote {len(frame)} polymer(s) ({done} done, {len(frame) - done} failed) to {out}; "
           f"name it under initial_data in another campaign to train on it")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import pandas as pd
+
+    from workflow.campaign.calibration import (fit_calibration, published_results, read_reference, results_table,
+                                               save_calibration)
+
+    reference = read_reference(Path(args.reference))
+    if args.published:
+        results = published_results(reference)
+    elif args.results:
+        results = pd.concat([results_table(Path(p)) for p in args.results], ignore_index=True)
+    else:
+        raise ConfigError("name the results to fit (exports or campaign stores), or --published")
+    cal = fit_calibration(reference, results, Path(args.reference).name)
+    _table(["preset", "property", "n", "slope", "intercept", "MAE raw", "MAE fitted", "MAE leave-one-out"],
+           [[preset, prop, str(m.n), f"{m.slope:.4f}", f"{m.intercept:.4f}", f"{m.mae_raw:.4g}", f"{m.mae_fit:.4g}",
+             f"{m.mae_loo:.4g}"] for preset, maps in cal.maps.items() for prop, m in maps.items()])
+    save_calibration(cal, Path(args.out))
+    print(f"wrote {args.out}; name it in a campaign file as `calibration: {args.out}`")
     return 0
 
 

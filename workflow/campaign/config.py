@@ -110,6 +110,9 @@ class Campaign(_Settings):
         default_factory=list,
         description="earlier campaigns' exports (workflow export): their finished polymers train the model from "
                     "the start and count toward the initial design; pool polymers among them are not run again")
+    calibration: Path | None = Field(
+        default=None, description="linear maps to experiment (workflow calibrate): selection, pareto and exports use "
+                                  "the calibrated values; the store keeps the raw ones too")
     descriptors: DescriptorSettings = Field(default_factory=DescriptorSettings)
     driver: DriverSettings = Field(default_factory=DriverSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -157,12 +160,15 @@ class Campaign(_Settings):
                "initial_data": [_resolve(p, base) for p in self.initial_data]}
         if self.oracle is not None:
             upd["oracle"] = self.oracle.model_copy(update={"table": _resolve(self.oracle.table, base)})
+        if self.calibration is not None:
+            upd["calibration"] = _resolve(self.calibration, base)
         return self.model_copy(update=upd)
 
     def check_files(self) -> None:
         """Refuse, naming the key, a file the campaign reads that does not exist (before anything is written)."""
         files = [("pool", self.pool), *(("initial_data", p) for p in self.initial_data),
-                 *((("oracle.table", self.oracle.table),) if self.oracle else ())]
+                 *((("oracle.table", self.oracle.table),) if self.oracle else ()),
+                 *((("calibration", self.calibration),) if self.calibration else ())]
         for key, file in files:
             if not file.is_file():
                 raise ConfigError(f"campaign {self.name}: key '{key}': {file} does not exist")

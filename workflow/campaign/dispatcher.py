@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Callable
 
+from workflow.campaign.calibration import Calibration
 from workflow.campaign.config import Campaign
 from workflow.campaign.evaluator import Evaluator, JobRequest
 from workflow.campaign.store import Store
@@ -32,8 +33,10 @@ def job_seed(seed: int, label: str) -> int:
 class Dispatcher:
     """Submits jobs through an evaluator, settles their futures under the retry policy, records results."""
 
-    def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str], log: Log):
+    def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str], log: Log,
+                 calibration: Calibration | None = None):
         self.campaign, self.store, self.evaluator, self.smiles, self.log = campaign, store, evaluator, smiles, log
+        self.calibration = calibration
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
         self.failed: Counter[str] = Counter()  # failure kinds of this run's jobs
 
@@ -127,6 +130,8 @@ class Dispatcher:
                 self.log(f"  {shorten(job.polymer_id)}: FAILED: no finite {name!r} in its result")
                 return
             objectives[name] = value
+        if self.calibration is not None:  # the record (and the store's property columns) keep the raw values
+            objectives = self.calibration.apply(str(record.get("preset")), objectives)
         self.store.finish_job(job_id, job.polymer_id, record, objectives)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
         self.log(f"  {shorten(job.polymer_id)}: done, {shown}")

@@ -21,6 +21,7 @@ import torch
 
 from surrogate.acquisition import Selection
 from surrogate.strategies import RandomStrategy, SelectionProblem, Strategy
+from workflow.campaign.calibration import Calibration, load_calibration
 from workflow.campaign.candidates import Candidates, prepare_pool, stored_results
 from workflow.campaign.config import Campaign
 from workflow.campaign.dispatcher import Dispatcher, job_seed
@@ -73,6 +74,7 @@ class CampaignRunner:
         else:
             self.store = Store(path, journal=campaign.store.journal)
         self._check_settings()
+        self.calibration = self._calibration()
         self.candidates: Candidates | None = None
         self.failed: dict[str, int] = {}  # failure kinds of the jobs this run ended
 
@@ -93,6 +95,16 @@ class CampaignRunner:
         if changed:
             raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
                               f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
+
+    def _calibration(self) -> Calibration | None:
+        c = self.campaign
+        if c.calibration is None:
+            return None
+        cal = load_calibration(c.calibration)
+        if c.oracle is None and c.preset.name not in cal.maps:
+            raise ConfigError(f"calibration {c.calibration} has no maps for preset {c.preset.name} "
+                              f"(it has: {', '.join(cal.maps) or 'none'})")
+        return cal
 
     def _open_store(self) -> None:
         """The store, written from here on: the campaign's settings and its pool's content hash."""
@@ -155,7 +167,8 @@ class CampaignRunner:
         with DriverLock(self.run_dir / "driver.lock"):
             self.prepare()
             with evaluator:
-                dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log)
+                dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
+                                        self.calibration)
                 pending = dispatcher.ingest(self.store.jobs("submitted"))
                 if pending:
                     self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")

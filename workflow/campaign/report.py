@@ -249,6 +249,8 @@ def export_frame(store: Store) -> pd.DataFrame:
             obj = json.loads(res["objectives"])
             row.update({n: obj.get(n) for n in objectives})
             props = json.loads(res["properties"])
+            if meta.get("calibration"):  # the objectives above are calibrated; the job's own values beside them
+                row.update({f"{n}_raw": props.get(n) for n in objectives})
             for k, v in props.items():
                 if k in row:
                     continue
