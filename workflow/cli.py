@@ -385,8 +385,13 @@ def cmd_export(args) -> int:
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
-    from workflow.campaign.calibration import (fit_calibration, published_results, read_reference, results_table,
-                                               save_calibration)
+    from workflow.campaign.calibration import (
+        fit_calibration,
+        published_results,
+        read_reference,
+        results_table,
+        save_calibration,
+    )
 
     reference = read_reference(Path(args.reference))
     if args.published:
