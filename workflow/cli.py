@@ -193,8 +193,8 @@ def _dry_run(campaign, profile, runs: Path) -> int:
     where = (f"{profile.scheduler} queue {profile.queue or '(default)'}" if profile.scheduler != "local"
              else "local worker processes")
     evaluator = (f"oracle table {campaign.oracle.table}" if campaign.oracle is not None
-                 else f"property jobs, preset {campaign.preset.name}, {profile.cores_per_job} core(s) each, LAMMPS via "
-                      f"'{profile.mpi_launcher.replace('{ranks}', str(profile.cores_per_job))}'")
+                 else f"property jobs, preset {campaign.preset.name}, {profile.cores_per_job} core(s) each, LAMMPS as "
+                      f"'{_lammps_line(profile)}'")
     print(f"cycle {cycle} ({strategy}): {len(picks)} polymer(s) -> {evaluator}, on {where}")
     for pid, smi in picks:
         where = runner.run_dir / "jobs" / job_dir_name(0, pid).replace("00000", "NNNNN", 1)
@@ -232,8 +232,25 @@ def cmd_profile_show(args) -> int:
         return 0
     print(f"# {find_profile(args.name)}: {profile.workers_per_node} property job(s) per node, "
           f"{profile.nodes_per_block} node(s) per block, up to {profile.max_blocks} block(s)")
+    print(f"# LAMMPS runs as: {_lammps_line(profile)}")
     print(yaml.safe_dump(profile.model_dump(), sort_keys=False), end="")
     return 0
+
+
+def _lammps_line(profile) -> str:
+    """A job's LAMMPS command line on this profile (the executable as the job finds it, or its name)."""
+    import shlex
+
+    from workflow.job.md import MDError
+
+    cmd = profile.lammps_command()
+    try:
+        argv = cmd.argv(profile.cores_per_job, "eq3.in", "eq3.log")
+    except MDError:  # the site's executables are found on its nodes only (after worker_init)
+        ranks = profile.cores_per_job // profile.omp_threads
+        argv = [*shlex.split(cmd.mpi_launcher.replace("{ranks}", str(ranks))), cmd.executable, *cmd.args,
+                "-in", "eq3.in", "-sc", "none", "-log", "eq3.log"]
+    return shlex.join(argv) + (f"  (OMP_NUM_THREADS={profile.omp_threads})" if profile.omp_threads > 1 else "")
 
 
 def _open_store(args):

