@@ -164,23 +164,31 @@ class CampaignRunner:
 
     # --- running ------------------------------------------------------------------------------
     def run(self, evaluator: Evaluator) -> None:
+        """Run the campaign to its end (or resume it) with ``evaluator``; the store is closed after."""
         with DriverLock(self.run_dir / "driver.lock"):
-            self.prepare()
-            with evaluator:
-                dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
-                                        self.calibration)
-                pending = dispatcher.ingest(self.store.jobs("submitted"))
-                if pending:
-                    self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
-                for r in pending:
-                    dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
-                try:
-                    if self.campaign.mode == "async":
-                        self._run_async(dispatcher)
-                    else:
-                        self._run_batches(dispatcher)
-                finally:
-                    self.failed = dict(dispatcher.failed)
+            try:
+                self._run(evaluator)
+            finally:
+                if self.store is not None:
+                    self.store.close()
+
+    def _run(self, evaluator: Evaluator) -> None:
+        self.prepare()
+        with evaluator:
+            dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
+                                    self.calibration)
+            pending = dispatcher.ingest(self.store.jobs("submitted"))
+            if pending:
+                self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
+            for r in pending:
+                dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
+            try:
+                if self.campaign.mode == "async":
+                    self._run_async(dispatcher)
+                else:
+                    self._run_batches(dispatcher)
+            finally:
+                self.failed = dict(dispatcher.failed)
 
     def _run_batches(self, dispatcher: Dispatcher) -> None:
         dispatcher.drain()

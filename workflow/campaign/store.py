@@ -138,6 +138,7 @@ class Store:
     def __init__(self, path: str | Path, readonly: bool = False, journal: str = "auto"):
         self.path = Path(path)
         self.readonly = readonly
+        self.closed = False
         self._copy: Path | None = None
         try:
             self.db = self._open_readonly() if readonly else self._open_writable(journal)
@@ -207,6 +208,9 @@ class Store:
                     self.db.execute(f"ALTER TABLE results ADD COLUMN {name} REAL")
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self._copy is None and not self.readonly:
             try:  # fold the write-ahead log into the database: an archived copy is one file
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
