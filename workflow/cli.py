@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", required=True, help="calibration file to write (YAML)")
     cal.set_defaults(func=cmd_calibrate)
 
+    rp = _campaign_parser(sub, "report", help="one self-contained HTML page of a campaign",
+                          description="Write one self-contained HTML file (no network needed to view it): the "
+                                      "objective plane with structures on hover, hypervolume and front size per cycle, "
+                                      "the surrogate's predictions against the results, jobs, pool problems, "
+                                      "provenance.")
+    rp.add_argument("--out", help="HTML file to write (default: runs/NAME/report.html)")
+    rp.set_defaults(func=cmd_report)
+
     job = sub.add_parser("job", help="one property job").add_subparsers(metavar="ACTION")
     for action, func, text, dir_text in (
             ("run", cmd_job_run, "run one property job and print its record as JSON", "job directory (reused to resume)"),
@@ -185,7 +193,7 @@ def cmd_run(args) -> int:
           f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
           f"{profile.cores_per_job} core(s))", flush=True)
     evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)  # checks its inputs first
-    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True))
+    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), profile=profile.model_dump(mode="json"))
     runner.run(evaluator)
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
     if runner.failed:
@@ -412,6 +420,16 @@ def cmd_export(args) -> int:
     done = int((frame["status"] == "done").sum()) if len(frame) else 0
     print(f"wrote {len(frame)} polymer(s) ({done} done, {len(frame) - done} failed) to {out}; "
           f"name it under initial_data in another campaign to train on it")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from workflow.campaign.html_report import write_report
+
+    name, store = _open_store(args)
+    out = Path(args.out) if args.out else Path(args.runs) / name / "report.html"
+    path = write_report(store, name, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser (no network needed)")
     return 0
 
 

@@ -57,8 +57,9 @@ class CampaignRunner:
     """Runs a campaign; ``strategy`` replaces the campaign's own (benchmarks replay other methods)."""
 
     def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, strategy: Strategy | None = None,
-                 dry_run: bool = False):
+                 dry_run: bool = False, profile: dict | None = None):
         self.campaign = campaign
+        self.profile = profile  # the site profile of this run, recorded for the report
         self.strategy = strategy or campaign.strategy
         self.runs_dir = Path(runs_dir).resolve()
         self.run_dir = self.runs_dir / campaign.name
@@ -112,6 +113,8 @@ class CampaignRunner:
             self.store = Store(store_path(self.runs_dir, self.campaign.name), journal=self.campaign.store.journal)
         self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
         self.store.set_meta("pool_sha256", self.pool_hash)
+        if self.profile is not None:
+            self.store.set_meta("profile", self.profile)
 
     def job_dir(self, job_id: int, polymer_id: str) -> str:
         return str(self.run_dir / "jobs" / job_dir_name(job_id, polymer_id))
