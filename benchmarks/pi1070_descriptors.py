@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache.sqlite"
         t0 = time.perf_counter()
-        cold = featurize(smiles, cache_path=cache, workers=args.workers, timeout_s=args.timeout, progress=True)
+        cold = featurize(smiles, cache_path=cache, workers=args.workers, timeout_s=args.timeout)
         cold_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         warm = featurize(smiles, cache_path=cache, workers=args.workers, timeout_s=args.timeout)

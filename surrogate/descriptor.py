@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -202,7 +203,8 @@ def _context():
     return ctx
 
 
-def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progress: bool) -> tuple[dict, dict]:
+def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
+             advance: Callable[[int], None] | None) -> tuple[dict, dict]:
     results: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
     if not tasks:
@@ -210,7 +212,6 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
     ctx = _context()
     pool = [_Worker(ctx) for _ in range(max(1, min(workers, len(tasks))))]
     queue = list(reversed(tasks))
-    total, t0, last_print = len(tasks), time.monotonic(), 0.0
     try:
         while queue or any(w.task for w in pool):
             for w in pool:
@@ -220,6 +221,7 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
                     w.conn.send(w.task)
             busy = [w for w in pool if w.task is not None]
             ready = wait([w.conn for w in busy], timeout=0.2)
+            before = len(results) + len(failures)
             for w in busy:
                 if w.conn in ready:
                     try:
@@ -236,14 +238,9 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
                     failures[w.task[0]] = f"descriptor took longer than {timeout_s:g} s; skipped"
                     w.kill()
                     pool[pool.index(w)] = _Worker(ctx)
-            done = len(results) + len(failures)
-            if progress and (time.monotonic() - last_print > 1.0 or done == total):
-                last_print = time.monotonic()
-                el = last_print - t0
-                print(f"\rdescriptors {done}/{total}  {el:5.0f} s  failed {len(failures)}", end="",
-                      file=sys.stderr, flush=True)
-        if progress:
-            print(file=sys.stderr)
+            finished = len(results) + len(failures) - before
+            if advance is not None and finished:
+                advance(finished)
     finally:
         for w in pool:
             if w.proc.is_alive():
@@ -258,9 +255,11 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float, progr
 
 
 def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: int | None = None,
-              timeout_s: float = 120.0, progress: bool | None = None, write_cache: bool = True) -> Featurized:
+              timeout_s: float = 120.0, advance: Callable[[int], None] | None = None,
+              write_cache: bool = True) -> Featurized:
     """Descriptors of canonical PSMILES, from the cache where present, computed in parallel otherwise.
 
+    ``advance(n)`` is called as each ``n`` more polymers are computed (a progress bar's update).
     ``write_cache=False`` reads an existing cache but adds nothing to it (and creates no file).
     """
     t0 = time.monotonic()
@@ -278,9 +277,9 @@ def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: 
         elif s not in first_index:
             first_index[s] = i
             tasks.append((i, s))
-    if progress is None:
-        progress = len(tasks) > 300
-    results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, progress)
+    if advance is not None and len(smiles) - len(tasks):
+        advance(len(smiles) - len(tasks))  # from the cache (or repeats)
+    results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, advance)
     new = {smiles[i]: x for i, x in results.items()}
     if cache is not None:
         if write_cache:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
 from workflow.common.errors import ConfigError, shorten
+from workflow.common.progress import progress, summarised_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # permissions, a full disk, a path that is a file
         where = f" {exc.filename}" if exc.filename else ""
         return _error(f"{exc.strerror or type(exc).__name__}:{where}")
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> int:
@@ -193,8 +198,10 @@ def cmd_run(args) -> int:
           f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
           f"{profile.cores_per_job} core(s))", flush=True)
     evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)  # checks its inputs first
-    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), profile=profile.model_dump(mode="json"))
-    runner.run(evaluator)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    runner = CampaignRunner(campaign, runs, log=log, profile=profile.model_dump(mode="json"))
+    with summarised_warnings("campaign", log):
+        runner.run(evaluator)
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
     if runner.failed:
         print("failed in this run: " + ", ".join(f"{k} {n}" for k, n in sorted(runner.failed.items())))
@@ -501,8 +508,9 @@ def cmd_pool_featurize(args) -> int:
     pool = load_pool(args.pool)
     for p in pool.problems:
         print(f"{pool.path.name}: {p}; skipped", file=sys.stderr)
-    feats = featurize(pool.entries["canonical"].tolist(), cache_path=args.cache, workers=args.workers,
-                      timeout_s=args.timeout)
+    with progress(len(pool.entries), "descriptors") as advance, summarised_warnings("featurize", _note):
+        feats = featurize(pool.entries["canonical"].tolist(), cache_path=args.cache, workers=args.workers,
+                          timeout_s=args.timeout, advance=advance)
     for i, reason in sorted(feats.failures.items()):
         print(f"{pool.path.name}: id {pool.entries['id'].iloc[i]}: {reason}; skipped", file=sys.stderr)
     ok = [i for i in range(len(pool.entries)) if i not in feats.failures]
@@ -529,8 +537,8 @@ def cmd_pool_generate(args) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     monomers = read_monomers(monomers_path)
     workers = args.workers or os.cpu_count() or 1
-    result = generate_pool(monomers, classes, workers=workers, id_prefix=args.id_prefix,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    with summarised_warnings("pool generate", _note):
+        result = generate_pool(monomers, classes, workers=workers, id_prefix=args.id_prefix, log=_note)
     remake = (f"workflow pool generate --monomers {monomers_path.name} --out {out.name} --classes {','.join(classes)}"
               f" --id-prefix {args.id_prefix}")
     write_pool(result.entries, out, provenance(monomers_path, classes, result, remake))
@@ -549,7 +557,8 @@ def cmd_pool_validate(args) -> int:
 
     preset = load_preset(args.preset)
     limit = preset.md.atoms_per_chain // 2
-    report = validate_pool(args.pool, max_unit_atoms=limit, check_typing=args.gaff2)
+    with summarised_warnings("pool validate", _note):
+        report = validate_pool(args.pool, max_unit_atoms=limit, check_typing=args.gaff2)
     shown: Counter = Counter()
     for p in report.problems:
         shown[p.kind] += 1

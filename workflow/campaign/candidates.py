@@ -23,6 +23,7 @@ from workflow.campaign.config import Campaign
 from workflow.campaign.pool import load_pool
 from workflow.common.chem import canonical_psmiles
 from workflow.common.errors import ConfigError
+from workflow.common.progress import progress
 from workflow.common.tables import read_table
 
 Log = Callable[[str], None]
@@ -91,8 +92,9 @@ def prepare_pool(campaign: Campaign, cache_path: Path, log: Log, write_cache: bo
     for p in pool.problems:
         log(f"pool {pool.path.name}: {p}; skipped")
     df = pool.entries
-    feats = featurize(df["canonical"].tolist(), cache_path=cache_path, workers=campaign.descriptors.workers,
-                      timeout_s=campaign.descriptors.timeout_s, write_cache=write_cache)
+    with progress(len(df), "descriptors") as advance:
+        feats = featurize(df["canonical"].tolist(), cache_path=cache_path, workers=campaign.descriptors.workers,
+                          timeout_s=campaign.descriptors.timeout_s, advance=advance, write_cache=write_cache)
     rows = df.index.to_numpy()
     for i, reason in sorted(feats.failures.items()):
         problems.append((int(rows[i]) + 1, df["id"].iloc[i], "descriptor", reason))

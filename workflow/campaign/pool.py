@@ -25,6 +25,7 @@ from workflow.common.chem import (
     unit_atoms,
 )
 from workflow.common.errors import shorten
+from workflow.common.progress import progress
 from workflow.common.tables import TableError, read_table
 
 PoolError = TableError  # a pool or monomer file that cannot be read at all (missing, wrong format, missing columns)
@@ -155,6 +156,29 @@ class PoolReport:
         return dict(Counter(p.kind for p in self.problems))
 
 
+def _validate_row(row: int, pid: str, smi: str, seen: dict[str, int], problems: list[PoolProblem],
+                  max_unit_atoms: int | None, check_typing: bool) -> int:
+    """Check one usable row of a pool (appending its problem); 1 when it is valid."""
+    key = polymer_key(smi)
+    if key in seen:
+        problems.append(PoolProblem(row, pid, f"duplicate of row {seen[key]} (the same chain, written from "
+                                              f"another starting atom)", "duplicate"))
+        return 0
+    seen[key] = row
+    if max_unit_atoms is not None:
+        n = unit_atoms(smi)
+        if n > max_unit_atoms:
+            problems.append(PoolProblem(row, pid, f"repeat unit has {n} atoms, more than {max_unit_atoms}",
+                                        "too_large"))
+            return 0
+    if check_typing:
+        why = gaff2_mod_problem(smi)
+        if why is not None:
+            problems.append(PoolProblem(row, pid, why, "untypable"))
+            return 0
+    return 1
+
+
 def validate_pool(path: str | Path, max_unit_atoms: int | None = None, check_typing: bool = False) -> PoolReport:
     """Every problem of a pool file, by row: what :func:`load_pool` finds, plus the same chain written from
     another starting atom (``duplicate``), repeat units over ``max_unit_atoms`` (``too_large``), and, with
@@ -163,25 +187,10 @@ def validate_pool(path: str | Path, max_unit_atoms: int | None = None, check_typ
     problems = list(pool.problems)
     seen: dict[str, int] = {}
     valid = 0
-    for row, pid, smi in zip(pool.rows, pool.entries["id"], pool.entries["smiles"]):
-        key = polymer_key(smi)
-        if key in seen:
-            problems.append(PoolProblem(row, pid, f"duplicate of row {seen[key]} (the same chain, written from "
-                                                  f"another starting atom)", "duplicate"))
-            continue
-        seen[key] = row
-        if max_unit_atoms is not None:
-            n = unit_atoms(smi)
-            if n > max_unit_atoms:
-                problems.append(PoolProblem(row, pid, f"repeat unit has {n} atoms, more than {max_unit_atoms}",
-                                            "too_large"))
-                continue
-        if check_typing:
-            why = gaff2_mod_problem(smi)
-            if why is not None:
-                problems.append(PoolProblem(row, pid, why, "untypable"))
-                continue
-        valid += 1
+    with progress(len(pool.entries), "validating") as advance:
+        for row, pid, smi in zip(pool.rows, pool.entries["id"], pool.entries["smiles"]):
+            advance(1)
+            valid += _validate_row(row, pid, smi, seen, problems, max_unit_atoms, check_typing)
     problems.sort(key=lambda p: p.row)
     n_rows = len(pool.entries) + len(pool.problems)
     return PoolReport(Path(path), n_rows, valid, problems, read_provenance(path))

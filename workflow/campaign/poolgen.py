@@ -39,6 +39,7 @@ from workflow.campaign.pool import (
     provenance_path,
 )
 from workflow.common.chem import canonical_psmiles, classify_psmiles, polymer_key
+from workflow.common.progress import progress
 from workflow.common.tables import read_table
 
 # monomers SMiPoly adds by itself (``moncls`` appends them for carbonates and polyacetals)
@@ -107,13 +108,11 @@ def _typing(smiles: list[str], workers: int, log) -> list[str | None]:
     if workers <= 1:
         return [gaff2_mod_problem(s) for s in smiles]
     out: list[str | None] = []
-    t0, last = time.monotonic(), time.monotonic()
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+    with progress(len(smiles), "GAFF2_mod typing") as advance, \
+            ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
         for problem in ex.map(_typing_worker, smiles, chunksize=64):
             out.append(problem)
-            if time.monotonic() - last > 10:
-                last = time.monotonic()
-                log(f"  typing: {len(out)}/{len(smiles)} ({time.monotonic() - t0:.0f} s)")
+            advance(1)
     return out
 
 
