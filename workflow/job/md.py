@@ -310,10 +310,9 @@ class MDRunner:
         self.timings[segment.name] = elapsed
         self.cache.mark(segment.name, self._key(segment), [segment.log_file, segment.last_dump], elapsed)
 
-    def run(self, cell):
-        """Packing, 21-step equilibration and NPT sampling; returns the RadonPy analysis object."""
+    def _segments(self, cell, preset, upto: str) -> None:
+        """Write (where not done) and run the segments packing, eq21, sampling, up to and including ``upto``."""
         *_, lammps, _MD, _eq = _radonpy()
-        preset = self._preset(cell)
         lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
         stages = [
             (Segment("packing", preset.in_file1, preset.log_file1, preset.last_str1), lambda: self.packing_md(cell, preset)),
@@ -327,6 +326,19 @@ class MDRunner:
                 if not self.is_done(segment):
                     lmp.make_input(make(), file_name=segment.input_file)
                 self._execute(segment)
+                if segment.name == upto:
+                    return
+
+    def pack(self, cell) -> Path:
+        """Only the packing segment (resumable, as in :meth:`run`); returns the packed cell's data file."""
+        preset = self._preset(cell)
+        self._segments(cell, preset, "packing")
+        return self.work_dir / preset.last_data1
+
+    def run(self, cell):
+        """Packing, 21-step equilibration and NPT sampling; returns the RadonPy analysis object."""
+        preset = self._preset(cell)
+        self._segments(cell, preset, "sampling")
         self.last_trajectory = preset.xtc_file
         return preset.analyze()
 
