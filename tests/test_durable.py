@@ -77,6 +77,7 @@ def reference(tmp_path_factory):
     return picks_by_cycle(tmp / "runs")
 
 
+@pytest.mark.slow  # a real driver killed four times; CI runs it in its second step
 def test_kill_9_at_several_points_then_resume_matches_an_uninterrupted_run(tmp_path, reference):
     campaign = setup(tmp_path, 0.3, 1.2)
     runs = tmp_path / "runs"
@@ -198,6 +199,7 @@ def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
     assert_store_consistent(store)  # failed polymers are not selected again
 
 
+@pytest.mark.slow  # simulated job durations of 2-6 s; CI runs it in its second step
 def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
     camp = load_campaign(setup(tmp_path, 2.0, 6.0)).model_copy(
         update={"mode": "async", "in_flight": 3, "initial_size": 3, "batch_size": 3, "cycles": 3,
