@@ -161,22 +161,28 @@ class Store:
         return sqlite3.connect(f"file:{self._copy / 'campaign.sqlite'}?mode=ro", uri=True, timeout=30)
 
     def _open_writable(self, journal: str) -> sqlite3.Connection:
-        fresh = not self.path.exists()
-        if not fresh:
-            _check_file(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
+        _check_file(self.path)
         db = sqlite3.connect(self.path, timeout=30)
         self.db = db
-        if not fresh:
-            self._check_tables()  # before anything changes the file
+        self._check_tables()  # before anything changes the file
         db.execute(f"PRAGMA journal_mode={journal_mode(self.path, journal)}")
         db.execute("PRAGMA foreign_keys=ON")
-        if fresh:
-            db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES)))
-            with db:
-                db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
-        self.db = db
         return db
+
+    def _create(self) -> None:
+        """A new store, made beside its place and renamed into it: an empty or half-made store file is never
+        seen, even by a reader at that moment or after a driver killed then."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp)
+        db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES)))
+        with db:
+            db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
+        db.close()
+        os.replace(tmp, self.path)
 
     def _check_tables(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
