@@ -205,6 +205,9 @@ def test_a_profile_names_the_sites_lammps_and_its_accelerator_as_an_argument_lis
                         "kokkos", "neigh", "half", "-in", "eq3.in", "-sc", "none", "-log", "eq3.log"]
     assert main(["profile", "show", str(p)]) == 0
     assert "LAMMPS runs as: " in capsys.readouterr().out
+    site = write(tmp_path / "site.yaml", "name: site\nlammps_executable: lmp_site_module\nlammps_args: [-sf, omp]\n")
+    assert main(["profile", "show", str(site)]) == 0  # found only on the site's nodes: shown by its name
+    assert "lmp_site_module -sf omp -in eq3.in" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="set by the job"):
         load_profile(str(write(tmp_path / "bad.yaml", "name: b\nlammps_args: [-in, x.in]\n")))
     with pytest.raises(ConfigError, match="multiple of omp_threads"):

