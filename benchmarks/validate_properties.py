@@ -1,62 +1,107 @@
-"""Property-job validation: polystyrene, PMMA and bisphenol-A polycarbonate against textbook values.
+"""Property-job validation against experiment: n_D, Abbe number and density of reference polymers.
 
-    python benchmarks/validate_properties.py [--preset quick] [--cores 8] [--dir runs/benchmarks/validate]
+    python benchmarks/validate_properties.py [--preset quick] [--cores 2] [--dir runs/benchmarks/validate]
+                                             [--reference FILE] [--qm-only] [--only ID ...]
 
-Runs one property job per polymer with the preset (sequentially, each on ``--cores``), then prints
-density, n_D and Abbe number beside the textbook values (n_D 1.592 / 1.492 / 1.584, Abbe number
-31 / 58 / 31, density 1.05 / 1.18 / 1.20 g/cm^3), the relative deviations, and the wall time of
-each stage. Job directories are kept: a second call resumes unfinished jobs and re-reads finished
-ones. ``--preset quick`` is the intended run (hours on 8 cores per polymer); ``--preset smoke``
-checks the script in minutes (its numbers are not physics). Ends with one JSON line.
+Without ``--reference`` the polymers are polystyrene, PMMA and bisphenol-A polycarbonate with
+textbook values (n_D 1.592 / 1.492 / 1.584, Abbe number 31 / 58 / 31, density 1.05 / 1.18 / 1.20
+g/cm^3). ``--reference FILE`` reads a table with columns ``id, smiles, exp_refractive_index,
+exp_abbe_number`` and optional ``handbook_density``, ``radonpy_refractive_index``,
+``radonpy_abbe_number`` (``../shared/data/optical_reference.csv`` has 8 polymers); a missing
+column is a one-line error.
 
-``--qm-only`` runs the stages before the MD (charges, the preset's polarizabilities at the three
-wavelengths) and evaluates Lorentz-Lorenz with the textbook density instead of the MD density:
-it validates the quantum-chemistry half of the preset where a machine cannot afford the MD.
+Runs one property job per polymer with the preset (sequentially, each on ``--cores``) and prints
+density, n_D and Abbe number beside experiment (and RadonPy's published values where the table
+has them), the errors, the MAE and the wall time of each stage. Job directories are kept: a
+second call resumes unfinished jobs and re-reads finished ones. Ends with one JSON line.
+
+``--qm-only`` runs the QM stage alone (the preset's polarizabilities at the three wavelengths) and
+tests it without the MD: n_D at the handbook density (where the table gives one) and the Abbe
+number at the experimental n_D (Lorentz-Lorenz at fixed density: the Abbe number then depends on
+the dispersion ratio (alpha_F - alpha_C)/alpha_D alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from workflow.campaign.calibration import read_reference  # noqa: E402
+from workflow.common.chem import unit_mol_weight  # noqa: E402
+from workflow.common.files import safe_name  # noqa: E402
 from workflow.job import JobFailure, JobSpec, run_property_job  # noqa: E402
-from workflow.job.presets import load_preset  # noqa: E402
-from workflow.job.stages import optical_properties, run_stages  # noqa: E402
+from workflow.job.optics import abbe_at_index, lorentz_lorenz  # noqa: E402
+from workflow.job.presets import WAVELENGTHS_NM, load_preset  # noqa: E402
+from workflow.job.stages import run_stages  # noqa: E402
 
-TEXTBOOK = {  # PSMILES, n_D, Abbe number, density g/cm^3
-    "polystyrene": ("*C(C*)c1ccccc1", 1.592, 31.0, 1.05),
-    "PMMA": ("*C(C*)(C(=O)OC)C", 1.492, 58.0, 1.18),
-    "polycarbonate": ("*Oc1ccc(cc1)C(c1ccc(cc1)OC(=O)*)(C)C", 1.584, 31.0, 1.20),
-}
+TEXTBOOK = pd.DataFrame({
+    "id": ["polystyrene", "PMMA", "polycarbonate"],
+    "smiles": ["*C(C*)c1ccccc1", "*C(C*)(C(=O)OC)C", "*Oc1ccc(cc1)C(c1ccc(cc1)OC(=O)*)(C)C"],
+    "exp_refractive_index": [1.592, 1.492, 1.584],
+    "exp_abbe_number": [31.0, 58.0, 31.0],
+    "handbook_density": [1.05, 1.18, 1.20],
+})
+
+
+def _number(row: pd.Series, column: str) -> float | None:
+    value = pd.to_numeric(row.get(column), errors="coerce")
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def job_spec(psmiles: str, args: argparse.Namespace) -> JobSpec:
-    return JobSpec(psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores)
+    return JobSpec(psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores,
+                   shared_dir=args.dir / "shared")
 
 
-def full_job(psmiles: str, rho_ref: float, job_dir: Path, args: argparse.Namespace) -> dict:
+def full_job(row: pd.Series, job_dir: Path, args: argparse.Namespace) -> dict:
     """The whole property job; density from the MD."""
-    rec = run_property_job(job_spec(psmiles, args), job_dir)
-    return {"density": rec["density"], "density_ref": rho_ref, "density_dev": rec["density"] / rho_ref - 1,
-            "n_D": rec["refractive_index"], "abbe": rec["abbe_number"], "equilibrated": rec["equilibrated"],
-            "charge_model": rec["charge_model"], "stage_seconds": {k: round(v, 1) for k, v in rec["timings"].items()}}
+    rec = run_property_job(job_spec(row["smiles"], args), job_dir)
+    return {"density": rec["density"], "n_D": rec["refractive_index"], "abbe": rec["abbe_number"],
+            "equilibrated": rec["equilibrated"], "charge_model": rec["charge_model"],
+            "dispersion_ratio": rec["dispersion_ratio"],
+            "stage_seconds": {k: round(v, 1) for k, v in rec["timings"].items()}}
 
 
-def qm_only_job(psmiles: str, rho_ref: float, job_dir: Path, args: argparse.Namespace) -> dict:
-    """The stages before the MD; Lorentz-Lorenz at the textbook density."""
-    done = run_stages(job_spec(psmiles, args), job_dir, ("prep", "qm"))
-    prep, qm, timings = done["prep"], done["qm"], done["timings"]
-    optics = optical_properties(qm, rho_ref, prep["mol_weight"])
-    return {"alpha_static_A3": qm["polarizability_static"], "alpha_589nm_A3": qm["polarizability_589.3nm"],
-            "density_used": rho_ref, "n_D": optics["refractive_index"], "abbe": optics["abbe_number"],
+def qm_only_job(row: pd.Series, job_dir: Path, args: argparse.Namespace) -> dict:
+    """The QM stage; n_D at the handbook density, the Abbe number at the experimental n_D."""
+    done = run_stages(job_spec(row["smiles"], args), job_dir, ("qm",))
+    qm = done["qm"]
+    alpha = {wl: qm[f"polarizability_{wl:g}nm"] for wl in WAVELENGTHS_NM}
+    rho = _number(row, "handbook_density")
+    n_d = lorentz_lorenz(alpha[589.3], rho, unit_mol_weight(row["smiles"])) if rho else None
+    return {"alpha_589nm_A3": alpha[589.3], "dispersion_ratio": qm["dispersion_ratio"], "density_used": rho,
+            "n_D": n_d, "abbe": abbe_at_index(float(row["exp_refractive_index"]), *alpha.values()),
             "functional": qm["functional"], "basis": qm["basis"], "n_basis": qm["qm_n_basis"],
-            "charge_model": prep["charge_model"],
-            "stage_seconds": {k: round(v, 1) for k, v in timings.items()}}  # empty when read back
+            "stage_seconds": {k: round(v, 1) for k, v in done["timings"].items()}}  # empty when read back
+
+
+def errors(r: dict, row: pd.Series) -> dict:
+    """Signed errors against experiment and RadonPy's published values (where both numbers exist)."""
+    out = {}
+    for key, exp, published in (("n_D", "exp_refractive_index", "radonpy_refractive_index"),
+                                ("abbe", "exp_abbe_number", "radonpy_abbe_number"),
+                                ("density", "handbook_density", None)):
+        value, ref = r.get(key), _number(row, exp)
+        if value is not None and ref is not None:
+            out[f"{key}_err"] = value - ref
+        if published and value is not None and _number(row, published) is not None:
+            out[f"{key}_vs_radonpy"] = value - _number(row, published)
+            if ref is not None:
+                out[f"{key}_radonpy_err"] = _number(row, published) - ref
+    return out
+
+
+def mae(results: dict[str, dict], key: str) -> tuple[float | None, int]:
+    values = [abs(r[key]) for r in results.values() if r.get(key) is not None]
+    return (sum(values) / len(values) if values else None), len(values)
 
 
 def main() -> None:
@@ -65,39 +110,61 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("runs/benchmarks/validate"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", type=Path, help="reference table (default: the three textbook polymers)")
+    parser.add_argument("--only", action="append", help="run only this id (repeatable)")
     parser.add_argument("--qm-only", action="store_true",
-                        help="charges and polarizabilities only; n_D and Abbe number at the textbook density")
+                        help="QM stage only: n_D at the handbook density, Abbe number at the experimental n_D")
     args = parser.parse_args()
+    args.dir = args.dir.resolve()
+    table = read_reference(args.reference) if args.reference else TEXTBOOK
+    if args.only:
+        table = table[table["id"].astype(str).isin(args.only)]
     measure = qm_only_job if args.qm_only else full_job
 
     results: dict[str, dict] = {}
-    for name, (psmiles, n_ref, abbe_ref, rho_ref) in TEXTBOOK.items():
-        job_dir = args.dir / args.preset.replace("/", "_") / name  # the same directory in both modes
+    t_all = time.monotonic()
+    for _, row in table.iterrows():
+        name = str(row["id"])
+        job_dir = args.dir / safe_name(args.preset) / safe_name(name)  # the same directory in both modes
         t0 = time.monotonic()
         try:
-            r = measure(psmiles, rho_ref, job_dir, args)
+            r = measure(row, job_dir, args)
         except JobFailure as exc:
             print(f"{name}: FAILED ({exc.kind} in {exc.stage}): {exc.message}", flush=True)
             results[name] = {"failed": exc.kind, "message": exc.message}
             continue
-        results[name] = r | {"n_D_ref": n_ref, "n_D_dev": r["n_D"] / n_ref - 1, "abbe_ref": abbe_ref,
-                             "abbe_dev": r["abbe"] / abbe_ref - 1, "wall_s_this_call": round(time.monotonic() - t0, 1)}
+        results[name] = r | errors(r, row) | {"wall_s_this_call": round(time.monotonic() - t0, 1)}
         print(f"{name}: done in {time.monotonic() - t0:.0f} s", flush=True)
+    wall = time.monotonic() - t_all
 
-    mode = " (QM stages only, textbook density)" if args.qm_only else ""
-    print(f"\npreset {args.preset}{mode}, {args.cores} core(s) per job")
-    first = f"{'alpha589':>8}" if args.qm_only else f"{'density':>8} {'ref':>5} {'dev':>7}"
-    print(f"{'polymer':<14} {first}  {'n_D':>6} {'ref':>6} {'dev':>7}  {'Abbe':>6} {'ref':>4} {'dev':>7}  stages (s)")
-    for name, r in results.items():
+    def fmt(value, spec):
+        return format(value, spec) if value is not None else "-".rjust(len(format(0.0, spec)))
+
+    mode = " (QM stage only: n_D at handbook density, Abbe number at experimental n_D)" if args.qm_only else ""
+    print(f"\npreset {args.preset}{mode}, {args.cores} core(s) per job, {wall:.0f} s in all")
+    print(f"{'polymer':<10} {'rho':>5} {'n_D':>6} {'exp':>6} {'err':>7} {'RadonPy':>7}  "
+          f"{'Abbe':>5} {'exp':>5} {'err':>6} {'RadonPy':>7}  {'ratio':>7}  stages (s)")
+    for _, row in table.iterrows():
+        r = results[str(row["id"])]
         if "failed" in r:
-            print(f"{name:<14} failed: {r['failed']}")
+            print(f"{row['id']!s:<10} failed: {r['failed']}")
             continue
-        first = (f"{r['alpha_589nm_A3']:8.2f}" if args.qm_only
-                 else f"{r['density']:8.3f} {r['density_ref']:5.2f} {r['density_dev']:+7.1%}")
         stages = ", ".join(f"{k} {v:g}" for k, v in r["stage_seconds"].items()) or "(read back)"
-        print(f"{name:<14} {first}  {r['n_D']:6.3f} {r['n_D_ref']:6.3f} {r['n_D_dev']:+7.1%}  "
-              f"{r['abbe']:6.1f} {r['abbe_ref']:4.0f} {r['abbe_dev']:+7.1%}  {stages}")
-    print(json.dumps({"preset": args.preset, "cores": args.cores, "qm_only": args.qm_only, "results": results}))
+        print(f"{row['id']!s:<10} {fmt(r.get('density', r.get('density_used')), '5.3f')} {fmt(r.get('n_D'), '6.3f')} "
+              f"{row['exp_refractive_index']:6.3f} {fmt(r.get('n_D_err'), '+7.3f')} "
+              f"{fmt(_number(row, 'radonpy_refractive_index'), '7.3f')}  {r['abbe']:5.1f} "
+              f"{row['exp_abbe_number']:5.1f} {r['abbe_err']:+6.1f} {fmt(_number(row, 'radonpy_abbe_number'), '7.1f')}"
+              f"  {r['dispersion_ratio']:.5f}  {stages}")
+    summary = {}
+    for key, label in (("n_D_err", "n_D"), ("n_D_radonpy_err", "n_D (RadonPy)"), ("abbe_err", "Abbe"),
+                       ("abbe_radonpy_err", "Abbe (RadonPy)"), ("density_err", "density")):
+        value, n = mae(results, key)
+        if value is not None:
+            summary[key] = {"mae": value, "n": n}
+            print(f"MAE {label:<15} {value:.4g} over {n} polymer(s)")
+    print(json.dumps({"preset": args.preset, "cores": args.cores, "qm_only": args.qm_only, "wall_s": wall,
+                      "reference": str(args.reference) if args.reference else "textbook", "mae": summary,
+                      "results": results}))
 
 
 if __name__ == "__main__":

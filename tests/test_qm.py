@@ -90,3 +90,99 @@ def test_repeat_unit_polarizability_is_additive_along_the_chain():
     assert two.static_ang3 / one.static_ang3 == pytest.approx(2.0, rel=0.03)
     assert two.dynamic_ang3[589.3] / one.dynamic_ang3[589.3] == pytest.approx(2.0, rel=0.03)
     assert one.capped_static_ang3 - one.cap_static_ang3 == pytest.approx(one.static_ang3)
+
+
+@pytest.fixture(scope="module")
+def formaldehyde_water():
+    """A small molecule with a pi bond and a lone pair, in a diffuse basis."""
+    from pyscf import gto
+
+    return gto.M(atom="O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587; C 2.6 0 0; O 3.8 0 0; H 2.0 0.94 0; "
+                      "H 2.0 -0.94 0", basis="def2-svpd", verbose=0)
+
+
+@pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp", "pbe", "hf"])
+def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(formaldehyde_water, xc):
+    # PolyScout's exchange in the occupied-virtual block vs PySCF's AO-basis response functions, both on the
+    # same density-fitted integrals: (A + B) x and (A - B) x agree to rounding
+    from pyscf import dft, scf
+
+    from workflow.job.qm import LinearResponse
+
+    mf = (scf.RHF(formaldehyde_water) if xc == "hf" else dft.RKS(formaldehyde_water, xc=xc)).density_fit()
+    mf.kernel()
+    ours, ref = LinearResponse(mf), LinearResponse(mf)
+    ref._df = None
+    ref._resp_sym, ref._resp_anti = mf.gen_response(singlet=True, hermi=1), mf.gen_response(singlet=True, hermi=2)
+    x = np.random.default_rng(0).standard_normal((3, ours.nocc * ours.nvir))
+    for symmetric in (True, False):
+        np.testing.assert_allclose(ours._apply(x, symmetric), ref._apply(x, symmetric), atol=1e-9)
+
+
+def test_density_fitted_polarizability_agrees_with_exact_integrals(formaldehyde_water):
+    # stated tolerance: density fitting (def2 JK-fit basis) changes alpha and its dispersion by < 0.1%
+    from pyscf import dft
+
+    w = [0.0, photon_energy_hartree(486.1), photon_energy_hartree(656.3)]
+    iso = {}
+    for df in (False, True):
+        mf = dft.RKS(formaldehyde_water, xc="cam-b3lyp")
+        mf = mf.density_fit() if df else mf
+        mf.kernel()
+        tensors, _ = response_polarizability(mf, w, tol=1e-6)
+        iso[df] = np.array([np.trace(t) / 3 for t in tensors])
+    np.testing.assert_allclose(iso[True], iso[False], rtol=1e-3)
+    ratio = {df: (a[1] - a[2]) / a[0] for df, a in iso.items()}
+    assert ratio[True] == pytest.approx(ratio[False], rel=1e-3)
+
+
+def test_frequencies_solved_together_equal_frequencies_solved_alone(water_scf):
+    ws = [0.0, photon_energy_hartree(486.1), photon_energy_hartree(589.3), photon_energy_hartree(656.3)]
+    together, _ = response_polarizability(water_scf, ws, tol=1e-8)
+    for w, t in zip(ws, together):
+        alone, _ = response_polarizability(water_scf, [w], tol=1e-8)
+        np.testing.assert_allclose(t, alone[0], atol=1e-6)
+
+
+def test_ethane_is_computed_once_per_qm_settings(tmp_path):
+    from workflow.job.presets import QMSettings
+    from workflow.job.qm import cap_polarizabilities
+
+    settings = QMSettings(functional="b3lyp", basis="sto-3g", grid_level=1, n_conformers=1)
+    first, its, seconds = cap_polarizabilities(settings, cache_dir=tmp_path)
+    assert its > 0 and seconds > 0 and len(list(tmp_path.iterdir())) == 1
+    again, its, seconds = cap_polarizabilities(settings, cache_dir=tmp_path)
+    assert (again, its, seconds) == (first, 0, 0.0)
+    # settings the cap does not depend on (the MD charges' method, memory) reuse it
+    reused = settings.model_copy(update={"charge_basis": "sto-3g", "memory_mb": 1000})
+    assert cap_polarizabilities(reused, cache_dir=tmp_path)[1:] == (0, 0.0)
+    # any QM setting it depends on computes it again, beside the first
+    other, its, seconds = cap_polarizabilities(settings.model_copy(update={"grid_level": 2}), cache_dir=tmp_path)
+    assert its > 0 and seconds > 0 and len(list(tmp_path.iterdir())) == 2
+    assert other[0] == pytest.approx(first[0], rel=1e-3) and other != first
+
+
+def test_a_cache_file_written_for_other_settings_is_not_used(tmp_path):
+    import json
+
+    from workflow.job.presets import QMSettings
+    from workflow.job.qm import cap_polarizabilities
+
+    settings = QMSettings(functional="b3lyp", basis="sto-3g", grid_level=1, n_conformers=1)
+    cap_polarizabilities(settings, cache_dir=tmp_path)
+    (path,) = tmp_path.iterdir()
+    data = json.loads(path.read_text())
+    data["settings"]["qm"]["basis"] = "6-31g"  # a file whose content says other settings
+    data["alphas"] = [1.0, 1.0, 1.0, 1.0]
+    path.write_text(json.dumps(data))
+    alphas, its, _ = cap_polarizabilities(settings, cache_dir=tmp_path)
+    assert its > 0 and alphas[0] > 1.5
+
+
+def test_abbe_number_at_a_given_index_is_lorentz_lorenz_at_fixed_density():
+    from workflow.job.optics import abbe_at_index, abbe_number, lorentz_lorenz
+
+    alpha = {486.1: 12.9, 589.3: 12.6, 656.3: 12.5}
+    n = {wl: lorentz_lorenz(a, 1.05, 104.15) for wl, a in alpha.items()}
+    expected = abbe_number(n[589.3], n[486.1], n[656.3])
+    assert abbe_at_index(n[589.3], *alpha.values()) == pytest.approx(expected, rel=1e-9)

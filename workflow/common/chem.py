@@ -72,3 +72,9 @@ def unit_atoms(psmiles: str) -> int:
     mol = Chem.AddHs(Chem.MolFromSmiles(psmiles))
     return sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() > 0)
 
+
+
+def unit_mol_weight(psmiles: str) -> float:
+    """Molar mass (g/mol) of one repeat unit, hydrogens included, links excluded."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(psmiles))
+    return float(sum(a.GetMass() for a in mol.GetAtoms() if a.GetAtomicNum() > 0))

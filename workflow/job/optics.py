@@ -37,3 +37,18 @@ def abbe_number(n_d: float, n_f: float, n_c: float) -> float:
 
 def photon_energy_hartree(wavelength_nm: float) -> float:
     return HARTREE_NM / wavelength_nm
+
+
+def index_from_phi(phi: float) -> float:
+    """n from the Lorentz-Lorenz ratio phi = (n^2 - 1)/(n^2 + 2) (0 <= phi < 1)."""
+    if not 0 <= phi < 1:
+        raise ValueError(f"Lorentz-Lorenz ratio {phi} is outside [0, 1)")
+    return math.sqrt((1 + 2 * phi) / (1 - phi))
+
+
+def abbe_at_index(n_d: float, alpha_f: float, alpha_d: float, alpha_c: float) -> float:
+    """The Abbe number of a material with refractive index ``n_d`` whose polarizability disperses as
+    ``alpha_f : alpha_d : alpha_c`` (Lorentz-Lorenz at fixed density): it tests the dispersion alone."""
+    phi_d = (n_d**2 - 1) / (n_d**2 + 2)
+    n_f, n_c = (index_from_phi(phi_d * a / alpha_d) for a in (alpha_f, alpha_c))
+    return abbe_number(n_d, n_f, n_c)

@@ -27,7 +27,12 @@ class QMSettings(_Frozen):
     functional: str = "cam-b3lyp"
     basis: str = "6-311+g(2d,p)"
     basis_heavy: dict[str, str] = Field(default_factory=lambda: {"Br": "def2-svp", "I": "def2-svp"})
+    # density fitting (RI) of Coulomb and exchange, in the SCF and in the response kernel; ``auxbasis``
+    # None is PySCF's JK-fitting basis for the orbital basis (def2-universal-jkfit for def2 sets)
+    density_fit: bool = True
+    auxbasis: str | None = None
     grid_level: int = 3
+    response_grid_level: int | None = None  # the XC kernel's grid in the response equations; None: grid_level
     n_conformers: int = 10
     scf_max_cycles: int = 100
     response_tol: float = 1e-5
@@ -140,7 +145,8 @@ SMOKE = ProtocolPreset(
 QUICK = ProtocolPreset(
     name="quick",
     description="Workstation run: ~3,000 atoms, shortened 21-step, 300 ps NPT sampling, 6-31G(d).",
-    qm=QMSettings(functional="cam-b3lyp", basis="6-31g(d)", grid_level=2, n_conformers=10),
+    qm=QMSettings(functional="cam-b3lyp", basis="def2-svpd", grid_level=1, response_grid_level=0,
+                  response_tol=1e-3, n_conformers=10),
     md=MDSettings(
         n_chains=6,
         atoms_per_chain=500,

@@ -17,7 +17,9 @@ the cost of its ``newton_krylov`` path.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +74,21 @@ def lowest_conformer(mol: Chem.Mol, n_conformers: int, seed: int = 42) -> Chem.M
 
 
 @dataclass(frozen=True)
+class QMTimings:
+    """Wall seconds of the QM stage's parts (the ``geometry`` part is 0 without a DFT optimisation)."""
+
+    conformers: float = 0.0
+    geometry: float = 0.0
+    scf: float = 0.0
+    response: float = 0.0  # the static limit and the three wavelengths, solved together
+    cap: float = 0.0  # 0 where the cached ethane result was used
+
+    def as_record(self) -> dict[str, float]:
+        return {"qm_seconds_conformers": self.conformers, "qm_seconds_geometry": self.geometry,
+                "qm_seconds_scf": self.scf, "qm_seconds_response": self.response, "qm_seconds_cap": self.cap}
+
+
+@dataclass(frozen=True)
 class PolarizabilityResult:
     static_ang3: float
     dynamic_ang3: dict[float, float]  # wavelength nm -> isotropic alpha, A^3
@@ -82,9 +99,19 @@ class PolarizabilityResult:
     capped_static_ang3: float = 0.0  # the CH3-capped unit's own static alpha
     cap_static_ang3: float = 0.0  # ethane's alpha, subtracted
     cap_dynamic_ang3: dict[float, float] = field(default_factory=dict)  # wavelength nm -> ethane's alpha
+    auxbasis: str = "none"  # the density-fitting basis ("none": exact integrals)
+    timings: QMTimings | None = None
 
-    def as_record(self) -> dict[str, float | int]:
-        rec: dict[str, float | int] = {
+    @property
+    def dispersion_ratio(self) -> float:
+        """(alpha_F - alpha_C) / alpha_D of the repeat unit: what the Abbe number depends on."""
+        f, d, c = (self.dynamic_ang3[wl] for wl in WAVELENGTHS_NM)
+        return (f - c) / d
+
+    def as_record(self) -> dict[str, float | int | str]:
+        rec: dict[str, float | int | str] = {
+            "qm_auxbasis": self.auxbasis,
+            "dispersion_ratio": self.dispersion_ratio,
             "polarizability_static": self.static_ang3,
             "scf_energy_hartree": self.scf_energy_hartree,
             "qm_n_basis": self.n_basis,
@@ -97,7 +124,7 @@ class PolarizabilityResult:
             rec[f"polarizability_cap_{wl:g}nm"] = a
         for wl, a in self.dynamic_ang3.items():
             rec[f"polarizability_{wl:g}nm"] = a
-        return rec
+        return rec | (self.timings.as_record() if self.timings is not None else {})
 
 
 def basis_per_element(symbols, settings: QMSettings, basis_name: str | None = None) -> dict[str, str]:
@@ -125,11 +152,29 @@ def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None
     mf = dft.RKS(pyscf_molecule(mol, basis_per_element(symbols, settings, basis_name), settings.memory_mb))
     mf.xc = functional
     mf.grids.level = settings.grid_level
+    if settings.density_fit:
+        mf = mf.density_fit(auxbasis=settings.auxbasis)
     mf.max_cycle = settings.scf_max_cycles
     mf.kernel()
     if not mf.converged:
         raise QMError(f"SCF did not converge in {settings.scf_max_cycles} cycles ({functional}/{basis_name})")
     return mf
+
+
+def auxbasis_name(mf) -> str:
+    """The density-fitting basis an SCF object uses ("none" without density fitting); one name per element
+    where they differ (PySCF picks a JK-fitting set for the orbital basis, an even-tempered one where none
+    exists)."""
+    with_df = getattr(mf, "with_df", None)
+    if with_df is None:
+        return "none"
+    if isinstance(with_df.auxbasis, str):
+        return with_df.auxbasis
+    from pyscf.df.addons import make_auxbasis
+
+    names = {el: b if isinstance(b, str) else "even-tempered" for el, b in make_auxbasis(mf.mol).items()}
+    distinct = set(names.values())
+    return distinct.pop() if len(distinct) == 1 else ", ".join(f"{el}: {b}" for el, b in sorted(names.items()))
 
 
 def optimize_geometry(mol: Chem.Mol, settings: QMSettings) -> tuple[Chem.Mol, int]:
@@ -153,90 +198,334 @@ def optimize_geometry(mol: Chem.Mol, settings: QMSettings) -> tuple[Chem.Mol, in
     return out, steps[0]
 
 
+class LinearResponse:
+    """The linear-response equations of a converged closed-shell SCF, for several frequencies at once.
+
+    With X and Y the excitation and de-excitation amplitudes, s = (X + Y)/2 and a = (X - Y)/2 solve
+
+        (A + B) s - w a = V,    (A - B) a = w s,    alpha(w) = 4 V.s
+
+    (A + B) acts on symmetric densities (Coulomb, exchange, XC kernel), A - B on antisymmetric ones
+    (exchange only; the orbital-energy differences for a pure functional). All frequencies and the
+    three field directions share one subspace for s and one for a (Galerkin projection), grown by
+    the residuals preconditioned with the orbital-energy differences; each product of the response
+    operator is computed once and serves every frequency.
+    """
+
+    def __init__(self, mf, grid_level: int | None = None):
+        if grid_level is not None and hasattr(mf, "grids") and grid_level != mf.grids.level:
+            from pyscf import dft
+
+            mf = mf.copy()  # the XC kernel on a coarser grid than the SCF's (the same orbitals)
+            mf.grids = dft.gen_grid.Grids(mf.mol)
+            mf.grids.level = grid_level
+            mf.grids.build()
+        mask_o, mask_v = mf.mo_occ == 2, mf.mo_occ == 0
+        self.orbo, self.orbv = mf.mo_coeff[:, mask_o], mf.mo_coeff[:, mask_v]
+        self.nocc, self.nvir = self.orbo.shape[1], self.orbv.shape[1]
+        self.e_ia = (mf.mo_energy[mask_v][None, :] - mf.mo_energy[mask_o][:, None]).ravel()
+        with mf.mol.with_common_orig(np.zeros(3)):
+            r = mf.mol.intor_symmetric("int1e_r", comp=3)
+        self.v = np.einsum("xpq,pi,qa->xia", r, self.orbo, self.orbv).reshape(3, -1)
+        self._df = _DFKernel(mf, self.orbo, self.orbv) if getattr(mf, "with_df", None) is not None else None
+        if self._df is None:  # exact integrals: PySCF's response functions
+            self._resp_sym = mf.gen_response(singlet=True, hermi=1)
+            hybrid = hasattr(mf, "xc") and mf._numint.libxc.is_hybrid_xc(mf.xc)
+            self._resp_anti = mf.gen_response(singlet=True, hermi=2) if hybrid or not hasattr(mf, "xc") else None
+        self.products = 0  # response-operator products computed (one per trial vector)
+
+    def _apply(self, vecs: np.ndarray, symmetric: bool) -> np.ndarray:
+        """``(A + B) @ vecs`` (symmetric) or ``(A - B) @ vecs`` for ``n x nov`` trial vectors."""
+        from pyscf import lib
+
+        out = vecs * self.e_ia
+        if self._df is not None and len(vecs):
+            self.products += len(vecs)
+            return out + self._df.apply(vecs.reshape(-1, self.nocc, self.nvir), symmetric).reshape(len(vecs), -1)
+        resp = self._resp_sym if symmetric else self._resp_anti
+        if resp is None or not len(vecs):
+            return out
+        t = vecs.reshape(-1, self.nocc, self.nvir)
+        d = lib.einsum("xov,pv,qo->xpq", t, self.orbv, self.orbo * 2)
+        dm = d + d.transpose(0, 2, 1) if symmetric else d - d.transpose(0, 2, 1)
+        v1 = np.asarray(resp(dm))
+        self.products += len(vecs)
+        return out + lib.einsum("xpq,qo,pv->xov", v1, self.orbo, self.orbv).reshape(len(vecs), -1)
+
+    def solve(self, frequencies_hartree: list[float], tol: float = 1e-5,
+              max_cycle: int = 40) -> tuple[np.ndarray, int]:
+        """Polarizability tensors at photon energies ``w`` (hartree).
+
+        Returns:
+            ``f x 3 x 3`` tensors in bohr^3 and the iterations used; raises QMError when the residual
+            (relative to the perturbation) stays above ``tol`` for ``max_cycle`` iterations.
+        """
+        d, v = self.e_ia, self.v
+        ws = [float(w) for w in frequencies_hartree]
+        if ws and max(ws) >= d.min():
+            raise QMError(f"frequency {max(ws):.4f} Eh is above the lowest orbital gap {d.min():.4f} Eh")
+        s_basis, a_basis = _Subspace(self, True), _Subspace(self, False)
+        new_s = [d * v / (d**2 - w**2) for w in ws]
+        new_a = [w * v / (d**2 - w**2) for w in ws if w]
+        norm_v = np.linalg.norm(v, axis=1)
+        for iteration in range(1, max_cycle + 1):
+            s_basis.extend(new_s)
+            a_basis.extend(new_a)
+            tensors, residuals, corrections = [], [], []
+            for w in ws:
+                s, _, rs, ra = self._project(s_basis, a_basis, w)
+                tensors.append(4.0 * s @ v.T)
+                residuals.append(np.sqrt(np.linalg.norm(rs, axis=1) ** 2 + np.linalg.norm(ra, axis=1) ** 2) / norm_v)
+                det = d**2 - w**2
+                corrections.append((-(d * rs + w * ra) / det, -(w * rs + d * ra) / det))
+            residuals = np.array(residuals)  # frequencies x directions
+            worst = float(residuals.max())
+            if worst <= tol:
+                return np.array(tensors), iteration
+            # the subspace grows by the correction of the least converged frequency of each direction:
+            # solutions are smooth in w^2, so the frequencies between are carried along
+            new_s, new_a = [], []
+            for direction in np.flatnonzero(residuals.max(axis=0) > tol):
+                k = int(np.argmax(residuals[:, direction]))
+                new_s.append(corrections[k][0][direction:direction + 1])
+                if ws[k]:
+                    new_a.append(corrections[k][1][direction:direction + 1])
+        raise QMError(f"response equations did not converge in {max_cycle} iterations (residual {worst:.1e})")
+
+    def _project(self, s_basis: "_Subspace", a_basis: "_Subspace", w: float):
+        """The subspace solution at ``w``: ``s, a`` (3 x nov each) and their residuals."""
+        bs, hs, ba, ha = s_basis.vectors, s_basis.products, a_basis.vectors, a_basis.products
+        ns, na = len(bs), len(ba)
+        m = np.zeros((ns + na, ns + na))
+        m[:ns, :ns] = bs @ hs.T
+        if na and w:
+            m[ns:, ns:] = ba @ ha.T
+            m[:ns, ns:] = -w * bs @ ba.T
+            m[ns:, :ns] = m[:ns, ns:].T
+        else:
+            na = 0
+            m = m[:ns, :ns]
+        m = 0.5 * (m + m.T)
+        rhs = np.zeros((ns + na, 3))
+        rhs[:ns] = bs @ self.v.T
+        c = np.linalg.solve(m, rhs)
+        cs, ca = c[:ns].T, c[ns:].T
+        s = cs @ bs
+        a = ca @ ba if na else np.zeros_like(s)
+        rs = cs @ hs - w * a - self.v
+        ra = (ca @ ha if na else np.zeros_like(s)) - w * s
+        return s, a, rs, ra
+
+
+class _DFKernel:
+    """The response kernel's occupied-virtual block for density-fitted integrals, B^P_mn = (mn|P).
+
+    For a trial vector X (occ x vir) the density is D +- D^T with D = 2 C_v X^T C_o^T, and the
+    exchange block is
+
+        C_o^T K C_v = 2 sum_P [ B^P_ov X^T B^P_ov +- B^P_oo (R^T B^P C_v) ],   R = C_v X^T,
+
+    so no AO-basis exchange matrix is formed: the cost per vector is naux*nao^2*nocc instead of
+    PySCF's general-density naux*nao^3 (the Coulomb and XC terms only enter symmetric densities).
+    """
+
+    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray):
+        self.mf, self.orbo, self.orbv = mf, orbo, orbv
+        if hasattr(mf, "xc"):
+            ni = mf._numint
+            omega, alpha, hyb = ni.rsh_and_hybrid_coeff(mf.xc, mf.mol.spin)
+            self.xc_kernel = ni.cache_xc_kernel(mf.mol, mf.grids, mf.xc, mf.mo_coeff, mf.mo_occ, 1)
+        else:  # Hartree-Fock
+            omega, alpha, hyb = 0.0, 0.0, 1.0
+            self.xc_kernel = None
+        # exchange kernels: (coefficient, range-separation omega; 0 for the full Coulomb operator)
+        if omega == 0:
+            self.exchange = [(hyb, 0.0)] if hyb else []
+        elif alpha == 0:
+            self.exchange = [(hyb, -omega)]
+        elif hyb == 0:
+            self.exchange = [(alpha, omega)]
+        else:
+            self.exchange = [(hyb, 0.0), (alpha - hyb, omega)]
+        self.b_ov, self.b_oo = {}, {}
+        for om in {0.0} | {om for _, om in self.exchange}:
+            ov, oo = [], []
+            for b in self._blocks(om):
+                ov.append(np.einsum("pmn,mo,nv->pov", b, orbo, orbv, optimize=True))
+                oo.append(np.einsum("pmn,mo,nq->poq", b, orbo, orbo, optimize=True))
+            self.b_ov[om], self.b_oo[om] = np.concatenate(ov), np.concatenate(oo)
+
+    def _blocks(self, omega: float):
+        """The unpacked 3-index tensors ``(naux_block, nao, nao)`` of the Coulomb operator (range-separated
+        by ``omega`` when not 0)."""
+        from pyscf import lib
+
+        with_df = self.mf.with_df
+        if omega == 0:
+            for cderi in with_df.loop():
+                yield lib.unpack_tril(cderi)
+        else:
+            with with_df.range_coulomb(omega) as rsh_df:
+                for cderi in rsh_df.loop():
+                    yield lib.unpack_tril(cderi)
+
+    def _exchange(self, x: np.ndarray, omega: float, sign: float) -> np.ndarray:
+        """``C_o^T K[D + sign D^T] C_v`` for ``n x occ x vir`` vectors (see the class)."""
+        b_ov, b_oo = self.b_ov[omega], self.b_oo[omega]
+        n, nocc, _ = x.shape
+        z = np.einsum("pov,xqv->pxoq", b_ov, x, optimize=True)
+        k = np.einsum("pxoq,pqv->xov", z, b_ov, optimize=True)
+        r = np.einsum("mv,xov->mxo", self.orbv, x, optimize=True).reshape(self.orbv.shape[0], n * nocc)
+        start = 0
+        for b in self._blocks(omega):
+            nblk = b.shape[0]
+            br = (b.reshape(-1, b.shape[2]) @ r).reshape(nblk, b.shape[1], n, nocc)  # B^P R
+            y = np.einsum("pmxo,mv->pxov", br, self.orbv, optimize=True)  # R^T B^P C_v
+            k += sign * np.einsum("poq,pxqv->xov", b_oo[start:start + nblk], y, optimize=True)
+            start += nblk
+        return 2.0 * k
+
+    def apply(self, x: np.ndarray, symmetric: bool) -> np.ndarray:
+        """The kernel's part of ``(A + B) x`` (symmetric) or ``(A - B) x``; ``n x occ x vir`` in and out."""
+        v1 = np.zeros_like(x)
+        for coefficient, omega in self.exchange:
+            # v1 = J - K/2 for the AO matrix; projected as PySCF's response vectors are (C_v^T v1 C_o)^T
+            v1 -= (0.5 * coefficient * (1.0 if symmetric else -1.0)) * self._exchange(x, omega, 1.0 if symmetric else -1.0)
+        if not symmetric:
+            return v1
+        b_ov = self.b_ov[0.0]
+        rho = 4.0 * np.einsum("pov,xov->xp", b_ov, x, optimize=True)  # tr(B^P dm)
+        v1 += np.einsum("pov,xp->xov", b_ov, rho, optimize=True)
+        if self.xc_kernel is not None:
+            v1 += self._xc(x)
+        return v1
+
+    def _xc(self, x: np.ndarray) -> np.ndarray:
+        mf, (rho0, vxc, fxc) = self.mf, self.xc_kernel
+        d = np.einsum("xov,pv,qo->xpq", x, self.orbv, self.orbo * 2, optimize=True)
+        dm = d + d.transpose(0, 2, 1)
+        v = mf._numint.nr_rks_fxc_st(mf.mol, mf.grids, mf.xc, None, dm, 1, True, rho0, vxc, fxc * 0.5)
+        return np.einsum("xpq,po,qv->xov", np.asarray(v), self.orbo, self.orbv, optimize=True)
+
+
+class _Subspace:
+    """Orthonormal trial vectors and the response operator's products with them."""
+
+    PRUNE = 1e-3  # a normalised candidate adding less than this new direction is left out
+
+    def __init__(self, response: LinearResponse, symmetric: bool):
+        self.response, self.symmetric = response, symmetric
+        n = response.nocc * response.nvir
+        self.vectors, self.products = np.zeros((0, n)), np.zeros((0, n))
+
+    def extend(self, candidates: list[np.ndarray]) -> None:
+        if not candidates:
+            return
+        c = np.concatenate(candidates)
+        c = c / np.linalg.norm(c, axis=1, keepdims=True)
+        for _ in range(2):  # Gram-Schmidt against the basis, twice for stability
+            c -= (c @ self.vectors.T) @ self.vectors
+        u, sv, vt = np.linalg.svd(c, full_matrices=False)
+        new = vt[sv > self.PRUNE]
+        if not len(new):
+            return
+        new -= (new @ self.vectors.T) @ self.vectors
+        new /= np.linalg.norm(new, axis=1, keepdims=True)
+        self.vectors = np.concatenate([self.vectors, new])
+        self.products = np.concatenate([self.products, self.response._apply(new, self.symmetric)])
+
+
 def response_polarizability(mf, frequencies_hartree: list[float], tol: float = 1e-5,
-                            max_cycle: int = 60) -> tuple[np.ndarray, int]:
-    """Polarizability tensors alpha(w) for a converged closed-shell SCF.
+                            max_cycle: int = 40) -> tuple[np.ndarray, int]:
+    """Polarizability tensors alpha(w) for a converged closed-shell SCF (see :class:`LinearResponse`).
 
     Args:
         mf: converged PySCF RHF/RKS object.
         frequencies_hartree: ``f`` photon energies (0.0 for the static limit).
 
     Returns:
-        ``f x 3 x 3`` tensors in bohr^3 (atomic units), and the Krylov iterations used.
+        ``f x 3 x 3`` tensors in bohr^3 (atomic units), and the iterations used.
     """
-    from pyscf import lib, tdscf
-
-    td = tdscf.TDDFT(mf) if hasattr(mf, "xc") else tdscf.TDHF(mf)
-    vind, hdiag = td.gen_vind(mf)
-    orbo = mf.mo_coeff[:, mf.mo_occ == 2]
-    orbv = mf.mo_coeff[:, mf.mo_occ == 0]
-    nov = orbo.shape[1] * orbv.shape[1]
-    with mf.mol.with_common_orig(np.zeros(3)):
-        r = mf.mol.intor_symmetric("int1e_r", comp=3)
-    v = lib.einsum("xpq,pi,qa->xia", r, orbo, orbv).reshape(3, nov)
-    e_ia = np.asarray(hdiag).ravel()[:nov]
-    rhs = np.hstack([v, -v])
-
-    tensors = []
-    iterations = 0
-    z_prev = None
-    for w in frequencies_hartree:
-        if w >= e_ia.min():
-            raise QMError(f"frequency {w:.4f} Eh is above the lowest orbital gap {e_ia.min():.4f} Eh")
-        diag = np.hstack([e_ia - w, -e_ia - w])
-
-        def aop(x, diag=diag, w=w):
-            x = np.asarray(x).reshape(-1, 2 * nov)
-            return (np.asarray(vind(x)) - w * x) / diag - x
-
-        counter = [0]
-
-        def count(*_args, counter=counter):
-            counter[0] += 1
-
-        z = lib.krylov(aop, rhs / diag, x0=z_prev, tol=tol, max_cycle=max_cycle, callback=count)
-        z = np.asarray(z).reshape(3, 2 * nov)
-        residual = np.linalg.norm(np.asarray(vind(z)) - w * z - rhs) / np.linalg.norm(rhs)
-        if not residual < 1e-3:
-            raise QMError(f"response equations did not converge at w={w:.4f} Eh (residual {residual:.1e})")
-        iterations += counter[0]
-        z_prev = z
-        tensors.append(2.0 * (z[:, :nov] + z[:, nov:]) @ v.T)
-    return np.array(tensors), iterations
+    return LinearResponse(mf).solve(frequencies_hartree, tol, max_cycle)
 
 
 CAP_REFERENCE_SMILES = "CC"  # ethane: the two methyl caps and the bond that joins them
+CAP_VERSION = 1  # bump when the cap's computation changes its result
 
 
-def _isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings) -> tuple[list[float], Any, int, int]:
-    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths; ``(alphas, mf, iterations, opt_steps)``.
+def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings) -> tuple[list[float], Any, int, int, QMTimings]:
+    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths.
 
-    Call inside ``lib.with_omp_threads``.
+    Returns ``(alphas, mf, iterations, opt_steps, timings)``; call inside ``lib.with_omp_threads``.
     """
+    t0 = time.monotonic()
     opt_steps = 0
     if settings.optimize_geometry:
         geometry, opt_steps = optimize_geometry(geometry, settings)
+    t1 = time.monotonic()
     mf = build_scf(geometry, settings)
-    freqs = [0.0] + [photon_energy_hartree(wl) for wl in WAVELENGTHS_NM]
-    tensors, iterations = response_polarizability(mf, freqs, tol=settings.response_tol)
-    return [float(np.trace(t)) / 3.0 * BOHR3_TO_ANG3 for t in tensors], mf, iterations, opt_steps
+    t2 = time.monotonic()
+    response = LinearResponse(mf, settings.response_grid_level)
+    tensors, iterations = response.solve([0.0] + [photon_energy_hartree(wl) for wl in WAVELENGTHS_NM],
+                                         settings.response_tol)
+    alphas = [float(np.trace(t)) / 3.0 * BOHR3_TO_ANG3 for t in tensors]
+    t3 = time.monotonic()
+    return alphas, mf, iterations, opt_steps, QMTimings(geometry=t1 - t0, scf=t2 - t1, response=t3 - t2)
 
 
-def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int = 1) -> PolarizabilityResult:
+def cap_settings(settings: QMSettings) -> dict[str, Any]:
+    """The QM settings ethane's polarizability depends on (not the MD charges' nor the memory)."""
+    return settings.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"})
+
+
+def cap_polarizabilities(settings: QMSettings, threads: int = 1,
+                         cache_dir: Path | None = None) -> tuple[list[float], int, float]:
+    """Ethane's isotropic alpha (A^3) at 0 and the three wavelengths, with the preset's method.
+
+    Computed once per QM settings where ``cache_dir`` is given: the file is named by the settings'
+    hash and holds the settings, and is reused only when they are equal. Returns ``(alphas,
+    response iterations, seconds)``; 0 iterations and 0 seconds when read back.
+    """
+    from pyscf import lib
+
+    from workflow.common.files import read_json, stable_hash, write_json_atomic
+
+    wanted = {"molecule": CAP_REFERENCE_SMILES, "version": CAP_VERSION, "qm": cap_settings(settings)}
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"ethane-{stable_hash(wanted)[:16]}.json"
+        cached = read_json(path)
+        if cached is not None and cached.get("settings") == wanted:
+            return [float(a) for a in cached["alphas"]], 0, 0.0
+    t0 = time.monotonic()
+    cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(CAP_REFERENCE_SMILES)), settings.n_conformers)
+    with lib.with_omp_threads(threads):
+        alphas, _, iterations, _, _ = isotropic_polarizabilities(cap, settings)
+    seconds = time.monotonic() - t0
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"settings": wanted, "alphas": alphas, "seconds": seconds})
+    return alphas, iterations, seconds
+
+
+def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int = 1,
+                               cache_dir: Path | None = None) -> PolarizabilityResult:
     """Isotropic polarizability of the repeat unit: static and at 486.1/589.3/656.3 nm.
 
     Group additivity: alpha(unit) = alpha(CH3-unit-CH3) - alpha(CH3-CH3), both with the preset's
     method. The methyl caps stand for the chain's neighbours in the geometry; subtracting ethane
     removes them and leaves one link bond per unit, as in the chain. (Using the capped molecule's
-    alpha with the unit's mass overestimates n_D by ~0.09 for polystyrene.)
+    alpha with the unit's mass overestimates n_D by ~0.09 for polystyrene.) Ethane's result is
+    shared through ``cache_dir`` (see :func:`cap_polarizabilities`).
     """
     from pyscf import lib
 
+    t0 = time.monotonic()
     geometry = lowest_conformer(capped_repeat_unit(psmiles), settings.n_conformers)
-    cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(CAP_REFERENCE_SMILES)), settings.n_conformers)
+    conformers = time.monotonic() - t0
     with lib.with_omp_threads(threads):
-        capped, mf, iterations, opt_steps = _isotropic_polarizabilities(geometry, settings)
-        caps, _, cap_iterations, _ = _isotropic_polarizabilities(cap, settings)
+        capped, mf, iterations, opt_steps, timings = isotropic_polarizabilities(geometry, settings)
+    caps, cap_iterations, cap_seconds = cap_polarizabilities(settings, threads, cache_dir)
     iso = [a - b for a, b in zip(capped, caps)]
     return PolarizabilityResult(
         static_ang3=iso[0],
@@ -248,4 +537,7 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
         capped_static_ang3=capped[0],
         cap_static_ang3=caps[0],
         cap_dynamic_ang3={wl: a for wl, a in zip(WAVELENGTHS_NM, caps[1:])},
+        auxbasis=auxbasis_name(mf),
+        timings=QMTimings(conformers=conformers, geometry=timings.geometry, scf=timings.scf,
+                          response=timings.response, cap=cap_seconds),
     )

@@ -33,6 +33,10 @@ class PropertyRecord(BaseModel):
     refractive_index_f: float = Field(alias=f"refractive_index_{WAVELENGTHS_NM[0]:g}nm")
     refractive_index_c: float = Field(alias=f"refractive_index_{WAVELENGTHS_NM[2]:g}nm")
     mol_weight_unit: float
+    functional: str
+    basis: str
+    qm_auxbasis: str = Field(description="density-fitting basis of the polarizabilities; 'none': exact integrals")
+    dispersion_ratio: float = Field(description="(alpha_F - alpha_C) / alpha_D of the repeat unit")
     equilibrated: bool
     additional_sampling_runs: int
     nematic_order: float

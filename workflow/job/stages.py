@@ -44,13 +44,15 @@ RETRY_FILE = "retry.json"
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a property job is asked to do; ``cores`` and ``lammps`` say how, and never change a result."""
+    """What a property job is asked to do; ``cores``, ``lammps`` and ``shared_dir`` say how, and never change a
+    result."""
 
     psmiles: str
     preset: ProtocolPreset
     seed: int = 0
     cores: int = 1
     lammps: LammpsCommand = LammpsCommand()
+    shared_dir: Path | None = None  # results jobs share (ethane's polarizability per QM settings); None: none
 
 
 class JobRun:
@@ -157,7 +159,8 @@ def _prep(run: JobRun) -> dict[str, Any]:
 def _qm(run: JobRun) -> dict[str, Any]:
     from workflow.job import qm as qmmod
 
-    result = qmmod.repeat_unit_polarizability(run.spec.psmiles, run.preset.qm, threads=run.spec.cores)
+    result = qmmod.repeat_unit_polarizability(run.spec.psmiles, run.preset.qm, threads=run.spec.cores,
+                                              cache_dir=run.spec.shared_dir)
     return result.as_record() | {"functional": run.preset.qm.functional, "basis": run.preset.qm.basis}
 
 
@@ -178,6 +181,7 @@ def _qm_inputs(run: JobRun) -> list[Path]:
         "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
             f", then DFT-optimised ({qm.opt_functional}/{qm.opt_basis}, geomeTRIC, up to "
             f"{qm.opt_max_steps} steps) before the polarizability" if qm.optimize_geometry else ""),
+        "density_fit": qm.density_fit, "auxbasis": qm.auxbasis or "PySCF's default for the basis",
         "grid_level": qm.grid_level, "scf_max_cycles": qm.scf_max_cycles, "response_tol": qm.response_tol,
         "threads": run.spec.cores, "memory_mb": qm.memory_mb,
         "charge": int(sum(a.GetFormalCharge() for a in geometry.GetAtoms())),
@@ -274,7 +278,7 @@ STAGES: tuple[Stage, ...] = (
         "qm": r.preset.qm.model_dump(mode="json", include={"charge_method", "charge_basis"})}),
     Stage("prep", "prep.json", "invalid_input", _prep, reads=("monomer",),
           inputs=lambda r: {"psmiles": r.spec.psmiles}),
-    Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs,
+    Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs, version=2,
           inputs=lambda r: {"psmiles": _canonical(r), "qm": r.preset.qm.model_dump(mode="json")}),
     Stage("cell", "cell.pickle", "md_failed", _cell, reads=("monomer",), inputs=lambda r: {
         "md": r.preset.md.model_dump(mode="json", include={"n_chains", "atoms_per_chain", "tacticity",
