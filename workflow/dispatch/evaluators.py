@@ -107,7 +107,8 @@ class ParslEvaluator(Evaluator):
         return super().failure(exc)
 
     def spec(self, job: JobRequest) -> JobSpec:
-        return JobSpec(job.psmiles, self.preset, job.seed, self.profile.cores_per_job, self.profile.lammps_command())
+        return JobSpec(job.psmiles, self.preset, job.seed, self.profile.cores_per_job, self.profile.lammps_command(),
+                       shared_dir=self.run_dir / "shared")  # ethane's polarizability, once per QM settings
 
     def submit(self, job: JobRequest) -> Future:
         return _property_job_app()(self.spec(job), str(job.job_dir))

@@ -1,18 +1,15 @@
 """Quantum chemistry of the repeat unit: CH3-capped geometry and its polarizability (PySCF).
 
 The repeat unit's polarizability is the CH3-capped unit's minus ethane's (the caps and their bond;
-see :func:`repeat_unit_polarizability`).
+see :func:`repeat_unit_polarizability`); ethane's is computed once per QM settings and shared.
 
-The frequency-dependent polarizability solves the linear-response (RPA/TDDFT) equations
-
-    [ A  B ] [X]       [1  0] [X]   [ V]
-    [ B  A ] [Y] - w * [0 -1] [Y] = [ V]
-
-with PySCF's own response operator (``TDDFT.gen_vind``) and Krylov solver (``lib.krylov``),
-preconditioned by the orbital-energy differences shifted by ``w``; alpha(w) = 2 V.(X + Y).
-The three directions of one frequency share one Krylov subspace, and each frequency starts from
-the previous one's solution. This gives pyscf-properties' numbers (tested) at a fraction of
-the cost of its ``newton_krylov`` path.
+The frequency-dependent polarizability solves the linear-response (RPA/TDDFT) equations for the
+static limit and the three Fraunhofer wavelengths together (:class:`LinearResponse`: one paired
+subspace for all frequencies and field directions). With density fitting (the presets' default)
+the response kernel's exchange is built in the occupied-virtual block from the fitted 3-index
+integrals (:class:`_DFKernel`), and the XC kernel may use a coarser grid than the SCF
+(``response_grid_level``). Both agree with PySCF's own response functions and with
+pyscf-properties (tested).
 """
 
 from __future__ import annotations
@@ -268,9 +265,12 @@ class LinearResponse:
         new_s = [d * v / (d**2 - w**2) for w in ws]
         new_a = [w * v / (d**2 - w**2) for w in ws if w]
         norm_v = np.linalg.norm(v, axis=1)
+        prune = _Subspace.PRUNE
         for iteration in range(1, max_cycle + 1):
-            s_basis.extend(new_s)
-            a_basis.extend(new_a)
+            while s_basis.extend(new_s, prune) + a_basis.extend(new_a, prune) == 0:
+                if prune < 1e-10:
+                    raise QMError("response equations stalled: no new direction in the residuals")
+                prune *= 1e-3  # every correction lies (nearly) in the subspace: admit smaller new parts
             tensors, residuals, corrections = [], [], []
             for w in ws:
                 s, _, rs, ra = self._project(s_basis, a_basis, w)
@@ -418,21 +418,24 @@ class _Subspace:
         n = response.nocc * response.nvir
         self.vectors, self.products = np.zeros((0, n)), np.zeros((0, n))
 
-    def extend(self, candidates: list[np.ndarray]) -> None:
+    def extend(self, candidates: list[np.ndarray], prune: float = PRUNE) -> int:
+        """Add the new directions of ``candidates`` (normalised parts below ``prune`` left out); returns how many."""
         if not candidates:
-            return
+            return 0
         c = np.concatenate(candidates)
-        c = c / np.linalg.norm(c, axis=1, keepdims=True)
+        norms = np.linalg.norm(c, axis=1, keepdims=True)
+        c = c[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
         for _ in range(2):  # Gram-Schmidt against the basis, twice for stability
             c -= (c @ self.vectors.T) @ self.vectors
         u, sv, vt = np.linalg.svd(c, full_matrices=False)
-        new = vt[sv > self.PRUNE]
+        new = vt[sv > prune]
         if not len(new):
-            return
+            return 0
         new -= (new @ self.vectors.T) @ self.vectors
         new /= np.linalg.norm(new, axis=1, keepdims=True)
         self.vectors = np.concatenate([self.vectors, new])
         self.products = np.concatenate([self.products, self.response._apply(new, self.symmetric)])
+        return len(new)
 
 
 def response_polarizability(mf, frequencies_hartree: list[float], tol: float = 1e-5,
