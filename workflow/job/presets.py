@@ -25,8 +25,10 @@ class QMSettings(_Frozen):
     """Polarizability of the CH3-capped repeat unit (PySCF, linear response)."""
 
     functional: str = "cam-b3lyp"
-    basis: str = "6-311+g(2d,p)"
-    basis_heavy: dict[str, str] = Field(default_factory=lambda: {"Br": "def2-svp", "I": "def2-svp"})
+    # aug-cc-pVDZ: alpha_D and the dispersion ratio of polystyrene within 0.05% of aug-cc-pVTZ (benchmarks/qm_speed.py);
+    # PySCF's 6-311+G(2d,p) has no Si, P, S, Cl or Br
+    basis: str = "aug-cc-pvdz"
+    basis_heavy: dict[str, str] = Field(default_factory=lambda: {"I": "def2-svp"})
     # density fitting (RI) of Coulomb and exchange, in the SCF and in the response kernel; ``auxbasis``
     # None is PySCF's JK-fitting basis for the orbital basis (def2-universal-jkfit for def2 sets)
     density_fit: bool = True
@@ -147,8 +149,9 @@ SMOKE = ProtocolPreset(
 
 QUICK = ProtocolPreset(
     name="quick",
-    description="Workstation run: ~3,000 atoms, shortened 21-step, 300 ps NPT sampling, 6-31G(d).",
-    qm=QMSettings(functional="cam-b3lyp", basis="def2-svpd", grid_level=1, response_grid_level=0,
+    description="Workstation run: ~3,000 atoms, shortened 21-step, 300 ps NPT sampling; CAM-B3LYP/aug-cc-pVDZ "
+                "polarizabilities on the MMFF geometry, grid level 1 (response kernel level 0).",
+    qm=QMSettings(functional="cam-b3lyp", basis="aug-cc-pvdz", grid_level=1, response_grid_level=0,
                   response_tol=1e-3, n_conformers=10),
     md=MDSettings(
         n_chains=6,
@@ -168,8 +171,9 @@ QUICK = ProtocolPreset(
 
 FULL = ProtocolPreset(
     name="full",
-    description="RadonPy's published protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT.",
-    qm=QMSettings(optimize_geometry=True),
+    description="RadonPy's published MD protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT; "
+                "CAM-B3LYP/aug-cc-pVDZ polarizabilities on a B3LYP/6-31G(d,p) geometry, default grids.",
+    qm=QMSettings(optimize_geometry=True, response_tol=1e-4),
 )
 
 BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -14,6 +14,7 @@ pyscf-properties (tested).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,6 +349,7 @@ class _DFKernel:
         else:
             self.exchange = [(hyb, 0.0), (alpha - hyb, omega)]
         self.b_ov, self.b_oo = {}, {}
+        self._kept: dict[float, list[np.ndarray]] = {}
         for om in {0.0} | {om for _, om in self.exchange}:
             ov, oo = [], []
             for b in self._blocks(om):
@@ -357,31 +359,45 @@ class _DFKernel:
 
     def _blocks(self, omega: float):
         """The unpacked 3-index tensors ``(naux_block, nao, nao)`` of the Coulomb operator (range-separated
-        by ``omega`` when not 0)."""
+        by ``omega`` when not 0); kept in memory after the first pass where they fit in half of the SCF's
+        ``max_memory``."""
         from pyscf import lib
 
-        with_df = self.mf.with_df
-        if omega == 0:
+        if omega in self._kept:
+            yield from self._kept[omega]
+            return
+        nao = self.mf.mol.nao
+        keep = self.mf.with_df.get_naoaux() * nao * nao * 8 / 1e6 < 0.5 * self.mf.max_memory / (len(self.exchange) or 1)
+        kept = []
+        with contextlib.ExitStack() as stack:
+            with_df = self.mf.with_df if omega == 0 else stack.enter_context(self.mf.with_df.range_coulomb(omega))
             for cderi in with_df.loop():
-                yield lib.unpack_tril(cderi)
-        else:
-            with with_df.range_coulomb(omega) as rsh_df:
-                for cderi in rsh_df.loop():
-                    yield lib.unpack_tril(cderi)
+                b = lib.unpack_tril(cderi)
+                if keep:
+                    kept.append(b)
+                yield b
+        if keep:
+            self._kept[omega] = kept
 
     def _exchange(self, x: np.ndarray, omega: float, sign: float) -> np.ndarray:
         """``C_o^T K[D + sign D^T] C_v`` for ``n x occ x vir`` vectors (see the class)."""
+        from pyscf import lib
+
         b_ov, b_oo = self.b_ov[omega], self.b_oo[omega]
-        n, nocc, _ = x.shape
+        n, nocc, nvir = x.shape
         z = np.einsum("pov,xqv->pxoq", b_ov, x, optimize=True)
         k = np.einsum("pxoq,pqv->xov", z, b_ov, optimize=True)
-        r = np.einsum("mv,xov->mxo", self.orbv, x, optimize=True).reshape(self.orbv.shape[0], n * nocc)
+        nao = self.orbv.shape[0]
+        r = lib.dot(self.orbv, x.transpose(2, 0, 1).reshape(nvir, n * nocc))  # R = C_v X^T, all vectors
         start = 0
-        for b in self._blocks(omega):
+        for b in self._blocks(omega):  # large GEMMs only: B^P R, then (R^T B^P) C_v, then B^P_oo (...)
             nblk = b.shape[0]
-            br = (b.reshape(-1, b.shape[2]) @ r).reshape(nblk, b.shape[1], n, nocc)  # B^P R
-            y = np.einsum("pmxo,mv->pxov", br, self.orbv, optimize=True)  # R^T B^P C_v
-            k += sign * np.einsum("poq,pxqv->xov", b_oo[start:start + nblk], y, optimize=True)
+            br = lib.dot(b.reshape(nblk * nao, nao), r).reshape(nblk, nao, n * nocc)
+            y = lib.dot(np.ascontiguousarray(br.transpose(0, 2, 1)).reshape(nblk * n * nocc, nao), self.orbv)
+            y = np.ascontiguousarray(y.reshape(nblk, n, nocc, nvir).transpose(1, 0, 2, 3)).reshape(n, nblk * nocc, nvir)
+            boo = np.ascontiguousarray(b_oo[start:start + nblk].transpose(1, 0, 2)).reshape(nocc, nblk * nocc)
+            for i in range(n):
+                k[i] += sign * lib.dot(boo, y[i])
             start += nblk
         return 2.0 * k
 
