@@ -381,23 +381,17 @@ class _DFKernel:
 
     def _exchange(self, x: np.ndarray, omega: float, sign: float) -> np.ndarray:
         """``C_o^T K[D + sign D^T] C_v`` for ``n x occ x vir`` vectors (see the class)."""
-        from pyscf import lib
-
         b_ov, b_oo = self.b_ov[omega], self.b_oo[omega]
         n, nocc, nvir = x.shape
         z = np.einsum("pov,xqv->pxoq", b_ov, x, optimize=True)
         k = np.einsum("pxoq,pqv->xov", z, b_ov, optimize=True)
-        nao = self.orbv.shape[0]
-        r = lib.dot(self.orbv, x.transpose(2, 0, 1).reshape(nvir, n * nocc))  # R = C_v X^T, all vectors
+        r = np.einsum("mv,xov->mxo", self.orbv, x, optimize=True).reshape(self.orbv.shape[0], n * nocc)
         start = 0
-        for b in self._blocks(omega):  # large GEMMs only: B^P R, then (R^T B^P) C_v, then B^P_oo (...)
+        for b in self._blocks(omega):
             nblk = b.shape[0]
-            br = lib.dot(b.reshape(nblk * nao, nao), r).reshape(nblk, nao, n * nocc)
-            y = lib.dot(np.ascontiguousarray(br.transpose(0, 2, 1)).reshape(nblk * n * nocc, nao), self.orbv)
-            y = np.ascontiguousarray(y.reshape(nblk, n, nocc, nvir).transpose(1, 0, 2, 3)).reshape(n, nblk * nocc, nvir)
-            boo = np.ascontiguousarray(b_oo[start:start + nblk].transpose(1, 0, 2)).reshape(nocc, nblk * nocc)
-            for i in range(n):
-                k[i] += sign * lib.dot(boo, y[i])
+            br = (b.reshape(-1, b.shape[2]) @ r).reshape(nblk, b.shape[1], n, nocc)  # B^P R
+            y = np.einsum("pmxo,mv->pxov", br, self.orbv, optimize=True)  # R^T B^P C_v
+            k += sign * np.einsum("poq,pxqv->xov", b_oo[start:start + nblk], y, optimize=True)
             start += nblk
         return 2.0 * k
 
