@@ -15,6 +15,7 @@ pyscf-properties (tested).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,12 @@ def optimize_geometry(mol: Chem.Mol, settings: QMSettings) -> tuple[Chem.Mol, in
     return out, steps[0]
 
 
+def trial_densities(x: np.ndarray, orbo: np.ndarray, orbv: np.ndarray, symmetric: bool) -> np.ndarray:
+    """AO densities D + D^T (symmetric) or D - D^T of ``n x occ x vir`` trial vectors, D = 2 C_v X^T C_o^T."""
+    d = np.einsum("xov,pv,qo->xpq", x, orbv, orbo * 2, optimize=True)
+    return d + d.transpose(0, 2, 1) if symmetric else d - d.transpose(0, 2, 1)
+
+
 class LinearResponse:
     """The linear-response equations of a converged closed-shell SCF, for several frequencies at once.
 
@@ -243,10 +250,7 @@ class LinearResponse:
         resp = self._resp_sym if symmetric else self._resp_anti
         if resp is None or not len(vecs):
             return out
-        t = vecs.reshape(-1, self.nocc, self.nvir)
-        d = lib.einsum("xov,pv,qo->xpq", t, self.orbv, self.orbo * 2)
-        dm = d + d.transpose(0, 2, 1) if symmetric else d - d.transpose(0, 2, 1)
-        v1 = np.asarray(resp(dm))
+        v1 = np.asarray(resp(trial_densities(vecs.reshape(-1, self.nocc, self.nvir), self.orbo, self.orbv, symmetric)))
         self.products += len(vecs)
         return out + lib.einsum("xpq,qo,pv->xov", v1, self.orbo, self.orbv).reshape(len(vecs), -1)
 
@@ -350,7 +354,8 @@ class _DFKernel:
             self.exchange = [(hyb, 0.0), (alpha - hyb, omega)]
         self.b_ov, self.b_oo = {}, {}
         self._kept: dict[float, list[np.ndarray]] = {}
-        for om in {0.0} | {om for _, om in self.exchange}:
+        self._omegas = {0.0} | {om for _, om in self.exchange}  # Coulomb (J) and each exchange kernel
+        for om in self._omegas:
             ov, oo = [], []
             for b in self._blocks(om):
                 ov.append(np.einsum("pmn,mo,nv->pov", b, orbo, orbv, optimize=True))
@@ -367,7 +372,7 @@ class _DFKernel:
             yield from self._kept[omega]
             return
         nao = self.mf.mol.nao
-        keep = self.mf.with_df.get_naoaux() * nao * nao * 8 / 1e6 < 0.5 * self.mf.max_memory / (len(self.exchange) or 1)
+        keep = self.mf.with_df.get_naoaux() * nao * nao * 8 / 1e6 < 0.5 * self.mf.max_memory / len(self._omegas)
         kept = []
         with contextlib.ExitStack() as stack:
             with_df = self.mf.with_df if omega == 0 else stack.enter_context(self.mf.with_df.range_coulomb(omega))
@@ -398,9 +403,10 @@ class _DFKernel:
     def apply(self, x: np.ndarray, symmetric: bool) -> np.ndarray:
         """The kernel's part of ``(A + B) x`` (symmetric) or ``(A - B) x``; ``n x occ x vir`` in and out."""
         v1 = np.zeros_like(x)
+        sign = 1.0 if symmetric else -1.0
         for coefficient, omega in self.exchange:
             # v1 = J - K/2 for the AO matrix; projected as PySCF's response vectors are (C_v^T v1 C_o)^T
-            v1 -= (0.5 * coefficient * (1.0 if symmetric else -1.0)) * self._exchange(x, omega, 1.0 if symmetric else -1.0)
+            v1 -= 0.5 * coefficient * sign * self._exchange(x, omega, sign)
         if not symmetric:
             return v1
         b_ov = self.b_ov[0.0]
@@ -412,8 +418,7 @@ class _DFKernel:
 
     def _xc(self, x: np.ndarray) -> np.ndarray:
         mf, (rho0, vxc, fxc) = self.mf, self.xc_kernel
-        d = np.einsum("xov,pv,qo->xpq", x, self.orbv, self.orbo * 2, optimize=True)
-        dm = d + d.transpose(0, 2, 1)
+        dm = trial_densities(x, self.orbo, self.orbv, symmetric=True)
         v = mf._numint.nr_rks_fxc_st(mf.mol, mf.grids, mf.xc, None, dm, 1, True, rho0, vxc, fxc * 0.5)
         return np.einsum("xpq,po,qv->xov", np.asarray(v), self.orbo, self.orbv, optimize=True)
 
@@ -437,7 +442,7 @@ class _Subspace:
         c = c[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
         for _ in range(2):  # Gram-Schmidt against the basis, twice for stability
             c -= (c @ self.vectors.T) @ self.vectors
-        u, sv, vt = np.linalg.svd(c, full_matrices=False)
+        _, sv, vt = np.linalg.svd(c, full_matrices=False)
         new = vt[sv > prune]
         if not len(new):
             return 0
@@ -551,6 +556,5 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
         cap_static_ang3=caps[0],
         cap_dynamic_ang3={wl: a for wl, a in zip(WAVELENGTHS_NM, caps[1:])},
         auxbasis=auxbasis_name(mf),
-        timings=QMTimings(conformers=conformers, geometry=timings.geometry, scf=timings.scf,
-                          response=timings.response, cap=cap_seconds),
+        timings=dataclasses.replace(timings, conformers=conformers, cap=cap_seconds),
     )
