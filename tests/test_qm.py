@@ -189,3 +189,19 @@ def test_abbe_number_at_a_given_index_is_lorentz_lorenz_at_fixed_density():
     n = {wl: lorentz_lorenz(a, 1.05, 104.15) for wl, a in alpha.items()}
     expected = abbe_number(n[589.3], n[486.1], n[656.3])
     assert abbe_at_index(n[589.3], *alpha.values()) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
+def test_every_preset_has_a_basis_for_the_elements_of_optical_polymers(preset):
+    # the old full basis, PySCF's 6-311+G(2d,p), has no Si, P, S, Cl or Br: a thiophene or a chlorinated unit failed
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from workflow.job.presets import load_preset
+    from workflow.job.qm import basis_per_element, pyscf_molecule
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("FC(Cl)(Br)C(=O)NC[Si](C)(C)CP(C)CSC"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    qm = load_preset(preset).qm
+    pmol = pyscf_molecule(mol, basis_per_element([a.GetSymbol() for a in mol.GetAtoms()], qm), 1000)
+    assert pmol.nao > mol.GetNumAtoms()
