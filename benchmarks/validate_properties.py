@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workflow.campaign.calibration import read_reference  # noqa: E402
 from workflow.common.chem import unit_mol_weight  # noqa: E402
 from workflow.common.files import safe_name  # noqa: E402
+from workflow.dispatch.profiles import load_profile  # noqa: E402
 from workflow.job import JobFailure, JobSpec, run_property_job  # noqa: E402
+from workflow.job.md import LammpsCommand  # noqa: E402
 from workflow.job.optics import abbe_at_index, lorentz_lorenz  # noqa: E402
 from workflow.job.presets import WAVELENGTHS_NM, load_preset  # noqa: E402
 from workflow.job.stages import run_stages  # noqa: E402
@@ -57,8 +59,9 @@ def _number(row: pd.Series, column: str) -> float | None:
 
 
 def job_spec(psmiles: str, args: argparse.Namespace) -> JobSpec:
+    lammps = load_profile(args.profile).lammps_command() if args.profile else LammpsCommand()
     return JobSpec(psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores,
-                   shared_dir=args.dir / "shared")
+                   shared_dir=args.dir / "shared", lammps=lammps)
 
 
 def full_job(row: pd.Series, job_dir: Path, args: argparse.Namespace) -> dict:
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("runs/benchmarks/validate"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", help="LAMMPS as this profile runs it (e.g. local: -sf omp); default plain")
     parser.add_argument("--reference", type=Path, help="reference table (default: the three textbook polymers)")
     parser.add_argument("--only", action="append", help="run only this id (repeatable)")
     parser.add_argument("--qm-only", action="store_true",

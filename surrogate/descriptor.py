@@ -92,6 +92,14 @@ def cyclic_oligomer(psmiles: str, n: int):
     F = Chem.SanitizeFlags
     Chem.SanitizeMol(mol, F.SANITIZE_ALL ^ F.SANITIZE_SETAROMATICITY ^ F.SANITIZE_SYMMRINGS)
     Chem.GetSSSR(mol)
+    # RadonPy sanitizes its ring with RDKit's default aromaticity, and the hybridization perceived then is what
+    # Gasteiger reads (ff_assign re-perceives aromaticity by the MDL model, not the hybridization): a thiophene S
+    # is sp2 there, sp3 in the Kekule form. Perceiving aromaticity on a copy does not kekulize anything.
+    aromatic = Chem.Mol(mol)
+    Chem.SetAromaticity(aromatic)
+    Chem.SetHybridization(aromatic)
+    for atom, ref in zip(mol.GetAtoms(), aromatic.GetAtoms()):
+        atom.SetHybridization(ref.GetHybridization())
     return mol
 
 

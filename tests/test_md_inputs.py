@@ -46,3 +46,22 @@ def test_smaller_presets_change_only_their_numbers(tmp_path, cell):
     for a, b in zip(smoke[1:], full[1:]):
         assert shape(a) == shape(b), a.name
     assert "run 3000" in (tmp_path / "smoke" / "eq3.in").read_text()
+
+
+def test_time_step_and_neighbour_check_reach_the_21_step_and_the_sampling_runs(tmp_path, cell):
+    md = FULL.md.model_copy(update={"eq21_time_step": 1.5, "sampling_time_step": 2.0, "neighbor_every": 2})
+    runner = mdmod.MDRunner(tmp_path / "job", md, cores=1)
+    runner.write_inputs(cell)
+
+    def steps(name):
+        return {ln.split()[1] for ln in (tmp_path / "job" / name).read_text().splitlines() if ln.startswith("timestep")}
+
+    assert steps("eq1.in") == {"0.100000", "1.000000"}  # packing: RadonPy's 0.1 fs relaxation, then 1 fs
+    assert steps("eq2.in") == {"1.500000"} and steps("eq3.in") == {"2.000000"}
+    for name in ("eq1.in", "eq2.in", "eq3.in"):
+        assert "neigh_modify delay 0 every 2 check yes" in (tmp_path / "job" / name).read_text().splitlines()
+    # an additional sampling run (RadonPy's eq.Additional) keeps the preset's time step
+    from radonpy.sim.preset import eq
+
+    add = eq.Additional(cell, work_dir=str(tmp_path / "job"), idx=4, solver_path=runner.lmp)
+    assert {wf.time_step for wf in runner._sampling(add.sampling).wf} == {2.0}

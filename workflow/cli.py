@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         jp.add_argument("--dir", required=True, help=dir_text)
         jp.add_argument("--cores", type=int, default=1)
         jp.add_argument("--seed", type=int, default=0)
+        jp.add_argument("--profile", help="run LAMMPS as this profile says (executable, accelerator arguments, OpenMP "
+                                          "threads, MPI launcher); default: the wheel's lmp, plain")
         jp.set_defaults(func=func)
 
     pool = sub.add_parser("pool", help="pool tools").add_subparsers(metavar="ACTION")
@@ -460,10 +462,13 @@ def cmd_calibrate(args) -> int:
 
 
 def _job_spec(args):
+    from workflow.dispatch.profiles import load_profile
     from workflow.job import JobSpec
+    from workflow.job.md import LammpsCommand
     from workflow.job.presets import load_preset
 
-    return JobSpec(args.psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores)
+    lammps = load_profile(args.profile).lammps_command() if args.profile else LammpsCommand()
+    return JobSpec(args.psmiles, load_preset(args.preset), seed=args.seed, cores=args.cores, lammps=lammps)
 
 
 def cmd_job_run(args) -> int:

@@ -255,17 +255,29 @@ class MDRunner:
     def eq21_md(self, preset):
         s = self.settings
         md = preset.eq21step(temp=s.temp, max_temp=s.eq21_max_temp, press=s.press, max_press=s.max_press,
-                             step_list=[list(row) for row in s.eq21_steps], time_step=1.0, set_init_velocity=True)
+                             step_list=[list(row) for row in s.eq21_steps], time_step=s.eq21_time_step,
+                             set_init_velocity=True)
         return self._with_output_freq(md)
 
     def sampling_md(self, preset):
+        return self._sampling(preset.sampling)
+
+    def _sampling(self, make):
+        """An NPT sampling run (RadonPy's ``sampling`` of ``eq`` or ``Additional``) at the preset's time step."""
         s = self.settings
-        return self._with_output_freq(preset.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
+        md = make(temp=s.temp, press=s.press, step=s.sampling_steps)
+        for wf in md.wf:  # RadonPy writes 1 fs
+            wf.time_step = s.sampling_time_step
+        return self._with_output_freq(md)
 
     def _with_output_freq(self, md):
         md.thermo_freq = self.settings.thermo_freq
         md.dump_freq = self.settings.dump_freq
         md.rst_freq = self.settings.restart_freq
+        md.neigh_modify = f"delay 0 every {self.settings.neighbor_every} check yes"
+        for wf in md.wf:
+            if wf.type == "md" and wf.ensemble in ("npt", "nph"):
+                wf.p_dump = self.settings.barostat_damping
         return md
 
     def write_inputs(self, cell) -> list[Path]:
@@ -358,9 +370,8 @@ class MDRunner:
             if not previous.is_file():
                 raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")
             shutil.copyfile(previous, self.work_dir / add.dat_file)  # RadonPy re-writes the same state from its Mol
-            s = self.settings
             with self._stream():
-                md = self._with_output_freq(add.sampling(temp=s.temp, press=s.press, step=s.sampling_steps))
+                md = self._sampling(add.sampling)
                 lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
                               check_lammps_package=False).make_input(md, file_name=add.in_file)
         self._execute(segment)

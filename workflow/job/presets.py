@@ -77,6 +77,16 @@ class MDSettings(_Frozen):
     max_press: float = 50000.0
     # NPT sampling at 300 K, 1 atm; density and the equilibrium check come from it
     sampling_steps: int = 5_000_000
+    # time steps (fs) of the 21-step and of the sampling runs (steps are counted in these); SHAKE holds the X-H
+    # bonds, so 2 fs is the AMBER-family standard; RadonPy's protocol runs 1 fs (benchmarks/md_speed.py)
+    eq21_time_step: float = 1.0
+    sampling_time_step: float = 1.0
+    # Nose-Hoover barostat damping (fs) of every NPT run (RadonPy: 1000): a few hundred atoms fluctuate so much that
+    # a short run needs a faster barostat to settle after the 21-step's decompression
+    barostat_damping: float = 1000.0
+    # neighbour lists: RadonPy's 2 A skin, checked every `neighbor_every` steps (rebuilt only when an atom moved
+    # half the skin: the forces do not change)
+    neighbor_every: int = 1
     temp: float = 300.0
     press: float = 1.0
     thermo_freq: int = 1000
@@ -122,49 +132,56 @@ class ProtocolPreset(_Frozen):
 SMOKE = ProtocolPreset(
     name="smoke",
     charge_model="gasteiger",
-    description="CI- and demo-sized: ~300 atoms and a few thousand MD steps (densities not converged); "
-                "B3LYP/aug-pcseg-0 polarizabilities (n_D within ~0.03 of experiment at handbook density for PS "
-                "and PMMA, Abbe numbers ~10% low) in well under a minute per polymer on one core.",
+    description="CI- and demo-sized: ~300 atoms (2 chains), a 21-step of 100-step rows at 2 fs ending in 4 ps at 1 atm, "
+                "6 ps NPT sampling with a 200 fs barostat (densities noisy: +-0.03 g/cm^3); B3LYP/aug-pcseg-0 "
+                "polarizabilities (n_D within ~0.03 of experiment at handbook density for PS and PMMA, Abbe numbers "
+                "~10% low) in well under a minute per polymer on one core.",
     qm=QMSettings(functional="b3lyp", basis="aug-pcseg-0", basis_heavy={}, grid_level=0, response_grid_level=0,
                   response_tol=1e-3, n_conformers=4),
     md=MDSettings(
-        n_chains=3,
-        atoms_per_chain=100,
+        n_chains=2,
+        atoms_per_chain=150,
         kspace_accuracy=1e-4,
         relax_steps=1000,
         heat_steps=1000,
         compress_steps=2000,
-        eq21_steps=((100, 100, 100),) * 7,
+        eq21_steps=((100, 100, 100),) * 6 + ((100, 100, 2000),),
+        eq21_time_step=2.0,
         sampling_steps=3000,
+        sampling_time_step=2.0,
+        barostat_damping=200.0,
         thermo_freq=10,
         dump_freq=1000,
         restart_freq=1000,
-        analysis_init=100,
-        analysis_width=100,
+        analysis_init=150,
+        analysis_width=150,
         max_additional_runs=0,
         require_equilibrium=False,
-        nematic_order_max=1.0,  # a 3-chain cell is too small for an orientation verdict
+        nematic_order_max=1.0,  # a 2-chain cell is too small for an orientation verdict
     ),
 )
 
 QUICK = ProtocolPreset(
     name="quick",
-    description="Workstation run: ~3,000 atoms, shortened 21-step, 300 ps NPT sampling; CAM-B3LYP/aug-cc-pVDZ "
-                "polarizabilities on the MMFF geometry, grid level 1 (response kernel level 0).",
+    description="Workstation run: ~2,000 atoms (4 chains), the 21-step at 1/20 of RadonPy's length and 100 ps NPT "
+                "sampling, both at 2 fs with SHAKE; CAM-B3LYP/aug-cc-pVDZ polarizabilities on the MMFF geometry, grid "
+                "level 1 (response kernel level 0).",
     qm=QMSettings(functional="cam-b3lyp", basis="aug-cc-pvdz", grid_level=1, response_grid_level=0,
                   response_tol=1e-3, n_conformers=10),
     md=MDSettings(
-        n_chains=6,
+        n_chains=4,
         atoms_per_chain=500,
         kspace_accuracy=1e-5,
         relax_steps=5000,
-        heat_steps=100_000,
-        compress_steps=100_000,
-        eq21_steps=tuple((a // 5, b // 5, c // 5) for a, b, c in MDSettings().eq21_steps),
-        sampling_steps=300_000,
-        thermo_freq=100,
-        analysis_init=1000,
-        analysis_width=1000,
+        heat_steps=50_000,
+        compress_steps=50_000,
+        eq21_steps=tuple((a // 20, b // 20, c // 20) for a, b, c in MDSettings().eq21_steps),
+        eq21_time_step=2.0,
+        sampling_steps=50_000,
+        sampling_time_step=2.0,
+        thermo_freq=50,
+        analysis_init=500,
+        analysis_width=500,
         max_additional_runs=2,
     ),
 )
