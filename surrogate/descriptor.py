@@ -1,10 +1,20 @@
 """The 170-d force-field kernel-mean descriptor (RadonPy ``FF_descriptor``, GAFF2_mod, Gasteiger).
 
 RadonPy evaluates it on a cyclic 10-mer (``ffkm_mp(cyclic=10)``), which never finishes for some
-aromatic backbones. Every atom, bond, angle and dihedral of a cyclic n-mer sees the same
-neighbourhood for any n >= 3, so the kernel mean (an average over them) is the same for a cyclic
-trimer; RadonPy's own functions compute it here on ``cyclic=3`` (the tests compare with
-``cyclic=10``).
+aromatic backbones. The kernel mean is an average over the atoms, bonds, angles and dihedrals of the
+ring, and every unit of a cyclic n-mer sees the same neighbourhood, so a smaller ring gives the same
+numbers wherever GAFF2_mod types its atoms as it types the 10-mer's. :func:`oligomer_size` says where
+that holds (tested against RadonPy's own ``cyclic=10`` for each class, ``tests/test_descriptor.py``):
+
+- a saturated backbone of two or more atoms per unit: the trimer (a 6-membered or larger ring of
+  single bonds types as the chain does);
+- one backbone atom per unit (both links on one atom): the 10-mer itself; its trimer is a cyclopropane;
+- a conjugated backbone ring (a double or triple bond on the backbone path: polyacetylenes,
+  polyphosphazenes; or a path conjugated from link to link: polyphenylenes, polythiophenes, ladder-like
+  heteroaromatics): the smallest n with n = 2 (mod 4) whose ring is larger than 14 atoms, GAFF2's
+  largest "ring" (``max_ring_size``). A polyacetylene trimer is benzene; with n = 2 (mod 4) the ring's
+  pi-electron count has the 10-mer's 4N / 4N+2 character, so RDKit's aromaticity of the macrocycle (which
+  decides, for example, GAFF2's biphenyl types cp/cq) is the 10-mer's.
 
 Why RadonPy hangs: ``make_cyclicpolymer`` closes the ring and re-perceives aromaticity, and
 GAFF2_mod's ``ff_assign`` then kekulizes the whole macrocycle. RDKit kekulizes each fused ring
@@ -12,7 +22,8 @@ system at once, and the macrocycle fuses every unit's rings into one system: the
 exponentially with the units (a pyromellitimide trimer: minutes, a cyclic 10-mer: never).
 :func:`cyclic_oligomer` builds the same molecule with RadonPy's helpers but kekulizes the
 *linear* n-mer before closing the ring and leaves aromaticity to ``ff_assign`` (MDL model, as
-RadonPy does), so its kekulization is a no-op.
+RadonPy does), so its kekulization is a no-op; the hybridization Gasteiger reads is perceived as
+RadonPy's sanitization perceives it (RDKit's default aromaticity: a thiophene S is sp2).
 
 :func:`featurize` runs polymers in parallel worker processes with a per-polymer time limit (a
 polymer over the limit is reported and skipped, its worker replaced) and a persistent SQLite
@@ -35,8 +46,9 @@ from typing import Callable
 import numpy as np
 
 N_FEATURES = 170
-SETTINGS = {"ff": "GAFF2_mod", "charge": "gasteiger", "polar": False, "nk": 20, "s": 1 / 40, "cyclic": 3,
-            "version": 1}
+SETTINGS = {"ff": "GAFF2_mod", "charge": "gasteiger", "polar": False, "nk": 20, "s": 1 / 40,
+            "cyclic": "oligomer_size", "version": 2}
+GAFF2_MAX_RING = 14  # GAFF2_mod's ``max_ring_size``: atoms in larger rings are typed as chain atoms
 
 
 def settings_key(settings: dict = SETTINGS) -> str:
@@ -97,15 +109,55 @@ def cyclic_oligomer(psmiles: str, n: int):
     # is sp2 there, sp3 in the Kekule form. Perceiving aromaticity on a copy does not kekulize anything.
     aromatic = Chem.Mol(mol)
     Chem.SetAromaticity(aromatic)
+    Chem.SetConjugation(aromatic)  # sanitization's order: aromaticity, conjugation, hybridization
     Chem.SetHybridization(aromatic)
     for atom, ref in zip(mol.GetAtoms(), aromatic.GetAtoms()):
         atom.SetHybridization(ref.GetHybridization())
     return mol
 
 
-def ff_kernel_mean(psmiles: str, cyclic: int = SETTINGS["cyclic"]) -> np.ndarray:
-    """RadonPy's kernel-mean descriptor of one repeat unit (shape ``170``)."""
+def backbone(psmiles: str) -> tuple[int, bool]:
+    """(atoms per unit on the shortest path between the two links' neighbours, whether the ring it closes is
+    conjugated: a double or triple bond outside an aromatic ring on the path or at a link, or every bond of the path
+    conjugated between two sp2 or aromatic link atoms)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(psmiles)
+    if mol is None:
+        raise DescriptorError(f"RDKit cannot parse {psmiles!r}")
+    links = [a for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
+    if len(links) != 2:
+        raise DescriptorError(f"{psmiles!r} has {len(links)} links, not 2")
+    (a, la), (b, lb) = ((x.GetNeighbors()[0].GetIdx(), x.GetIdx()) for x in links)
+    path = list(Chem.GetShortestPath(mol, a, b)) if a != b else [a]
+    bonds = [mol.GetBondBetweenAtoms(i, j) for i, j in zip(path, path[1:])]
+    bonds += [mol.GetBondBetweenAtoms(a, la), mol.GetBondBetweenAtoms(b, lb)]
+    multiple = any(bd.GetBondType() in (Chem.BondType.DOUBLE, Chem.BondType.TRIPLE) and not bd.GetIsAromatic()
+                   for bd in bonds)
+    conjugated = len(path) > 1 and all(bd.GetIsConjugated() or bd.GetIsAromatic() for bd in bonds[:len(path) - 1]) \
+        and all(mol.GetAtomWithIdx(i).GetIsAromatic() or mol.GetAtomWithIdx(i).GetHybridization() == Chem.HybridizationType.SP2
+                for i in (a, b))
+    return len(path), multiple or conjugated
+
+
+def oligomer_size(psmiles: str) -> int:
+    """The cyclic n-mer whose descriptor equals RadonPy's cyclic 10-mer (see the module's notes)."""
+    length, multiple = backbone(psmiles)
+    if length == 1:
+        return 10
+    if not multiple:
+        return 3
+    n = 2  # a cyclic dimer of a long unit: each unit is bonded to the other at both ends, its neighbourhood unchanged
+    while n * length <= GAFF2_MAX_RING:
+        n += 4
+    return n
+
+
+def ff_kernel_mean(psmiles: str, cyclic: int | None = None) -> np.ndarray:
+    """RadonPy's kernel-mean descriptor of one repeat unit (shape ``170``), on the cyclic ``cyclic``-mer
+    (default: :func:`oligomer_size`)."""
     desc = _descriptor_object()
+    cyclic = oligomer_size(psmiles) if cyclic is None else cyclic
     mol = cyclic_oligomer(psmiles, n=cyclic)
     if mol is None:
         raise DescriptorError(f"RadonPy cannot make a cyclic {cyclic}-mer of {psmiles!r}")

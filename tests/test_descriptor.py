@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from surrogate.descriptor import N_FEATURES, SETTINGS, featurize, ff_kernel_mean
+from surrogate.descriptor import N_FEATURES, SETTINGS, featurize, ff_kernel_mean, oligomer_size
 
 DIVERSE = {
     "aliphatic": "*CC(*)CC",
@@ -12,6 +12,17 @@ DIVERSE = {
     "chlorine": "*CC(*)Cl",
     "ester, aromatic": "*CCOC(=O)c1ccc(cc1)C(=O)O*",
     "imide, aromatic": "*c1ccc(cc1)N1C(=O)c2ccc(cc2C1=O)*",
+    # the classes where a cyclic trimer is not RadonPy's 10-mer (PI1070 ids)
+    "one backbone atom (PI502)": "*C(*)C(=O)OCC",
+    "polyacetylene (PI50)": "*/C=C/*",
+    "substituted polyacetylene (PI840)": "*/C(Cl)=C(/*)c1ccccc1",
+    "thiophene backbone (PI914)": "*c1ccc(*)s1",
+    "thiophene side group (PI373)": "*C(C*)C1=CC=CS1",
+    "polyphosphazene (PI823)": "*N=P(*)(OCC(F)(F)F)OCC(F)(F)F",
+    "backbone double bond, 4 atoms (PI304)": "*C(=CCC*)c1ccccc1",
+    "poly-p-phenylene": "*c1ccc(*)cc1",
+    "conjugated heteroaromatic ladder, cyclic dimer (PI917)":
+        "*c1ccc2sc3ccc(-c4nc5cc(-c6ccc7[nH]c(*)nc7c6)ccc5[nH]4)cc3c2c1",
 }
 
 
@@ -28,13 +39,27 @@ def radonpy_cyclic10(smiles: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", list(DIVERSE))
-def test_cyclic_trimer_equals_radonpy_cyclic_decamer(kind):
+def test_descriptor_equals_radonpy_cyclic_decamer(kind):
     smi = DIVERSE[kind]
-    x3 = ff_kernel_mean(smi)
+    x = ff_kernel_mean(smi)
     x10 = radonpy_cyclic10(smi)
-    assert x3.shape == (N_FEATURES,)
-    assert np.max(np.abs(x3 - x10)) < 1e-12
-    assert x3[:10].sum() > 0 and not np.allclose(x3, ff_kernel_mean("*CCO*"))
+    assert x.shape == (N_FEATURES,)
+    assert np.max(np.abs(x - x10)) < 1e-12
+    assert x[:10].sum() > 0 and not np.allclose(x, ff_kernel_mean("*CCO*"))
+
+
+@pytest.mark.parametrize("smi, n", [("*CC(*)c1ccccc1", 3), ("*C(*)C(=O)OCC", 10), ("*/C=C/*", 10),
+                                    ("*c1ccc(*)s1", 6), ("*N=P(*)(OC)OC", 10), ("*Oc1ccc(cc1)C(C)(C)c1ccc(cc1)OC(=O)*", 3),
+                                    ("*c1ccc(cc1)N1C(=O)c2ccc(cc2C1=O)*", 2)])
+def test_oligomer_size_by_backbone(smi, n):
+    assert oligomer_size(smi) == n
+
+
+@pytest.mark.parametrize("smi", ["*C(*)C(=O)OCC", "*/C=C/*", "*/C(Cl)=C(/*)c1ccccc1"])
+def test_the_trimer_is_not_the_decamer_for_these_classes(smi):
+    """Why the size matters: the trimer of these classes (a cyclopropane, benzene, a hexasubstituted benzene) is
+    typed otherwise than RadonPy's 10-mer."""
+    assert np.max(np.abs(ff_kernel_mean(smi, cyclic=3) - radonpy_cyclic10(smi))) > 1e-2
 
 
 def test_fused_aromatic_backbone_does_not_hang_and_is_size_independent():
