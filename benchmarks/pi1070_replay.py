@@ -35,12 +35,24 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._pi1070 import ID_COLUMN, REPO, data_argument, load_table, write_pool  # noqa: E402
 
-OBJECTIVES = ("refractive_index", "Cp")
+OBJECTIVES = {"refractive_index": "maximize", "Cp": "maximize"}  # the published setting
+
+
+def parse_objectives(text: str) -> dict[str, str]:
+    """``refractive_index,Cp`` or ``density:min,Cp:max`` -> {column: maximize | minimize} (two objectives)."""
+    out = {}
+    for item in text.split(","):
+        name, _, sense = item.strip().partition(":")
+        out[name] = {"": "maximize", "max": "maximize", "min": "minimize"}[sense]
+    if len(out) != 2:
+        raise SystemExit(f"--objectives needs two columns, got {text!r}")
+    return out
 PUBLISHED = {"ehvi (reported)": {"front_found_after_10": 0.54, "front_found_after_20": 0.90, "cycles_to_99_hv": 18},
              "random (reported)": {"front_found_after_10": 0.09, "front_found_after_20": 0.17}}
 
@@ -85,6 +97,49 @@ def _published_selection(problem):
                      "published-replica")
 
 
+BASELINES = REPO.parent / "shared" / "baselines"
+
+
+def published_code():
+    """SPACIER's own selection code (``../shared/baselines/spacier``: ``spacier.BO`` with ``sklearn_GP``,
+    standardised outputs, ``EHVI(q)``), unchanged, as a PolyScout strategy. It prints and silences warnings
+    process-wide, so it only runs inside a replay's own campaign process (``run_campaign``)."""
+    from surrogate.strategies import Strategy
+
+    class PublishedCode(Strategy):
+        name: str = "published-code"
+        needs_model: ClassVar[bool] = False
+
+        def _select(self, problem, model):
+            return _published_code_selection(problem)
+
+    return PublishedCode()
+
+
+def _published_code_selection(problem):
+    import contextlib
+    import io
+
+    import pandas as pd
+
+    from surrogate.acquisition import Selection
+
+    if str(BASELINES) not in sys.path:
+        sys.path.insert(0, str(BASELINES))
+    from spacier import spacier
+
+    Y = problem.Y_train.numpy()  # maximisation form, as the published code maximises
+    df = pd.DataFrame(Y, columns=[f"y{j}" for j in range(Y.shape[1])])
+    Xc = problem.X[problem.rows].numpy()
+    with contextlib.redirect_stdout(io.StringIO()):
+        bo = spacier.BO(problem.X_train.numpy(), df, Xc, "sklearn_GP", list(df.columns), standardization=True)
+        picks = [int(i) for i in bo.EHVI(problem.q)]
+    return Selection(picks, [None] * len(picks), bo.mu[picks].tolist(), bo.sigma[picks].tolist(), "published-code")
+
+
+BASELINE_STRATEGIES = {"published-replica": published_replica, "published-code": published_code}
+
+
 def run_campaign(job: tuple[str, int, dict]) -> dict:
     """One campaign in its own process; returns the evaluated polymer ids per cycle."""
     strategy, seed, opts = job
@@ -96,15 +151,17 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     from workflow.dispatch.evaluators import OracleEvaluator
 
     runs = Path(opts["runs"])
-    name = f"pi1070-{strategy.replace(':', '-')}-s{seed}"
+    objectives = opts["objectives"]
+    pair = "" if objectives == OBJECTIVES else "-" + "-".join(objectives)
+    name = f"pi1070{pair}-{strategy.replace(':', '-')}-s{seed}"
     if not opts["keep"]:
         shutil.rmtree(runs / name, ignore_errors=True)
     base, _, kernel = strategy.partition(":")  # e.g. "qlognehvi-greedy:isotropic"
-    campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives={o: "maximize" for o in OBJECTIVES},
+    campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives=objectives,
                         initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
-                        strategy="ehvi-topk" if base == "published-replica" else base, kernel=kernel or "ard",
+                        strategy="ehvi-topk" if base in BASELINE_STRATEGIES else base, kernel=kernel or "ard",
                         seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
-    replica = published_replica() if strategy == "published-replica" else None
+    replica = BASELINE_STRATEGIES[base]() if base in BASELINE_STRATEGIES else None
     t0 = time.perf_counter()
     runner = CampaignRunner(campaign, runs, log=lambda m: None, strategy=replica)
     runner.run(OracleEvaluator(campaign.oracle))
@@ -119,7 +176,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_argument(parser)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica",
+    parser.add_argument("--objectives", type=parse_objectives, default=OBJECTIVES,
+                        help="two PI1070 columns, each :max (default) or :min; default refractive_index,Cp")
+    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica,published-code",
                         help="comma-separated; STRATEGY:isotropic uses the isotropic GP kernel")
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--initial", type=int, default=10)
@@ -130,13 +189,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def true_front(table) -> tuple[dict, set, float]:
-    """Objectives scaled to [0, 1] per polymer id, the ids on the table's front, and its hypervolume."""
+def true_front(table, objectives: dict[str, str]) -> tuple[dict, set, float]:
+    """Objectives scaled to [0, 1] per polymer id (1 best), the ids on the table's front, and its hypervolume."""
     import torch
 
     from surrogate.pareto import hypervolume, pareto_mask
 
-    Y = table[list(OBJECTIVES)].to_numpy(dtype=float)
+    sign = np.array([1.0 if d == "maximize" else -1.0 for d in objectives.values()])
+    Y = table[list(objectives)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float) * sign
     ok = np.isfinite(Y).all(axis=1)
     lo, hi = Y[ok].min(axis=0), Y[ok].max(axis=0)
     scaled = {pid: (y - lo) / (hi - lo) for pid, y, k in zip(table[ID_COLUMN], Y, ok) if k}
@@ -193,12 +253,12 @@ def main() -> None:
     feats = featurize(load_pool(pool).entries["canonical"].tolist(), cache_path=args.runs / "descriptor_cache.sqlite")
     print(f"descriptors: {len(table)} polymers, {feats.computed} computed, {feats.cached} cached, "
           f"{len(feats.failures)} failed, {time.perf_counter() - t0:.1f} s")
-    scaled, front, hv_true = true_front(table)
+    scaled, front, hv_true = true_front(table, args.objectives)
     print(f"true front: {len(front)} polymers of {len(scaled)} with both objectives; "
           f"hypervolume {hv_true:.4f} (scaled)")
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    opts = {"runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
+    opts = {"objectives": args.objectives, "runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
             "batch": args.batch, "cycles": args.cycles, "keep": args.keep,
             "threads": max(1, (os.cpu_count() or 1) // max(1, args.processes))}
     jobs = [(s, seed, opts) for seed in range(args.seeds) for s in strategies]
@@ -210,7 +270,7 @@ def main() -> None:
             print(f"  {r['strategy']:<18} seed {r['seed']:>2}: {len(r['done'])} evaluated, {r['seconds']:.0f} s",
                   flush=True)
     print(f"{len(runs)} campaigns in {time.perf_counter() - t0:.0f} s")
-    figures: dict = {"seeds": args.seeds}
+    figures: dict = {"seeds": args.seeds, "objectives": args.objectives, "front_size": len(front)}
     for s in strategies:
         figures[s] = summarise(s, runs, scaled, front, hv_true, args.cycles)
     print("\nreported for the published method (DEVELOPERS' issue 3, 10 seeds): " + json.dumps(PUBLISHED))
