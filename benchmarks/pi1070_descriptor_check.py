@@ -1,0 +1,101 @@
+"""PolyScout's descriptor against RadonPy's own cyclic 10-mer, row by row over PI1070.
+
+    python benchmarks/pi1070_descriptor_check.py [--data PATH] [--timeout 30] [--workers 2] [--limit N]
+
+For every row, RadonPy's path (``make_cyclicpolymer(n=10)``, ``ff_assign(charge="gasteiger")``,
+``ff_kernel_mean``) runs in its own process, killed after ``--timeout`` seconds (it never ends for fused
+aromatic backbones); PolyScout's (:func:`surrogate.descriptor.ff_kernel_mean`) runs beside it. Prints the
+rows that differ (largest absolute difference over the 170 numbers) and those RadonPy did not finish, then
+one JSON line: ``n``, ``equal`` (max difference < 1e-9), ``differ``, ``radonpy_unfinished``, their ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._pi1070 import ID_COLUMN, data_argument, load_table  # noqa: E402
+
+
+def radonpy_cyclic10(smiles: str, conn) -> None:
+    from radonpy.core import const, poly
+    from radonpy.ff.descriptor import FF_descriptor
+    from radonpy.ff.gaff2_mod import GAFF2_mod
+
+    from surrogate.descriptor import SETTINGS
+
+    const.print_level = 2
+    try:
+        desc = FF_descriptor(GAFF2_mod(), polar=False, nk=SETTINGS["nk"], s=SETTINGS["s"])
+        mol = poly.make_cyclicpolymer(smiles, n=10, return_mol=True)
+        ok = mol is not None and desc.ff.ff_assign(mol, charge="gasteiger")
+        conn.send(np.asarray(desc.ff_kernel_mean([mol])) if ok else "RadonPy could not type it")
+    except Exception as exc:  # RadonPy raises bare Exceptions
+        conn.send(f"{type(exc).__name__}: {exc}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data_argument(parser)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds RadonPy gets per row")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="only the first N rows")
+    args = parser.parse_args()
+    from surrogate.descriptor import featurize
+
+    table = load_table(args.data)
+    if args.limit:
+        table = table.head(args.limit)
+    ids, smiles = table[ID_COLUMN].astype(str).tolist(), table["smiles"].tolist()
+    t0 = time.perf_counter()
+    ours = featurize(smiles, cache_path=None, workers=args.workers).X
+    print(f"PolyScout: {len(smiles)} rows in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    ctx = mp.get_context("fork")
+    todo, running = list(range(len(smiles))), {}
+    equal, differ, unfinished = [], {}, {}
+    while todo or running:
+        while todo and len(running) < args.workers:
+            i = todo.pop(0)
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=radonpy_cyclic10, args=(smiles[i], child), daemon=True)
+            proc.start()
+            running[i] = (proc, parent, time.monotonic())
+        time.sleep(0.05)
+        for i, (proc, conn, start) in list(running.items()):
+            if conn.poll():
+                truth = conn.recv()
+            elif time.monotonic() - start > args.timeout or not proc.is_alive():
+                truth = f"not finished within {args.timeout:g} s" if proc.is_alive() else "RadonPy's process died"
+            else:
+                continue
+            proc.kill()
+            proc.join()
+            del running[i]
+            if isinstance(truth, str):
+                unfinished[ids[i]] = truth
+            elif not np.all(np.isfinite(ours[i])):
+                differ[ids[i]] = float("inf")
+            else:
+                d = float(np.max(np.abs(ours[i] - truth)))
+                (equal.append(ids[i]) if d < 1e-9 else differ.__setitem__(ids[i], d))
+    for pid, d in differ.items():
+        print(f"{pid}: differs by {d:.3g}")
+    for pid, why in unfinished.items():
+        print(f"{pid}: RadonPy's 10-mer: {why}")
+    print(f"{len(smiles)} rows: {len(equal)} equal to 1e-9, {len(differ)} differ, {len(unfinished)} not computed "
+          f"by RadonPy within {args.timeout:g} s ({time.perf_counter() - t0:.0f} s in all)")
+    print(json.dumps({"n": len(smiles), "equal": len(equal), "differ": differ, "radonpy_unfinished": sorted(unfinished),
+                      "timeout_s": args.timeout}))
+
+
+if __name__ == "__main__":
+    main()
