@@ -40,8 +40,8 @@ def test_smaller_presets_change_only_their_numbers(tmp_path, cell):
     smoke = mdmod.MDRunner(tmp_path / "smoke", SMOKE.md, cores=1).write_inputs(cell)
     full = mdmod.MDRunner(tmp_path / "full", FULL.md, cores=1).write_inputs(cell)
 
-    def shape(path):  # the input's commands, numbers removed
-        return [re.sub(r"[-+]?\d[\d.e+-]*", "#", ln) for ln in _lines(path)]
+    def shape(path):  # the input's commands, numbers and the neighbour check (eq21_npt_neighbor_check) removed
+        return [re.sub(r"check (yes|no)$", "check ?", re.sub(r"[-+]?\d[\d.e+-]*", "#", ln)) for ln in _lines(path)]
 
     for a, b in zip(smoke[1:], full[1:]):
         assert shape(a) == shape(b), a.name
@@ -60,6 +60,13 @@ def test_time_step_and_neighbour_check_reach_the_21_step_and_the_sampling_runs(t
     assert steps("eq2.in") == {"1.500000"} and steps("eq3.in") == {"2.000000"}
     for name in ("eq1.in", "eq2.in", "eq3.in"):
         assert "neigh_modify delay 0 every 2 check yes" in (tmp_path / "job" / name).read_text().splitlines()
+    # the 21-step's rows set their own checks: RadonPy's NPT rows rebuild at every step unless the preset says
+    rows = [ln for ln in (tmp_path / "job" / "eq2.in").read_text().splitlines() if ln.startswith("neigh_modify")]
+    assert "neigh_modify delay 0 every 2 check no" in rows and "neigh_modify delay 0 every 1 check yes" not in rows
+    checked = mdmod.MDRunner(tmp_path / "checked", md.model_copy(update={"eq21_npt_neighbor_check": True}), cores=1)
+    checked.write_inputs(cell)
+    rows = {ln for ln in (tmp_path / "checked" / "eq2.in").read_text().splitlines() if ln.startswith("neigh_modify")}
+    assert rows == {"neigh_modify delay 0 every 2 check yes"}
     # an additional sampling run (RadonPy's eq.Additional) keeps the preset's time step
     from radonpy.sim.preset import eq
 

@@ -257,6 +257,12 @@ class MDRunner:
         md = preset.eq21step(temp=s.temp, max_temp=s.eq21_max_temp, press=s.press, max_press=s.max_press,
                              step_list=[list(row) for row in s.eq21_steps], time_step=s.eq21_time_step,
                              set_init_velocity=True)
+        every = s.neighbor_every
+        for wf in md.wf:  # each row sets its own neighbour checks (NVT: check yes; NPT: check no, every step)
+            wf.add = [re.sub(r"^neigh_modify delay 0 every 1 check (yes|no)$",
+                             lambda m: f"neigh_modify delay 0 every {every} check "
+                                       f"{'yes' if s.eq21_npt_neighbor_check else m.group(1)}", line)
+                      for line in wf.add]
         return self._with_output_freq(md)
 
     def sampling_md(self, preset):
