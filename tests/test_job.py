@@ -166,3 +166,34 @@ def test_a_job_directory_of_another_polymer_or_preset_is_not_reused(smoke_record
     assert finished_record(spec("*CC(*)C", other, seed=3), job_dir) is None  # another preset
     assert finished_record(spec("*CC(*)C", seed=4), job_dir) is None  # another seed
 
+
+
+def test_a_warning_inside_the_thermo_table_does_not_hide_the_sampling_rows(smoke_record, tmp_path):
+    """LAMMPS prints e.g. "Bond/angle/dihedral extent > half of periodic box length" in the middle of the thermo
+    table of a small cell (poly(2-vinylnaphthalene) in the demo); RadonPy's parser then read no rows at all."""
+    import shutil
+
+    from radonpy.sim.preset.eq import Equilibration_analyze
+
+    from workflow.job import md as mdmod
+    from workflow.job.presets import SMOKE
+
+    job_dir, rec = smoke_record
+    work = tmp_path / "md"
+    shutil.copytree(job_dir / "md", work)
+    lines = (work / "eq3.log").read_text().splitlines(keepends=True)
+    header = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["Step", "Time"])
+    lines.insert(header + 20, "WARNING: Bond/angle/dihedral extent > half of periodic box length (src/domain.cpp:1174)\n")
+    (work / "eq3.log").write_text("".join(lines))
+
+    def density(log):
+        a = Equilibration_analyze(log_file=str(work / log), traj_file=str(work / "eq3.xtc"),
+                                  pdb_file=str(work / "cell.pdb"), dat_file=str(work / "eq3.data"),
+                                  rg_file=str(work / "rg3.profile"))
+        return mdmod.analyze(a, SMOKE.md).density
+
+    with pytest.raises(mdmod.MDError, match="0 thermo rows"):
+        density("eq3.log")
+    clean = mdmod.MDRunner(work, SMOKE.md, 1)._thermo_log("eq3.log")
+    assert density(clean) == pytest.approx(rec["density"], rel=1e-9)
+    assert "WARNING: Bond/angle" in (work / "eq3.log").read_text()  # the log itself is kept as written

@@ -361,6 +361,7 @@ class MDRunner:
         preset = self._preset(cell)
         self._segments(cell, preset, "sampling")
         self.last_trajectory = preset.xtc_file
+        preset.log_file = self._thermo_log(preset.log_file)
         return preset.analyze()
 
     def run_additional(self, cell, k: int):
@@ -382,7 +383,18 @@ class MDRunner:
                               check_lammps_package=False).make_input(md, file_name=add.in_file)
         self._execute(segment)
         self.last_trajectory = add.xtc_file
+        add.log_file = self._thermo_log(add.log_file)
         return add.analyze()
+
+    def _thermo_log(self, log_file: str) -> str:
+        """A copy of a LAMMPS log without its WARNING lines, for RadonPy's analysis: a warning printed inside the
+        thermo table (e.g. a chain longer than half a small box) makes RadonPy's parser find no thermo rows. The
+        log itself is kept as LAMMPS wrote it."""
+        source = self.work_dir / log_file
+        clean = source.with_name(source.stem + ".thermo" + source.suffix)
+        clean.write_text("".join(ln for ln in source.read_text(errors="replace").splitlines(keepends=True)
+                                 if not ln.startswith("WARNING")))
+        return clean.name
 
     def nematic_order(self, cell) -> float:
         """RadonPy's orientation measure: mdtraj's nematic order parameter of the repeat units (residues),
