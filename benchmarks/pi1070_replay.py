@@ -140,6 +140,22 @@ def _published_code_selection(problem):
 BASELINE_STRATEGIES = {"published-replica": published_replica, "published-code": published_code}
 
 
+def parse_strategy(spec: str) -> tuple[str, str, dict[str, float]]:
+    """``NAME[:KERNEL][+setting=value...]`` -> (name, kernel or "", settings), e.g.
+    ``ehvi-believer:isotropic+ref_margin=1.0`` (values are numbers, or true / false)."""
+    head, *pairs = spec.split("+")
+    name, _, kernel = head.partition(":")
+    settings = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise SystemExit(f"strategy {spec!r}: expected +setting=value, got +{pair}")
+        settings[key] = {"true": True, "false": False}.get(value.lower(), None)
+        if settings[key] is None:
+            settings[key] = float(value)
+    return name, kernel, settings
+
+
 def run_campaign(job: tuple[str, int, dict]) -> dict:
     """One campaign in its own process; returns the evaluated polymer ids per cycle."""
     strategy, seed, opts = job
@@ -153,13 +169,14 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     runs = Path(opts["runs"])
     objectives = opts["objectives"]
     pair = "" if objectives == OBJECTIVES else "-" + "-".join(objectives)
-    name = f"pi1070{pair}-{strategy.replace(':', '-')}-s{seed}"
+    name = f"pi1070{pair}-{strategy.replace(':', '-').replace('+', '-').replace('=', '')}-s{seed}"
     if not opts["keep"]:
         shutil.rmtree(runs / name, ignore_errors=True)
-    base, _, kernel = strategy.partition(":")  # e.g. "qlognehvi-greedy:isotropic"
+    base, kernel, settings = parse_strategy(strategy)
     campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives=objectives,
                         initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
-                        strategy="ehvi-topk" if base in BASELINE_STRATEGIES else base, kernel=kernel or "ard",
+                        strategy="ehvi-topk" if base in BASELINE_STRATEGIES else {"name": base, **settings},
+                        kernel=kernel or "ard",
                         seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
     replica = BASELINE_STRATEGIES[base]() if base in BASELINE_STRATEGIES else None
     t0 = time.perf_counter()
@@ -184,8 +201,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--initial", type=int, default=10)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--processes", type=int, default=os.cpu_count(), help="campaigns run side by side")
+    parser.add_argument("--threads", type=int, help="torch threads per campaign (default: cores / processes)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "benchmarks" / "pi1070")
     parser.add_argument("--keep", action="store_true", help="resume earlier runs instead of starting afresh")
+    parser.add_argument("--results", type=Path, help="JSON lines: each finished campaign is appended as it ends; "
+                        "campaigns already there are not run again (a long replay can stop and go on)")
     return parser.parse_args()
 
 
@@ -260,18 +280,30 @@ def main() -> None:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     opts = {"objectives": args.objectives, "runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
             "batch": args.batch, "cycles": args.cycles, "keep": args.keep,
-            "threads": max(1, (os.cpu_count() or 1) // max(1, args.processes))}
-    jobs = [(s, seed, opts) for seed in range(args.seeds) for s in strategies]
+            "threads": args.threads or max(1, (os.cpu_count() or 1) // max(1, args.processes))}
+    runs = []
+    if args.results is not None and args.results.is_file():
+        wanted = {(s, seed) for seed in range(args.seeds) for s in strategies}
+        for line in args.results.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("objectives") == args.objectives and r.get("cycles") == args.cycles \
+                    and (r["strategy"], r["seed"]) in wanted:
+                runs.append(r)
+        print(f"{len(runs)} campaigns read from {args.results}")
+    have = {(r["strategy"], r["seed"]) for r in runs}
+    jobs = [(s, seed, opts) for s in strategies for seed in range(args.seeds) if (s, seed) not in have]
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.processes) as workers:
-        runs = []
+    with mp.get_context("spawn").Pool(max(1, min(args.processes, len(jobs)))) as workers:
         for r in workers.imap_unordered(run_campaign, jobs):
             runs.append(r)
             print(f"  {r['strategy']:<18} seed {r['seed']:>2}: {len(r['done'])} evaluated, {r['seconds']:.0f} s",
                   flush=True)
+            if args.results is not None:
+                with args.results.open("a") as out:
+                    out.write(json.dumps(r | {"objectives": args.objectives, "cycles": args.cycles}) + "\n")
     print(f"{len(runs)} campaigns in {time.perf_counter() - t0:.0f} s")
     figures: dict = {"seeds": args.seeds, "objectives": args.objectives, "front_size": len(front)}
-    for s in strategies:
+    for s in (s for s in strategies if any(r["strategy"] == s for r in runs)):
         figures[s] = summarise(s, runs, scaled, front, hv_true, args.cycles)
     print("\nreported for the published method (DEVELOPERS' issue 3, 10 seeds): " + json.dumps(PUBLISHED))
     print(json.dumps(figures))

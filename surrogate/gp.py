@@ -19,7 +19,7 @@ def _covar(kernel: str):
     return KERNELS[kernel]()
 
 
-def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "ard") -> ModelListGP:
+def fit_model(X: torch.Tensor, Y: torch.Tensor, kernel: str = "isotropic") -> ModelListGP:
     """Fit GPs by marginal likelihood.
 
     Args:

@@ -44,7 +44,7 @@ class SelectionProblem:
     Y_train: torch.Tensor
     rng: np.random.Generator
     X_pending: torch.Tensor | None = None
-    kernel: str = "ard"
+    kernel: str = "isotropic"
 
     @property
     def rows(self) -> torch.Tensor:
@@ -89,7 +89,19 @@ class RandomStrategy(Strategy):
         return Selection(picks, [None] * q, None, None, self.name)
 
 
-class QLogNEHVIGreedy(Strategy):
+class _ModelStrategy(Strategy):
+    """A strategy that scores candidates by hypervolume improvement over a reference point."""
+
+    ref_margin: float = Field(default=0.1, ge=0, description="reference point: per objective, the worst observed "
+                                                             "value minus this times the observed range")
+
+    def reference(self, problem: SelectionProblem) -> torch.Tensor:
+        from surrogate.pareto import reference_point
+
+        return reference_point(problem.Y_train, margin=self.ref_margin)
+
+
+class QLogNEHVIGreedy(_ModelStrategy):
     """qLogNEHVI one pick at a time among the best by analytic EHVI; front completion once saturated
     (see :mod:`surrogate.acquisition`)."""
 
@@ -106,10 +118,9 @@ class QLogNEHVIGreedy(Strategy):
 
     def _greedy(self, problem: SelectionProblem, model: Model, label: str) -> Selection:
         from surrogate.acquisition import greedy_batch
-        from surrogate.pareto import reference_point
 
         q = min(problem.q, problem.k)
-        ref = reference_point(problem.Y_train)
+        ref = self.reference(problem)
         order, scores, mean, std, n_hv = greedy_batch(
             q, problem.X, problem.rows, model, problem.X_train, problem.Y_train, ref, self.prefilter,
             self.mc_samples, int(problem.rng.integers(2**31)), problem.X_pending, self.saturation,
@@ -119,7 +130,31 @@ class QLogNEHVIGreedy(Strategy):
         return _selection(order, scores, mean, std, label)
 
 
-class EhviTopK(Strategy):
+class EhviBeliever(_ModelStrategy):
+    """Analytic EHVI one pick at a time, each pick believed at its predicted value (kriging believer);
+    front completion once saturated (see :mod:`surrogate.acquisition`). Pending jobs are believed too."""
+
+    name: Literal["ehvi-believer"] = "ehvi-believer"
+    saturation: float = Field(default=1e-5, ge=0, description="a pick expected to add less than this fraction of "
+                                                              "the hypervolume adds nothing")
+    completion_share: float = Field(default=0.5, ge=0, le=1, description="at most this share of a saturated batch "
+                                                                         "goes by non-domination probability")
+    observation_noise: bool = Field(default=True, description="score a candidate by the distribution of its "
+                                                              "measurement (GP noise included), not of the latent")
+
+    def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
+        from surrogate.acquisition import believer_batch
+
+        q = min(problem.q, problem.k)
+        order, scores, mean, std, n_hv = believer_batch(
+            q, problem.X, problem.rows, model, problem.Y_train, self.reference(problem), problem.X_pending,
+            self.saturation, self.completion_share, self.observation_noise)
+        label = self.name if n_hv >= q else (f"{self.name} (hypervolume saturated: last {q - n_hv} by "
+                                             f"non-domination probability)")
+        return _selection(order, scores, mean, std, label)
+
+
+class EhviTopK(_ModelStrategy):
     """The published method: analytic EHVI of every candidate (its predicted simulation result, GP noise
     included), top ``q``. Analytic EHVI cannot condition on running jobs: with jobs pending (async mode)
     it picks as ``qlognehvi-greedy`` does, and its label says so."""
@@ -130,9 +165,8 @@ class EhviTopK(Strategy):
         if problem.X_pending is not None:
             return QLogNEHVIGreedy()._greedy(problem, model, f"{self.name} (jobs pending: by qLogNEHVI)")
         from surrogate.acquisition import ehvi_topk
-        from surrogate.pareto import reference_point
 
-        ref = reference_point(problem.Y_train)
+        ref = self.reference(problem)
         order, scores, mean, std = ehvi_topk(min(problem.q, problem.k), problem.X, problem.rows, model,
                                              problem.Y_train, ref, observation_noise=True)
         return _selection(order, scores, mean, std, self.name)
@@ -147,10 +181,11 @@ def _selection(order: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, st
 
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.model_fields["name"].default: cls for cls in (EhviTopK, QLogNEHVIGreedy, RandomStrategy)}
+    cls.model_fields["name"].default: cls for cls in (EhviTopK, QLogNEHVIGreedy, EhviBeliever, RandomStrategy)}
 """Every strategy a campaign can name."""
 
-StrategySettings = Annotated[Union[EhviTopK, QLogNEHVIGreedy, RandomStrategy], Field(discriminator="name")]
+StrategySettings = Annotated[Union[EhviTopK, QLogNEHVIGreedy, EhviBeliever, RandomStrategy],
+                             Field(discriminator="name")]
 
 
 def make_strategy(settings: str | dict) -> Strategy:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.acquisition import ehvi, non_domination_probability, posterior_moments
+from surrogate.acquisition import _believe, ehvi, non_domination_probability, posterior_moments
 from surrogate.gp import fit_model
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
 from surrogate.strategies import STRATEGIES, SelectionProblem, make_strategy
@@ -65,7 +65,7 @@ def test_selection_only_picks_open_candidates():
     Y = torch.stack([X[:, 0] - X[:, 1], X[:, 2] + X[:, 3]], dim=1)
     model = fit_model(X[:20], Y[:20])
     open_rows = np.arange(20, 60)[::2]  # rows already evaluated or taken are not candidates
-    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "random"}
+    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "ehvi-believer", "random"}
     for strategy in STRATEGIES:
         sel = select(strategy, 8, X, np.random.default_rng(3), model=model, Y_train=Y[:20], X_train=X[:20],
                      candidates=open_rows)
@@ -90,6 +90,35 @@ def test_greedy_batch_does_not_crowd_one_spot():
                     X_train=X_train)
     assert sum(i < 10 for i in topk.indices) == 10
     assert sum(i < 10 for i in greedy.indices) == 1 and len(set(greedy.indices)) == 10
+    # the believer: once one copy is believed at its predicted value, the others add (almost) nothing
+    believer = select("ehvi-believer", 10, X, np.random.default_rng(0), model=model, Y_train=f(X_train),
+                      X_train=X_train)
+    assert sum(i < 10 for i in believer.indices) == 1 and len(set(believer.indices)) == 10
+    assert believer.indices[0] < 10  # its first pick is the best by EHVI: a copy of the spot
+    # a running job at the spot is believed too: no copy is picked while it runs
+    problem = SelectionProblem(10, X, np.arange(10, X.shape[0]), X_train, f(X_train), np.random.default_rng(0),
+                               X_pending=spot)
+    pending = make_strategy("ehvi-believer").select(problem, model=model)
+    assert len(set(pending.indices)) == 10
+    solo = make_strategy("ehvi-believer").select(
+        SelectionProblem(10, X, np.arange(10, X.shape[0]), X_train, f(X_train), np.random.default_rng(0)), model=model)
+    assert pending.indices != solo.indices
+
+
+def test_believing_keeps_the_mean_and_shrinks_the_variance():
+    # kriging believer: conditioning each GP on its own predicted mean at x leaves every posterior mean
+    # as it was (outcome standardisation included) and shrinks the variance at x and near it, not far away
+    torch.manual_seed(5)
+    X = torch.rand(30, 2, dtype=D)
+    Y = torch.stack([10 * X[:, 0] + 3, torch.sin(4 * X[:, 1]) * 100], dim=1)
+    model = fit_model(X, Y, kernel="isotropic")
+    x = torch.tensor([[0.9, 0.1]], dtype=D)
+    probe = torch.cat([x, x + 0.05, torch.tensor([[5.0, 5.0]], dtype=D)])
+    m0, s0 = posterior_moments(model, probe)
+    m1, s1 = posterior_moments(_believe(model, x), probe)
+    assert torch.allclose(m1, m0, rtol=1e-6, atol=1e-6 * m0.abs().max().item())
+    assert (s1[0] < 0.9 * s0[0]).all() and (s1[1] < s0[1]).all()
+    assert torch.allclose(s1[2], s0[2], rtol=1e-3)
 
 
 def test_non_domination_probability_by_hand_and_by_sampling():

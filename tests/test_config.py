@@ -100,7 +100,7 @@ def test_strategy_with_its_settings_and_the_registries_name_the_choices(tmp_path
                          (GOOD + "retries: {lost: 2}\n", "retries.lost")):
         with pytest.raises(ConfigError, match=needle):
             load_campaign(write(tmp_path / "e.yaml", text))
-    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "random"}
+    assert set(STRATEGIES) == {"ehvi-topk", "qlognehvi-greedy", "ehvi-believer", "random"}
 
 
 def test_objectives_come_from_the_record_and_density_is_one():

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from surrogate.kernels import KERNELS
-from surrogate.strategies import EhviTopK, StrategySettings
+from surrogate.strategies import EhviBeliever, StrategySettings
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKindName
 from workflow.job.presets import ProtocolPreset, load_preset
@@ -94,10 +94,11 @@ class Campaign(_Settings):
     preset: ProtocolPreset = Field(default_factory=lambda: load_preset("smoke"),
                                    description="smoke | quick | full | a preset YAML file (relative to this file)")
     seed: Count = 0
-    strategy: StrategySettings = Field(default_factory=EhviTopK,
+    strategy: StrategySettings = Field(default_factory=EhviBeliever,
                                        description="a name, or a mapping of name and the strategy's settings")
     kernel: KernelName = Field(  # type: ignore[valid-type]
-        default="ard", description="GP kernel: ard (one lengthscale per descriptor) or isotropic (the published one)")
+        default="isotropic", description="GP kernel: isotropic (one lengthscale, the published model) or ard (one "
+                                         "lengthscale per descriptor)")
     mode: Literal["batch", "async"] = Field(
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
                                      "`in_flight` jobs running, refit and pick one whenever one finishes")
