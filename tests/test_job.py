@@ -197,3 +197,37 @@ def test_a_warning_inside_the_thermo_table_does_not_hide_the_sampling_rows(smoke
     clean = mdmod.MDRunner(work, SMOKE.md, 1)._thermo_log("eq3.log")
     assert density(clean) == pytest.approx(rec["density"], rel=1e-9)
     assert "WARNING: Bond/angle" in (work / "eq3.log").read_text()  # the log itself is kept as written
+
+
+def test_convergence_limits_scale_with_the_preset(smoke_record):
+    """MDSettings.convergence_scale multiplies RadonPy's relative limits (energies, density), not the absolute
+    vdW one; a limit loose enough for every relative term leaves only the others to decide."""
+    from radonpy.sim.preset.eq import Equilibration_analyze
+
+    from workflow.job import md as mdmod
+    from workflow.job.presets import SMOKE
+
+    job_dir, rec = smoke_record
+    work = job_dir / "md"
+
+    def run(scale):
+        a = Equilibration_analyze(log_file=str(work / "eq3.thermo.log"), traj_file=str(work / "eq3.xtc"),
+                                  pdb_file=str(work / "cell.pdb"), dat_file=str(work / "eq3.data"),
+                                  rg_file=str(work / "rg3.profile"))
+        eq = mdmod.analyze(a, SMOKE.md.model_copy(update={"convergence_scale": scale}))
+        return a, eq
+
+    strict, eq1 = run(1.0)
+    assert strict.dens_sma_sd_crit == 0.001 and strict.kinene_sma_sd_crit == 0.0005  # RadonPy's own
+    loose, eq2 = run(4.5)
+    assert loose.dens_sma_sd_crit == pytest.approx(0.0045) and loose.edihed_sma_sd_crit == pytest.approx(0.009)
+    assert loose.evdw_sma_sd_crit == strict.evdw_sma_sd_crit == 30.0
+    assert eq2.details == eq1.details and eq2.density == eq1.density  # the same numbers, judged differently
+    ratio = max(eq1.details[f"{n}_sma_sd"] / abs(eq1.details[f"{n}_mean"]) / getattr(strict, f"{n}_sma_sd_crit")
+                for n in mdmod.RELATIVE_LIMITS if f"{n}_mean" in eq1.details)
+    assert ratio > 1  # 3,000 steps of a 300-atom cell do not pass RadonPy's limits...
+    _, eq3 = run(ratio * 1.01)  # ...but every relative term passes limits just above the worst of them
+    vdw_ok = eq1.details["evdw_sma_sd"] <= 30.0
+    rg = strict.rg_data or {}
+    rg_ok = rg.get("sd_max") is None or rg["sd_max"] <= rg["mean_mean"] * 0.01
+    assert eq3.equilibrated == (vdw_ok and rg_ok)

@@ -425,6 +425,10 @@ class Equilibrium:
     details: dict[str, float]
 
 
+RELATIVE_LIMITS = ("totene", "kinene", "ebond", "eangle", "edihed", "elong", "dens")
+"""RadonPy's convergence limits that are fractions of the mean (``check_eq``); the vdW limit is absolute."""
+
+
 def analyze(analysis, settings: MDSettings) -> Equilibrium:
     """Density over the last analysis window and RadonPy's equilibrium verdict."""
     s = settings
@@ -433,6 +437,10 @@ def analyze(analysis, settings: MDSettings) -> Equilibrium:
         raise MDError(f"sampling log has {rows} thermo rows; the analysis window needs more than {s.analysis_init}")
     analysis.get_all_prop(temp=s.temp, press=s.press, init=s.analysis_init, width=s.analysis_width,
                           f_width=s.analysis_width, do_traj=False)
+    for name in RELATIVE_LIMITS:  # RadonPy's limits, scaled to the cell and window (MDSettings.convergence_scale)
+        limit = getattr(analysis, f"{name}_sma_sd_crit", None)
+        if limit is not None:
+            setattr(analysis, f"{name}_sma_sd_crit", limit * s.convergence_scale)
     verdict = bool(analysis.check_eq())
     details: dict[str, float] = {}
     for name in ("totene", "kinene", "ebond", "eangle", "edihed", "evdw", "elong", "dens"):

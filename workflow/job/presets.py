@@ -101,10 +101,15 @@ class MDSettings(_Frozen):
     analysis_width: int = 2000
     max_additional_runs: int = 4
     require_equilibrium: bool = True
+    # RadonPy's convergence limits on the moving average's sd (relative to the mean: energies, density) are
+    # multiplied by this. Set for RadonPy's ~10,000-atom cells and 2,000-row windows; the moving average's
+    # noise grows as 1 / sqrt(atoms x rows), so a smaller cell or window needs the looser limit
+    # sqrt(10,000 / atoms x 2,000 / rows) to tell the same drift from noise.
+    convergence_scale: float = Field(default=1.0, ge=1.0)
     nematic_order_max: float = 0.1
 
     VERDICT_FIELDS: ClassVar[tuple[str, ...]] = ("analysis_init", "analysis_width", "max_additional_runs",
-                                                 "require_equilibrium", "nematic_order_max")
+                                                 "require_equilibrium", "convergence_scale", "nematic_order_max")
 
     def simulation(self) -> dict:
         """The settings LAMMPS runs depend on (not those of the analysis and its verdicts)."""
@@ -188,6 +193,7 @@ QUICK = ProtocolPreset(
         thermo_freq=50,
         analysis_init=500,
         analysis_width=500,
+        convergence_scale=4.5,  # sqrt(10,000 / 2,000 atoms x 2,000 / 500 rows)
         max_additional_runs=2,
     ),
 )
