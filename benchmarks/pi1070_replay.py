@@ -14,6 +14,10 @@ min-max scaled over the table, reference point at the worst corner (0, 0);
 ``cycles_to_99_hv``: first cycle reaching 99% of that hypervolume (median over seeds; ``null``
 when most seeds do not reach it within the cycles run).
 
+``--objectives a:max,b:min`` replays another pair; ``--results FILE`` appends each finished campaign to a JSON-lines
+file and skips those already there, so a long replay can be split over sittings or machines.
+
+``published-code`` is SPACIER's own selection code, unchanged (``../shared/baselines/spacier``).
 ``published-replica`` is the published method rebuilt beside ours for a side-by-side baseline:
 one scikit-learn GP per objective (constant x isotropic RBF + white noise, hyper-parameters by
 marginal likelihood), objectives z-scored on the training set, analytic EHVI (BoTorch's algebra)
@@ -176,7 +180,7 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
     campaign = Campaign(name=name, pool=Path(opts["pool"]), objectives=objectives,
                         initial_size=opts["initial"], batch_size=opts["batch"], cycles=opts["cycles"],
                         strategy="ehvi-topk" if base in BASELINE_STRATEGIES else {"name": base, **settings},
-                        kernel=kernel or "ard",
+                        **({"kernel": kernel} if kernel else {}),  # else the campaign default (isotropic)
                         seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
     replica = BASELINE_STRATEGIES[base]() if base in BASELINE_STRATEGIES else None
     t0 = time.perf_counter()
@@ -195,8 +199,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--objectives", type=parse_objectives, default=OBJECTIVES,
                         help="two PI1070 columns, each :max (default) or :min; default refractive_index,Cp")
-    parser.add_argument("--strategies", default="ehvi-topk,qlognehvi-greedy,random,published-replica,published-code",
-                        help="comma-separated; STRATEGY:isotropic uses the isotropic GP kernel")
+    parser.add_argument("--strategies", default="ehvi-believer,ehvi-topk,random,published-code",
+                        help="comma-separated STRATEGY[:KERNEL][+setting=value...], e.g. ehvi-believer:ard or "
+                             "ehvi-topk+ref_margin=1.0; the kernel defaults to the campaign default (isotropic)")
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--initial", type=int, default=10)
     parser.add_argument("--batch", type=int, default=10)
