@@ -40,8 +40,9 @@ def test_smaller_presets_change_only_their_numbers(tmp_path, cell):
     smoke = mdmod.MDRunner(tmp_path / "smoke", SMOKE.md, cores=1).write_inputs(cell)
     full = mdmod.MDRunner(tmp_path / "full", FULL.md, cores=1).write_inputs(cell)
 
-    def shape(path):  # the input's commands, numbers and the neighbour check (eq21_npt_neighbor_check) removed
-        return [re.sub(r"check (yes|no)$", "check ?", re.sub(r"[-+]?\d[\d.e+-]*", "#", ln)) for ln in _lines(path)]
+    def shape(path):  # the input's commands, numbers, the neighbour check (eq21_npt_neighbor_check) and drag removed
+        return [re.sub(r" drag #$", "", re.sub(r"check (yes|no)$", "check ?", re.sub(r"[-+]?\d[\d.e+-]*", "#", ln)))
+                for ln in (ln.rstrip() for ln in _lines(path))]
 
     for a, b in zip(smoke[1:], full[1:]):
         assert shape(a) == shape(b), a.name
@@ -72,3 +73,13 @@ def test_time_step_and_neighbour_check_reach_the_21_step_and_the_sampling_runs(t
 
     add = eq.Additional(cell, work_dir=str(tmp_path / "job"), idx=4, solver_path=runner.lmp)
     assert {wf.time_step for wf in runner._sampling(add.sampling).wf} == {2.0}
+
+
+def test_barostat_drag_reaches_every_npt_line_and_nothing_else(tmp_path, cell):
+    smoke = mdmod.MDRunner(tmp_path / "smoke", SMOKE.md, cores=1).write_inputs(cell)
+    npt = [ln for path in smoke[1:] for ln in _lines(path) if " npt " in ln]
+    assert len(npt) >= 8 and all(ln.startswith("fix ") and ln.endswith(" drag 1") for ln in npt)  # 7 21-step rows + sampling
+    others = [ln for path in smoke[1:] for ln in _lines(path) if " npt " not in ln]
+    assert not any("drag" in ln for ln in others)
+    full = mdmod.MDRunner(tmp_path / "full", FULL.md, cores=1).write_inputs(cell)
+    assert not any("drag" in ln for path in full for ln in _lines(path))  # RadonPy's own inputs

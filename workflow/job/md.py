@@ -293,10 +293,19 @@ class MDRunner:
         lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
         with self._stream():
             lmp.make_dat(cell, file_name=preset.dat_file1)
-            lmp.make_input(self.packing_md(cell, preset), file_name=preset.in_file1)
-            lmp.make_input(self.eq21_md(preset), file_name=preset.in_file2)
-            lmp.make_input(self.sampling_md(preset), file_name=preset.in_file)
+            self._make_input(lmp, self.packing_md(cell, preset), preset.in_file1)
+            self._make_input(lmp, self.eq21_md(preset), preset.in_file2)
+            self._make_input(lmp, self.sampling_md(preset), preset.in_file)
         return [self.work_dir / f for f in (preset.dat_file1, preset.in_file1, preset.in_file2, preset.in_file)]
+
+    def _make_input(self, lmp, md, file_name: str) -> None:
+        """RadonPy writes the input; the preset's barostat drag is added to its Nose-Hoover NPT lines."""
+        lmp.make_input(md, file_name=file_name)
+        drag = self.settings.barostat_drag
+        if drag > 0:
+            path = self.work_dir / file_name
+            path.write_text(re.sub(r"^(fix \S+ all npt .*?)[ \t]*$", lambda m: f"{m.group(1)} drag {drag:g}",
+                                   path.read_text(), flags=re.M))
 
     # --- running -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -345,7 +354,7 @@ class MDRunner:
                 lmp.make_dat(cell, file_name=preset.dat_file1)
             for segment, make in stages:
                 if not self.is_done(segment):
-                    lmp.make_input(make(), file_name=segment.input_file)
+                    self._make_input(lmp, make(), segment.input_file)
                 self._execute(segment)
                 if segment.name == upto:
                     return
@@ -378,9 +387,8 @@ class MDRunner:
                 raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")
             shutil.copyfile(previous, self.work_dir / add.dat_file)  # RadonPy re-writes the same state from its Mol
             with self._stream():
-                md = self._sampling(add.sampling)
-                lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
-                              check_lammps_package=False).make_input(md, file_name=add.in_file)
+                self._make_input(lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
+                                               check_lammps_package=False), self._sampling(add.sampling), add.in_file)
         self._execute(segment)
         self.last_trajectory = add.xtc_file
         add.log_file = self._thermo_log(add.log_file)

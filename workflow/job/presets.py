@@ -84,6 +84,10 @@ class MDSettings(_Frozen):
     # Nose-Hoover barostat damping (fs) of every NPT run (RadonPy: 1000): a few hundred atoms fluctuate so much that
     # a short run needs a faster barostat to settle after the 21-step's decompression
     barostat_damping: float = 1000.0
+    # LAMMPS's `drag` on the Nose-Hoover NPT lines (RadonPy: none): damps the barostat's ringing after the 21-step's
+    # decompression, which in a few hundred atoms swings the density by +-10% over ~5 ps; it leaves the mean and
+    # changes the fluctuations, so it suits a density, not a compressibility (LAMMPS: 0.2-2.0 damps in a few periods)
+    barostat_drag: float = Field(default=0.0, ge=0.0)
     # RadonPy's 21-step rebuilds the neighbour lists at every step of its NPT rows ("check no"); with True they are
     # rebuilt when an atom has moved half the skin, as in every other run (PMMA cell at 50,000 atm: 32.1 -> 81.5
     # steps/s, no dangerous builds, the same density after 5 ps)
@@ -160,6 +164,7 @@ SMOKE = ProtocolPreset(
         sampling_steps=3000,
         sampling_time_step=2.0,
         barostat_damping=200.0,
+        barostat_drag=1.0,
         thermo_freq=10,
         dump_freq=1000,
         restart_freq=1000,
