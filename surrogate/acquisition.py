@@ -201,10 +201,10 @@ def believer_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, Y_
     """
     pending = X_pending if X_pending is not None else X[:0]
     believed = _believe(model, pending)
-    mean, std = posterior_moments(believed, X, rows, observation_noise=observation_noise)
+    mean, std0 = posterior_moments(believed, X, rows, observation_noise=observation_noise)  # believing keeps the mean
     front = torch.cat([Y_train, posterior_moments(model, pending)[0]]) if pending.shape[0] else Y_train
-    scores = ehvi(mean, std, front, ref)
-    first = (scores.clone(), mean, std)
+    scores0 = ehvi(mean, std0, front, ref)
+    scores = scores0
     hv = hypervolume(front, ref)
     taken = torch.zeros(mean.shape[0], dtype=torch.bool)
     picks: list[int] = []
@@ -222,8 +222,8 @@ def believer_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, Y_
         front = torch.cat([front, mean[i:i + 1]])
     n_hv = len(picks)
     if n_hv < q:  # saturated: complete the front
-        picks = complete_front(q, picks, first[1], first[2], front[:front.shape[0] - n_hv])
-    return torch.tensor(picks, dtype=torch.long), first[0], first[1], first[2], n_hv
+        picks = complete_front(q, picks, mean, std0, front[:front.shape[0] - n_hv])
+    return torch.tensor(picks, dtype=torch.long), scores0, mean, std0, n_hv
 
 
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
