@@ -111,12 +111,50 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
 
     mf = (scf.RHF(formaldehyde_water) if xc == "hf" else dft.RKS(formaldehyde_water, xc=xc)).density_fit()
     mf.kernel()
-    ours, ref = LinearResponse(mf), LinearResponse(mf)
+    ours, ref = LinearResponse(mf, exchange_store="ao"), LinearResponse(mf)  # "mo": single precision, tested below
     ref._df = None
     ref._resp_sym, ref._resp_anti = mf.gen_response(singlet=True, hermi=1), mf.gen_response(singlet=True, hermi=2)
     x = np.random.default_rng(0).standard_normal((3, ours.nocc * ours.nvir))
     for symmetric in (True, False):
         np.testing.assert_allclose(ours._apply(x, symmetric), ref._apply(x, symmetric), atol=1e-9)
+
+
+@pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp"])
+def test_exchange_kept_in_the_mo_basis_gives_the_ao_results(formaldehyde_water, xc):
+    # B^P_vv kept once in single precision ("mo") vs rebuilt from the AO tensors at every product ("ao"): the
+    # products agree to single-precision rounding, the polarizabilities to 1e-7
+    from pyscf import dft
+
+    from workflow.job.qm import LinearResponse
+
+    mf = dft.RKS(formaldehyde_water, xc=xc).density_fit()
+    mf.kernel()
+    ao, mo = LinearResponse(mf, exchange_store="ao"), LinearResponse(mf, exchange_store="mo")
+    assert (ao._df.store, mo._df.store) == ("ao", "mo")
+    x = np.random.default_rng(1).standard_normal((4, ao.nocc * ao.nvir))
+    for symmetric in (True, False):
+        ref = ao._apply(x, symmetric)
+        assert np.abs(mo._apply(x, symmetric) - ref).max() < 1e-6 * np.abs(ref).max()
+    w = [0.0, photon_energy_hartree(486.1)]
+    np.testing.assert_allclose(mo.solve(w, 1e-6)[0], ao.solve(w, 1e-6)[0], rtol=1e-7, atol=1e-6)
+
+
+def test_frozen_core_leaves_the_polarizability_within_a_tenth_of_a_percent(formaldehyde_water):
+    from pyscf import dft
+
+    from workflow.job.qm import LinearResponse
+
+    mf = dft.RKS(formaldehyde_water, xc="cam-b3lyp").density_fit()
+    mf.kernel()
+    full, frozen = LinearResponse(mf), LinearResponse(mf, frozen_core=True)
+    assert frozen.n_frozen == 3 and frozen.nocc == full.nocc - 3  # 1s of two O and one C
+    w = [0.0, photon_energy_hartree(486.1), photon_energy_hartree(656.3)]
+    a_full = np.array([np.trace(t) / 3 for t in full.solve(w, 1e-6)[0]])
+    a_frozen = np.array([np.trace(t) / 3 for t in frozen.solve(w, 1e-6)[0]])
+    np.testing.assert_allclose(a_frozen, a_full, rtol=1e-3)
+    assert not np.allclose(a_frozen, a_full, rtol=1e-6)  # the core does respond, a little
+    ratio = [(a[1] - a[2]) / a[0] for a in (a_full, a_frozen)]
+    assert ratio[1] == pytest.approx(ratio[0], rel=1e-3)
 
 
 def test_density_fitted_polarizability_agrees_with_exact_integrals():
@@ -200,8 +238,10 @@ def test_every_preset_has_a_basis_for_the_elements_of_optical_polymers(preset):
     from workflow.job.presets import load_preset
     from workflow.job.qm import basis_per_element, pyscf_molecule
 
-    mol = Chem.AddHs(Chem.MolFromSmiles("FC(Cl)(Br)C(=O)NC[Si](C)(C)CP(C)CSC"))
+    mol = Chem.AddHs(Chem.MolFromSmiles("FC(Cl)(Br)C(=O)NC[Si](C)(C)CP(C)CSC(I)"))
     AllChem.EmbedMolecule(mol, randomSeed=1)
     qm = load_preset(preset).qm
     pmol = pyscf_molecule(mol, basis_per_element([a.GetSymbol() for a in mol.GetAtoms()], qm), 1000)
     assert pmol.nao > mol.GetNumAtoms()
+    # iodine's def2 basis comes with its 28-electron core potential
+    assert set(pmol._ecp) == {"I"} and pmol.nelectron == sum(a.GetAtomicNum() for a in mol.GetAtoms()) - 28

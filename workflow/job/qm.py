@@ -127,8 +127,13 @@ class PolarizabilityResult:
 
 
 def basis_per_element(symbols, settings: QMSettings, basis_name: str | None = None) -> dict[str, str]:
-    """The preset's basis for each element (``basis_heavy`` where it names one, e.g. Br and I)."""
-    return {el: settings.basis_heavy.get(el, basis_name or settings.basis) for el in sorted(set(symbols))}
+    """The preset's basis for each element (``element_basis`` where it names one, e.g. H or I). With another
+    ``basis_name`` (the geometry optimisation's) only the exceptions for elements past Kr apply."""
+    from pyscf.data.elements import charge
+
+    exceptions = settings.element_basis if basis_name in (None, settings.basis) else {
+        el: b for el, b in settings.element_basis.items() if charge(el) > 36}
+    return {el: exceptions.get(el, basis_name or settings.basis) for el in sorted(set(symbols))}
 
 
 def pyscf_molecule(mol: Chem.Mol, basis: str | dict[str, str], memory_mb: int):
@@ -137,8 +142,16 @@ def pyscf_molecule(mol: Chem.Mol, basis: str | dict[str, str], memory_mb: int):
 
     conf = mol.GetConformer()
     atoms = [(a.GetSymbol(), tuple(conf.GetAtomPosition(a.GetIdx()))) for a in mol.GetAtoms()]
-    return gto.M(atom=atoms, basis=basis, charge=Chem.GetFormalCharge(mol), unit="Angstrom", verbose=0,
-                 max_memory=memory_mb)
+    return gto.M(atom=atoms, basis=basis, ecp=def2_core_potentials(mol, basis), charge=Chem.GetFormalCharge(mol),
+                 unit="Angstrom", verbose=0, max_memory=memory_mb)
+
+
+def def2_core_potentials(mol: Chem.Mol, basis: str | dict[str, str]) -> dict[str, str]:
+    """The def2 effective core potentials that a def2 basis assumes for the molecule's elements past Kr
+    (without one the basis describes the wrong number of electrons)."""
+    heavy = {a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() > 36}
+    per_element = basis if isinstance(basis, dict) else {el: basis for el in heavy}
+    return {el: per_element[el] for el in sorted(heavy) if per_element.get(el, "").lower().startswith("def2")}
 
 
 def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None, basis_name: str | None = None):
@@ -154,6 +167,8 @@ def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None
     if settings.density_fit:
         mf = mf.density_fit(auxbasis=settings.auxbasis)
     mf.max_cycle = settings.scf_max_cycles
+    mf.conv_tol = settings.scf_conv_tol
+    mf.conv_check = False  # converged by conv_tol; PySCF's extra check costs one more Fock build
     mf.kernel()
     if not mf.converged:
         raise QMError(f"SCF did not converge in {settings.scf_max_cycles} cycles ({functional}/{basis_name})")
@@ -217,23 +232,32 @@ class LinearResponse:
     operator is computed once and serves every frequency.
     """
 
-    def __init__(self, mf, grid_level: int | None = None):
+    def __init__(self, mf, grid_level: int | None = None, frozen_core: bool = False,
+                 exchange_store: str = "auto"):
         if grid_level is not None and hasattr(mf, "grids") and grid_level != mf.grids.level:
             from pyscf import dft
 
-            mf = mf.copy()  # the XC kernel on a coarser grid than the SCF's (the same orbitals)
+            mf = mf.copy()  # the XC kernel on a coarser grid than the SCF (the same orbitals)
             mf.grids = dft.gen_grid.Grids(mf.mol)
             mf.grids.level = grid_level
             mf.grids.build()
-        mask_o, mask_v = mf.mo_occ == 2, mf.mo_occ == 0
-        self.orbo, self.orbv = mf.mo_coeff[:, mask_o], mf.mo_coeff[:, mask_v]
+        occupied = np.flatnonzero(mf.mo_occ == 2)
+        self.n_frozen = 0
+        if frozen_core:  # core orbitals (1s of C/N/O/F, up to 2p of Si-Cl, ...) do not respond to the field
+            from pyscf.data.elements import chemcore
+
+            self.n_frozen = int(chemcore(mf.mol))
+        active, mask_v = occupied[self.n_frozen:], mf.mo_occ == 0
+        self.orbo, self.orbv = mf.mo_coeff[:, active], mf.mo_coeff[:, mask_v]
         self.nocc, self.nvir = self.orbo.shape[1], self.orbv.shape[1]
-        self.e_ia = (mf.mo_energy[mask_v][None, :] - mf.mo_energy[mask_o][:, None]).ravel()
+        self.e_ia = (mf.mo_energy[mask_v][None, :] - mf.mo_energy[active][:, None]).ravel()
         with mf.mol.with_common_orig(np.zeros(3)):
             r = mf.mol.intor_symmetric("int1e_r", comp=3)
         self.v = np.einsum("xpq,pi,qa->xia", r, self.orbo, self.orbv).reshape(3, -1)
-        self._df = _DFKernel(mf, self.orbo, self.orbv) if getattr(mf, "with_df", None) is not None else None
-        if self._df is None:  # exact integrals: PySCF's response functions
+        self._df = None
+        if getattr(mf, "with_df", None) is not None:
+            self._df = _DFKernel(mf, self.orbo, self.orbv, exchange_store)
+        else:  # exact integrals: PySCF's response functions
             self._resp_sym = mf.gen_response(singlet=True, hermi=1)
             hybrid = hasattr(mf, "xc") and mf._numint.libxc.is_hybrid_xc(mf.xc)
             self._resp_anti = mf.gen_response(singlet=True, hermi=2) if hybrid or not hasattr(mf, "xc") else None
@@ -328,13 +352,21 @@ class _DFKernel:
     For a trial vector X (occ x vir) the density is D +- D^T with D = 2 C_v X^T C_o^T, and the
     exchange block is
 
-        C_o^T K C_v = 2 sum_P [ B^P_ov X^T B^P_ov +- B^P_oo (R^T B^P C_v) ],   R = C_v X^T,
+        C_o^T K C_v = 2 sum_P [ B^P_ov X^T B^P_ov +- (B^P_oo X) B^P_vv ],
 
-    so no AO-basis exchange matrix is formed: the cost per vector is naux*nao^2*nocc instead of
-    PySCF's general-density naux*nao^3 (the Coulomb and XC terms only enter symmetric densities).
+    so no AO-basis exchange matrix is formed (the Coulomb and XC terms only enter symmetric
+    densities). ``exchange_store`` says where B^P_vv comes from:
+
+    - ``"mo"``: transformed once and kept in single precision (naux*nvir^2*4 bytes per exchange
+      kernel); the cost per vector is naux*nocc*nvir^2. Single precision changes alpha by ~1e-8
+      relative (tested), far below the response tolerance.
+    - ``"ao"``: X B^P_vv = R^T B^P C_v (R = C_v X^T) from the AO tensors at every product
+      (naux*nao^2*nocc per vector; the AO tensors kept where they fit in half of ``max_memory``,
+      else recomputed).
+    - ``"auto"``: ``"mo"`` where its store fits in 80% of what the SCF's ``max_memory`` leaves free.
     """
 
-    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray):
+    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, exchange_store: str = "auto"):
         self.mf, self.orbo, self.orbv = mf, orbo, orbv
         if hasattr(mf, "xc"):
             ni = mf._numint
@@ -352,27 +384,44 @@ class _DFKernel:
             self.exchange = [(alpha, omega)]
         else:
             self.exchange = [(hyb, 0.0), (alpha - hyb, omega)]
-        self.b_ov, self.b_oo = {}, {}
+        nvir = orbv.shape[1]
+        naux = mf.with_df.get_naoaux()
+        if exchange_store == "auto":
+            from pyscf import lib
+
+            mo_mb = naux * nvir * nvir * 4 * len(self.exchange) / 1e6
+            exchange_store = "mo" if mo_mb < 0.8 * (mf.max_memory - lib.current_memory()[0]) else "ao"
+        if exchange_store not in ("mo", "ao"):
+            raise ValueError(f"exchange_store must be 'mo', 'ao' or 'auto', not {exchange_store!r}")
+        self.store = exchange_store
+        self.b_ov, self.b_oo, self.b_vv = {}, {}, {}
         self._kept: dict[float, list[np.ndarray]] = {}
         self._omegas = {0.0} | {om for _, om in self.exchange}  # Coulomb (J) and each exchange kernel
         for om in self._omegas:
-            ov, oo = [], []
+            ov, oo, vv = [], [], []
+            keep_vv = self.store == "mo" and any(om == o for _, o in self.exchange)
             for b in self._blocks(om):
-                ov.append(np.einsum("pmn,mo,nv->pov", b, orbo, orbv, optimize=True))
+                bv = b @ orbv  # (P, nao, vir)
+                ov.append(np.matmul(orbo.T, bv))
                 oo.append(np.einsum("pmn,mo,nq->poq", b, orbo, orbo, optimize=True))
+                if keep_vv:
+                    vv.append(np.matmul(orbv.T, bv).astype(np.float32))
             self.b_ov[om], self.b_oo[om] = np.concatenate(ov), np.concatenate(oo)
+            if keep_vv:
+                self.b_vv[om] = vv
 
     def _blocks(self, omega: float):
         """The unpacked 3-index tensors ``(naux_block, nao, nao)`` of the Coulomb operator (range-separated
-        by ``omega`` when not 0); kept in memory after the first pass where they fit in half of the SCF's
-        ``max_memory``."""
+        by ``omega`` when not 0); kept in memory after the first pass for the ``"ao"`` store where they fit in
+        half of the SCF's ``max_memory``."""
         from pyscf import lib
 
         if omega in self._kept:
             yield from self._kept[omega]
             return
         nao = self.mf.mol.nao
-        keep = self.mf.with_df.get_naoaux() * nao * nao * 8 / 1e6 < 0.5 * self.mf.max_memory / len(self._omegas)
+        keep = self.store == "ao" and (self.mf.with_df.get_naoaux() * nao * nao * 8 / 1e6
+                                       < 0.5 * self.mf.max_memory / len(self._omegas))
         kept = []
         with contextlib.ExitStack() as stack:
             with_df = self.mf.with_df if omega == 0 else stack.enter_context(self.mf.with_df.range_coulomb(omega))
@@ -390,12 +439,20 @@ class _DFKernel:
         n, nocc, nvir = x.shape
         z = np.einsum("pov,xqv->pxoq", b_ov, x, optimize=True)
         k = np.einsum("pxoq,pqv->xov", z, b_ov, optimize=True)
+        if self.store == "mo":
+            start = 0
+            for b_vv in self.b_vv[omega]:
+                nblk = b_vv.shape[0]
+                w = np.einsum("poq,xqv->xopv", b_oo[start:start + nblk], x, optimize=True).astype(np.float32)
+                k += sign * (w.reshape(n * nocc, nblk * nvir) @ b_vv.reshape(nblk * nvir, nvir)).reshape(n, nocc, nvir)
+                start += nblk
+            return 2.0 * k
         r = np.einsum("mv,xov->mxo", self.orbv, x, optimize=True).reshape(self.orbv.shape[0], n * nocc)
         start = 0
         for b in self._blocks(omega):
             nblk = b.shape[0]
-            br = (b.reshape(-1, b.shape[2]) @ r).reshape(nblk, b.shape[1], n, nocc)  # B^P R
-            y = np.einsum("pmxo,mv->pxov", br, self.orbv, optimize=True)  # R^T B^P C_v
+            br = (b.reshape(-1, b.shape[2]) @ r).reshape(nblk, b.shape[1], n, nocc)  # B^P R, R = C_v X^T
+            y = np.einsum("pmxo,mv->pxov", br, self.orbv, optimize=True)  # R^T B^P C_v = X B^P_vv
             k += sign * np.einsum("poq,pxqv->xov", b_oo[start:start + nblk], y, optimize=True)
             start += nblk
         return 2.0 * k
@@ -483,7 +540,7 @@ def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings) -> tupl
     t1 = time.monotonic()
     mf = build_scf(geometry, settings)
     t2 = time.monotonic()
-    response = LinearResponse(mf, settings.response_grid_level)
+    response = LinearResponse(mf, settings.response_grid_level, settings.response_frozen_core)
     tensors, iterations = response.solve([0.0] + [photon_energy_hartree(wl) for wl in WAVELENGTHS_NM],
                                          settings.response_tol)
     alphas = [float(np.trace(t)) / 3.0 * BOHR3_TO_ANG3 for t in tensors]
@@ -493,7 +550,7 @@ def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings) -> tupl
 
 def cap_settings(settings: QMSettings) -> dict[str, Any]:
     """The QM settings ethane's polarizability depends on (not the MD charges' nor the memory)."""
-    return settings.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"})
+    return settings.polarizability_settings()
 
 
 def cap_polarizabilities(settings: QMSettings, threads: int = 1,

@@ -278,8 +278,8 @@ STAGES: tuple[Stage, ...] = (
         "qm": r.preset.qm.model_dump(mode="json", include={"charge_method", "charge_basis"})}),
     Stage("prep", "prep.json", "invalid_input", _prep, reads=("monomer",),
           inputs=lambda r: {"psmiles": r.spec.psmiles}),
-    Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs, version=2,
-          inputs=lambda r: {"psmiles": _canonical(r), "qm": r.preset.qm.model_dump(mode="json")}),
+    Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs, version=3,
+          inputs=lambda r: {"psmiles": _canonical(r), "qm": r.preset.qm.polarizability_settings()}),
     Stage("cell", "cell.pickle", "md_failed", _cell, reads=("monomer",), inputs=lambda r: {
         "md": r.preset.md.model_dump(mode="json", include={"n_chains", "atoms_per_chain", "tacticity",
                                                            "init_density"}), "seed": r.spec.seed}),
