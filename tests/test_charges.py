@@ -31,6 +31,16 @@ def test_water_esp_charges_are_the_textbook_merz_kollman_ones(water):
     assert q[1] == pytest.approx(q[2], abs=2e-3)
 
 
+def test_density_fitted_esp_charges_equal_the_exact_integral_ones():
+    mol = Chem.AddHs(Chem.MolFromSmiles("COC(C)=O"))
+    AllChem.EmbedMolecule(mol, randomSeed=3)
+    AllChem.MMFFOptimizeMolecule(mol)
+    exact = esp_charges(mol, "hf", "6-31g(d)")
+    fitted = esp_charges(mol, "hf", "6-31g(d)", density_fit=True)
+    assert np.abs(fitted - exact).max() < 2e-3 and np.abs(exact).max() > 0.3
+    assert not np.allclose(fitted, exact, atol=1e-8)  # a different (fitted) calculation
+
+
 def test_fitted_charges_reproduce_the_potential_they_were_fitted_to(water):
     from pyscf import gto, scf
 

@@ -109,7 +109,8 @@ def assign_charges(mol, charge_model: str, qm: QMSettings, threads: int = 1, wor
     calc, *_ = _radonpy()
     model = effective_charge_model(charge_model)
     if model == "esp":
-        for atom, q in zip(mol.GetAtoms(), esp_charges(mol, qm.charge_method, qm.charge_basis, threads, qm.memory_mb)):
+        for atom, q in zip(mol.GetAtoms(), esp_charges(mol, qm.charge_method, qm.charge_basis, threads, qm.memory_mb,
+                                                          density_fit=qm.density_fit)):
             atom.SetDoubleProp("ESP", float(q))
             atom.SetDoubleProp("AtomicCharge", float(q))
     elif model == "resp":  # Psi4 is importable: RadonPy's own RESP (DFT optimisation, then HF/6-31G(d))

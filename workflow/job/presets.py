@@ -224,10 +224,10 @@ FULL = ProtocolPreset(
     name="full",
     description="RadonPy's published MD protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT; "
                 "CAM-B3LYP/heavy-aug-cc-pVDZ (cc-pVDZ on H) polarizabilities on a B3LYP/6-31G(d,p) geometry (alpha_D "
-                "+0.2% and dispersion ratio -0.1% against aug-cc-pVTZ for polystyrene), default grids, core orbitals "
-                "frozen in the response.",
+                "+0.2% and dispersion ratio -0.1% against aug-cc-pVTZ for polystyrene), PySCF's default grid (level 3; "
+                "the response kernel on level 1), core orbitals frozen in the response.",
     qm=QMSettings(basis="aug-cc-pvdz", element_basis={"H": "cc-pvdz", "I": "def2-svpd"}, optimize_geometry=True,
-                  response_tol=1e-4, response_frozen_core=True, memory_mb=16000),
+                  response_grid_level=1, response_tol=1e-4, response_frozen_core=True, memory_mb=16000),
 )
 
 BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -275,7 +275,7 @@ def _canonical(run: JobRun) -> str:
 STAGES: tuple[Stage, ...] = (
     Stage("monomer", "monomer.pickle", "invalid_input", _monomer, inputs=lambda r: {
         "psmiles": _canonical(r), "charge_model": r.preset.charge_model, "seed": r.spec.seed,
-        "qm": r.preset.qm.model_dump(mode="json", include={"charge_method", "charge_basis"})}),
+        "qm": r.preset.qm.model_dump(mode="json", include={"charge_method", "charge_basis", "density_fit"})}),
     Stage("prep", "prep.json", "invalid_input", _prep, reads=("monomer",),
           inputs=lambda r: {"psmiles": r.spec.psmiles}),
     Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs, version=3,
