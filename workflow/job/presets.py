@@ -187,7 +187,7 @@ SMOKE = ProtocolPreset(
     ),
 )
 
-# PySCF's 6-31+G(d,p) stops at Kr and has no Ge, Se or Br
+# PySCF's 6-31+G(d,p) has no Ge, Se, Br or I
 QUICK_ELEMENT_BASIS = {"Ge": "aug-cc-pvdz", "Se": "aug-cc-pvdz", "Br": "aug-cc-pvdz", "I": "def2-svpd"}
 
 QUICK = ProtocolPreset(
