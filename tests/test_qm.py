@@ -77,6 +77,44 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
     assert steps >= 2 and abs(r1 - r2) < 0.01 and 0.95 < r1 < 1.00  # B3LYP/6-31G water: ~0.98 A
 
 
+def test_a_geometry_optimisation_killed_midway_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from workflow.common.files import read_json
+    from workflow.job import qm as qmmod
+    from workflow.job.presets import QMSettings
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("O"))
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    conf = mol.GetConformer()
+    o, h = conf.GetAtomPosition(0), conf.GetAtomPosition(1)
+    conf.SetAtomPosition(1, o + (h - o) * (1.3 / (h - o).Length()))
+    checkpoint = tmp_path / "opt.json"
+    one_step = QMSettings(opt_functional="b3lyp", opt_basis="6-31g", grid_level=1, opt_max_steps=1)
+    with pytest.raises(qmmod.QMError, match="did not converge in 1 steps"):
+        qmmod.optimize_geometry(mol, one_step, checkpoint)  # the "killed" run: one step, then stopped
+    saved = read_json(checkpoint)
+    assert saved["steps"] >= 1 and not saved["converged"]  # steps: gradient evaluations
+
+    settings = one_step.model_copy(update={"opt_max_steps": 100})  # the step limit is not part of the key
+    opt, steps = qmmod.optimize_geometry(mol, settings, checkpoint)
+    c = opt.GetConformer()
+    r1 = (c.GetAtomPosition(1) - c.GetAtomPosition(0)).Length()
+    assert steps > saved["steps"] and 0.95 < r1 < 1.00 and read_json(checkpoint)["converged"]
+
+    def no_scf(*args):
+        raise AssertionError("a finished optimisation must be read back, not recomputed")
+
+    monkeypatch.setattr(qmmod, "build_scf", no_scf)
+    again, steps_again = qmmod.optimize_geometry(mol, settings, checkpoint)
+    assert steps_again == steps
+    assert np.allclose(again.GetConformer().GetPositions(), opt.GetConformer().GetPositions(), atol=1e-6)
+    other = settings.model_copy(update={"opt_basis": "sto-3g"})  # other settings: the checkpoint is not used
+    with pytest.raises(AssertionError, match="read back"):
+        qmmod.optimize_geometry(mol, other, checkpoint)
+
+
 @pytest.mark.slow
 def test_repeat_unit_polarizability_is_additive_along_the_chain():
     # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats

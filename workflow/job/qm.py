@@ -26,6 +26,8 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from workflow.job.optics import BOHR3_TO_ANG3, photon_energy_hartree
+
+BOHR_TO_ANG = 0.529177210903
 from workflow.job.presets import WAVELENGTHS_NM, QMSettings
 
 
@@ -191,25 +193,64 @@ def auxbasis_name(mf) -> str:
     return distinct.pop() if len(distinct) == 1 else ", ".join(f"{el}: {b}" for el, b in sorted(names.items()))
 
 
-def optimize_geometry(mol: Chem.Mol, settings: QMSettings) -> tuple[Chem.Mol, int]:
-    """DFT-optimised copy of ``mol`` (PySCF gradients, geomeTRIC optimiser); returns it and the steps taken."""
+def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
+    """What a geometry optimisation's result depends on: the molecule, its start and the DFT settings."""
+    conf = mol.GetConformer()
+    return {"smiles": Chem.MolToSmiles(mol), "symbols": [a.GetSymbol() for a in mol.GetAtoms()],
+            "start": [round(c, 4) for i in range(mol.GetNumAtoms()) for c in conf.GetAtomPosition(i)],
+            "functional": settings.opt_functional, "basis": settings.opt_basis,
+            "basis_per_element": basis_per_element([a.GetSymbol() for a in mol.GetAtoms()], settings,
+                                                   settings.opt_basis),
+            "grid_level": settings.grid_level, "density_fit": settings.density_fit, "auxbasis": settings.auxbasis,
+            "scf_conv_tol": settings.scf_conv_tol}
+
+
+def optimize_geometry(mol: Chem.Mol, settings: QMSettings, checkpoint: Path | None = None) -> tuple[Chem.Mol, int]:
+    """DFT-optimised copy of ``mol`` (PySCF gradients, geomeTRIC optimiser); returns it and the steps taken.
+
+    With ``checkpoint`` (a JSON file) every step's geometry is written there, and a later call for the same
+    molecule, start and settings goes on from the last geometry written (a job killed at its wall time loses
+    one step, not the optimisation); a finished optimisation is read back. Steps are gradient evaluations,
+    counted across calls.
+    """
     from pyscf.geomopt.geometric_solver import kernel
 
-    mf = build_scf(mol, settings, settings.opt_functional, settings.opt_basis)
-    steps = [0]
+    from workflow.common.files import read_json, write_json_atomic
 
-    def count(_envs, steps=steps):
+    key = _opt_checkpoint_key(mol, settings)
+    saved = read_json(checkpoint) if checkpoint is not None else None
+    saved = saved if saved is not None and saved.get("key") == key else None
+    start = Chem.Mol(mol)
+    steps = [saved["steps"] if saved else 0]
+    if saved:
+        _set_coordinates(start, np.asarray(saved["coords_bohr"]) * BOHR_TO_ANG)
+        if saved["converged"]:
+            return start, steps[0]
+
+    def record(envs, steps=steps):
         steps[0] += 1
+        if checkpoint is not None:
+            write_json_atomic(checkpoint, {"key": key, "steps": steps[0], "converged": False,
+                                           "energy_hartree": float(envs["energy"]),
+                                           "coords_bohr": np.asarray(envs["coords"]).tolist()})
 
-    converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=count)
+    mf = build_scf(start, settings, settings.opt_functional, settings.opt_basis)
+    converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=record)
     if not converged:
         raise QMError(f"geometry optimisation did not converge in {settings.opt_max_steps} steps "
                       f"({settings.opt_functional}/{settings.opt_basis})")
     out = Chem.Mol(mol)
-    conf = out.GetConformer()
-    for i, xyz in enumerate(pmol.atom_coords(unit="Angstrom")):
-        conf.SetAtomPosition(i, [float(v) for v in xyz])
+    _set_coordinates(out, pmol.atom_coords(unit="Angstrom"))
+    if checkpoint is not None:
+        write_json_atomic(checkpoint, {"key": key, "steps": steps[0], "converged": True,
+                                       "coords_bohr": pmol.atom_coords(unit="Bohr").tolist()})
     return out, steps[0]
+
+
+def _set_coordinates(mol: Chem.Mol, xyz_ang: np.ndarray) -> None:
+    conf = mol.GetConformer()
+    for i, xyz in enumerate(xyz_ang):
+        conf.SetAtomPosition(i, [float(v) for v in xyz])
 
 
 def trial_densities(x: np.ndarray, orbo: np.ndarray, orbv: np.ndarray, symmetric: bool) -> np.ndarray:
@@ -528,15 +569,17 @@ CAP_REFERENCE_SMILES = "CC"  # ethane: the two methyl caps and the bond that joi
 CAP_VERSION = 1  # bump when the cap's computation changes its result
 
 
-def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings) -> tuple[list[float], Any, int, int, QMTimings]:
-    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths.
+def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_checkpoint: Path | None = None
+                                ) -> tuple[list[float], Any, int, int, QMTimings]:
+    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths (``opt_checkpoint``: see
+    :func:`optimize_geometry`).
 
     Returns ``(alphas, mf, iterations, opt_steps, timings)``; call inside ``lib.with_omp_threads``.
     """
     t0 = time.monotonic()
     opt_steps = 0
     if settings.optimize_geometry:
-        geometry, opt_steps = optimize_geometry(geometry, settings)
+        geometry, opt_steps = optimize_geometry(geometry, settings, opt_checkpoint)
     t1 = time.monotonic()
     mf = build_scf(geometry, settings)
     t2 = time.monotonic()
@@ -584,14 +627,16 @@ def cap_polarizabilities(settings: QMSettings, threads: int = 1,
 
 
 def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int = 1,
-                               cache_dir: Path | None = None) -> PolarizabilityResult:
+                               cache_dir: Path | None = None, opt_checkpoint: Path | None = None
+                               ) -> PolarizabilityResult:
     """Isotropic polarizability of the repeat unit: static and at 486.1/589.3/656.3 nm.
 
     Group additivity: alpha(unit) = alpha(CH3-unit-CH3) - alpha(CH3-CH3), both with the preset's
     method. The methyl caps stand for the chain's neighbours in the geometry; subtracting ethane
     removes them and leaves one link bond per unit, as in the chain. (Using the capped molecule's
     alpha with the unit's mass overestimates n_D by ~0.09 for polystyrene.) Ethane's result is
-    shared through ``cache_dir`` (see :func:`cap_polarizabilities`).
+    shared through ``cache_dir`` (see :func:`cap_polarizabilities`); the capped unit's DFT optimisation
+    (where the preset asks for one) keeps its progress in ``opt_checkpoint`` (see :func:`optimize_geometry`).
     """
     from pyscf import lib
 
@@ -599,7 +644,7 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
     geometry = lowest_conformer(capped_repeat_unit(psmiles), settings.n_conformers)
     conformers = time.monotonic() - t0
     with lib.with_omp_threads(threads):
-        capped, mf, iterations, opt_steps, timings = isotropic_polarizabilities(geometry, settings)
+        capped, mf, iterations, opt_steps, timings = isotropic_polarizabilities(geometry, settings, opt_checkpoint)
     caps, cap_iterations, cap_seconds = cap_polarizabilities(settings, threads, cache_dir)
     iso = [a - b for a, b in zip(capped, caps)]
     return PolarizabilityResult(

@@ -160,7 +160,8 @@ def _qm(run: JobRun) -> dict[str, Any]:
     from workflow.job import qm as qmmod
 
     result = qmmod.repeat_unit_polarizability(run.spec.psmiles, run.preset.qm, threads=run.spec.cores,
-                                              cache_dir=run.spec.shared_dir)
+                                              cache_dir=run.spec.shared_dir,
+                                              opt_checkpoint=run.dir / "qm_geometry_opt.json")
     return result.as_record() | {"functional": run.preset.qm.functional, "basis": run.preset.qm.basis}
 
 
