@@ -1,12 +1,15 @@
 """PolyScout's descriptor against RadonPy's own cyclic 10-mer, row by row over PI1070.
 
     python benchmarks/pi1070_descriptor_check.py [--data PATH] [--timeout 30] [--workers 2] [--limit N]
+                                                 [--results FILE.jsonl]
 
 For every row, RadonPy's path (``make_cyclicpolymer(n=10)``, ``ff_assign(charge="gasteiger")``,
 ``ff_kernel_mean``) runs in its own process, killed after ``--timeout`` seconds (it never ends for fused
 aromatic backbones); PolyScout's (:func:`surrogate.descriptor.ff_kernel_mean`) runs beside it. Prints the
 rows that differ (largest absolute difference over the 170 numbers) and those RadonPy did not finish, then
 one JSON line: ``n``, ``equal`` (max difference < 1e-9), ``differ``, ``radonpy_unfinished``, their ids.
+With ``--results`` every row's outcome is appended to the file as it finishes, and a second call skips the
+rows already there (the check over all rows takes longer than one sitting on 2 cores).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds RadonPy gets per row")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, help="only the first N rows")
+    parser.add_argument("--results", type=Path, help="JSON lines, one per row checked; rows there are skipped")
     args = parser.parse_args()
     from surrogate.descriptor import featurize
 
@@ -55,13 +59,21 @@ def main() -> None:
     if args.limit:
         table = table.head(args.limit)
     ids, smiles = table[ID_COLUMN].astype(str).tolist(), table["smiles"].tolist()
+    done = {}
+    if args.results and args.results.exists():
+        for line in args.results.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["id"]] = row
     t0 = time.perf_counter()
     ours = featurize(smiles, cache_path=None, workers=args.workers).X
     print(f"PolyScout: {len(smiles)} rows in {time.perf_counter() - t0:.1f} s", flush=True)
 
     ctx = mp.get_context("fork")
-    todo, running = list(range(len(smiles))), {}
-    equal, differ, unfinished = [], {}, {}
+    todo, running = [i for i in range(len(smiles)) if ids[i] not in done], {}
+    equal = [pid for pid, r in done.items() if r["outcome"] == "equal" and pid in ids]
+    differ = {pid: r["max_difference"] for pid, r in done.items() if r["outcome"] == "differ" and pid in ids}
+    unfinished = {pid: r["why"] for pid, r in done.items() if r["outcome"] == "unfinished" and pid in ids}
     while todo or running:
         while todo and len(running) < args.workers:
             i = todo.pop(0)
@@ -82,11 +94,14 @@ def main() -> None:
             del running[i]
             if isinstance(truth, str):
                 unfinished[ids[i]] = truth
-            elif not np.all(np.isfinite(ours[i])):
-                differ[ids[i]] = float("inf")
+                row = {"id": ids[i], "outcome": "unfinished", "why": truth}
             else:
-                d = float(np.max(np.abs(ours[i] - truth)))
+                d = float(np.max(np.abs(ours[i] - truth))) if np.all(np.isfinite(ours[i])) else float("inf")
                 (equal.append(ids[i]) if d < 1e-9 else differ.__setitem__(ids[i], d))
+                row = {"id": ids[i], "outcome": "equal" if d < 1e-9 else "differ", "max_difference": d}
+            if args.results:
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
     for pid, d in differ.items():
         print(f"{pid}: differs by {d:.3g}")
     for pid, why in unfinished.items():
