@@ -115,6 +115,30 @@ def test_a_geometry_optimisation_killed_midway_goes_on_from_its_checkpoint(tmp_p
         qmmod.optimize_geometry(mol, other, checkpoint)
 
 
+def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(monkeypatch):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from workflow.job import qm as qmmod
+    from workflow.job.presets import QMSettings
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("O"))
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    grids = []
+
+    def record_grid(mol, settings, functional, basis, grid_level):
+        grids.append(grid_level)
+        raise RuntimeError("stop before the SCF")
+
+    monkeypatch.setattr(qmmod, "build_scf", record_grid)
+    for opt_grid in (None, 1):
+        with pytest.raises(RuntimeError, match="stop"):
+            qmmod.optimize_geometry(mol, QMSettings(grid_level=3, opt_grid_level=opt_grid))
+    assert grids == [3, 1]
+    assert "opt_grid_level" not in QMSettings().polarizability_settings()  # unset: stage keys as before the field
+    assert QMSettings(opt_grid_level=1).polarizability_settings()["opt_grid_level"] == 1
+
+
 @pytest.mark.slow
 def test_repeat_unit_polarizability_is_additive_along_the_chain():
     # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats

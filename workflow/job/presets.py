@@ -50,6 +50,8 @@ class QMSettings(_Frozen):
     opt_functional: str = "b3lyp"
     opt_basis: str = "6-31g(d,p)"
     opt_max_steps: int = 100
+    # the DFT grid of the optimisation's SCF and gradients; None: grid_level
+    opt_grid_level: int | None = None
     # MD charges (charge_model esp, or resp without Psi4): RadonPy's RESP level, HF/6-31G(d)
     charge_method: str = "hf"
     charge_basis: str = "6-31g(d)"
@@ -57,7 +59,9 @@ class QMSettings(_Frozen):
 
     def polarizability_settings(self) -> dict:
         """The settings the polarizabilities depend on: not the MD charges' (the prep stage's) nor the memory."""
-        return self.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"})
+        # a setting added later is left out while it has its default, so existing results keep their keys
+        unset = {"opt_grid_level"} if self.opt_grid_level is None else set()
+        return self.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"} | unset)
 
 
 class MDSettings(_Frozen):

@@ -156,7 +156,8 @@ def def2_core_potentials(mol: Chem.Mol, basis: str | dict[str, str]) -> dict[str
     return {el: per_element[el] for el in sorted(heavy) if per_element.get(el, "").lower().startswith("def2")}
 
 
-def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None, basis_name: str | None = None):
+def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None, basis_name: str | None = None,
+              grid_level: int | None = None):
     """A converged PySCF RKS object for an RDKit molecule with one conformer (the preset's method unless given)."""
     from pyscf import dft
 
@@ -165,7 +166,7 @@ def build_scf(mol: Chem.Mol, settings: QMSettings, functional: str | None = None
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     mf = dft.RKS(pyscf_molecule(mol, basis_per_element(symbols, settings, basis_name), settings.memory_mb))
     mf.xc = functional
-    mf.grids.level = settings.grid_level
+    mf.grids.level = settings.grid_level if grid_level is None else grid_level
     if settings.density_fit:
         mf = mf.density_fit(auxbasis=settings.auxbasis)
     mf.max_cycle = settings.scf_max_cycles
@@ -201,8 +202,12 @@ def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
             "functional": settings.opt_functional, "basis": settings.opt_basis,
             "basis_per_element": basis_per_element([a.GetSymbol() for a in mol.GetAtoms()], settings,
                                                    settings.opt_basis),
-            "grid_level": settings.grid_level, "density_fit": settings.density_fit, "auxbasis": settings.auxbasis,
+            "grid_level": _opt_grid_level(settings), "density_fit": settings.density_fit, "auxbasis": settings.auxbasis,
             "scf_conv_tol": settings.scf_conv_tol}
+
+
+def _opt_grid_level(settings: QMSettings) -> int:
+    return settings.grid_level if settings.opt_grid_level is None else settings.opt_grid_level
 
 
 def optimize_geometry(mol: Chem.Mol, settings: QMSettings, checkpoint: Path | None = None) -> tuple[Chem.Mol, int]:
@@ -234,7 +239,7 @@ def optimize_geometry(mol: Chem.Mol, settings: QMSettings, checkpoint: Path | No
                                            "energy_hartree": float(envs["energy"]),
                                            "coords_bohr": np.asarray(envs["coords"]).tolist()})
 
-    mf = build_scf(start, settings, settings.opt_functional, settings.opt_basis)
+    mf = build_scf(start, settings, settings.opt_functional, settings.opt_basis, _opt_grid_level(settings))
     converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=record)
     if not converged:
         raise QMError(f"geometry optimisation did not converge in {settings.opt_max_steps} steps "
