@@ -26,9 +26,9 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from workflow.job.optics import BOHR3_TO_ANG3, photon_energy_hartree
+from workflow.job.presets import WAVELENGTHS_NM, QMSettings
 
 BOHR_TO_ANG = 0.529177210903
-from workflow.job.presets import WAVELENGTHS_NM, QMSettings
 
 
 class QMError(RuntimeError):
