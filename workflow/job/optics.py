@@ -6,7 +6,8 @@ import math
 
 from radonpy.core.calc import refractive_index as _radonpy_refractive_index
 
-BOHR3_TO_ANG3 = 0.529177210903**3
+BOHR_TO_ANG = 0.529177210903
+BOHR3_TO_ANG3 = BOHR_TO_ANG**3
 HARTREE_NM = 45.56335252767
 """Photon energy in hartree is HARTREE_NM / wavelength in nm."""
 

@@ -25,10 +25,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from workflow.job.optics import BOHR3_TO_ANG3, photon_energy_hartree
+from workflow.job.optics import BOHR3_TO_ANG3, BOHR_TO_ANG, photon_energy_hartree
 from workflow.job.presets import WAVELENGTHS_NM, QMSettings
-
-BOHR_TO_ANG = 0.529177210903
 
 
 class QMError(RuntimeError):
@@ -197,11 +195,11 @@ def auxbasis_name(mf) -> str:
 def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
     """What a geometry optimisation's result depends on: the molecule, its start and the DFT settings."""
     conf = mol.GetConformer()
-    return {"smiles": Chem.MolToSmiles(mol), "symbols": [a.GetSymbol() for a in mol.GetAtoms()],
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    return {"smiles": Chem.MolToSmiles(mol), "symbols": symbols,
             "start": [round(c, 4) for i in range(mol.GetNumAtoms()) for c in conf.GetAtomPosition(i)],
             "functional": settings.opt_functional, "basis": settings.opt_basis,
-            "basis_per_element": basis_per_element([a.GetSymbol() for a in mol.GetAtoms()], settings,
-                                                   settings.opt_basis),
+            "basis_per_element": basis_per_element(symbols, settings, settings.opt_basis),
             "grid_level": _opt_grid_level(settings), "density_fit": settings.density_fit, "auxbasis": settings.auxbasis,
             "scf_conv_tol": settings.scf_conv_tol}
 
