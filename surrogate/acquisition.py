@@ -12,8 +12,11 @@ The strategies themselves, with their settings, are in :mod:`surrogate.strategie
     and BoTorch's EHVI algebra is applied to the stored means and variances.
 ``qlognehvi-greedy``
     A batch that does not crowd one spot: the pool is prefiltered to the best candidates by
-    analytic EHVI, then BoTorch's ``optimize_acqf_discrete`` picks them one at a time by
-    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones.
+    analytic EHVI, then they are picked one at a time by BoTorch's
+    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones (pending),
+    (optionally lazily: only the candidates whose last value could still beat the best again).
+    The GP's joint posterior over training points and candidates is computed once
+    (:class:`JointPosteriorModel`).
     Once the hypervolume has saturated (the next pick's expected improvement is below
     ``saturation`` times the current hypervolume), the rest of the batch, up to
     ``completion_share`` of it, goes to the candidates most likely to be non-dominated
@@ -43,8 +46,8 @@ from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImpr
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
+from botorch.models.gpytorch import GPyTorchModel
 from botorch.models.model import Model
-from botorch.optim.optimize import optimize_acqf_discrete
 from botorch.sampling.normal import SobolQMCNormalSampler
 from botorch.utils.multi_objective.box_decompositions.dominated import (
     DominatedPartitioning,
@@ -108,6 +111,45 @@ class _StoredPosteriorModel(Model):
     def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None):
         idx = X[..., 0].long()  # b x 1
         return _Moments(self._mean[idx], self._var[idx])
+
+
+class JointPosteriorModel(GPyTorchModel):
+    """A model's joint posterior over a fixed set of points, computed once; inputs are row indices into the set.
+
+    qLogNEHVI evaluates, for every candidate, the joint posterior of (baseline, pending, candidate)
+    and BoTorch recomputes the baseline block each time (its own TODO). Over a discrete candidate set
+    every such posterior is a sub-block of one ``s x s`` covariance per objective: indexing it gives
+    the same Gaussian as a GP prediction would. As a ``GPyTorchModel`` it lets qLogNEHVI cache the
+    baseline's Cholesky factor and update it per candidate (``cache_root``). Memory is ``m s^2`` numbers (``s`` = training + pending + candidates).
+    """
+
+    def __init__(self, model: Model, X: torch.Tensor):
+        """``model``: a ``ModelListGP`` of single-output GPs; ``X``: the ``s x d`` points."""
+        super().__init__()
+        with torch.no_grad():
+            posteriors = [sub.posterior(X) for sub in model.models]
+        self._mean = torch.stack([p.mean[..., 0] for p in posteriors])  # m x s
+        self._cov = torch.stack([p.distribution.covariance_matrix for p in posteriors])  # m x s x s
+
+    @property
+    def num_outputs(self) -> int:
+        return self._mean.shape[0]
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size()
+
+    def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None):
+        """``batch x q x 1`` row indices -> the joint ``GPyTorchPosterior`` of those rows (``batch x q x m``)."""
+        from botorch.posteriors.gpytorch import GPyTorchPosterior
+        from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+        from linear_operator import to_linear_operator
+
+        idx = X[..., 0].long()
+        mvns = [MultivariateNormal(self._mean[j][idx],  # a linear operator: sampling adds jitter where needed
+                                   to_linear_operator(self._cov[j][idx.unsqueeze(-1), idx.unsqueeze(-2)]))
+                for j in range(self.num_outputs)]
+        return GPyTorchPosterior(MultitaskMultivariateNormal.from_independent_mvns(mvns))
 
 
 def ehvi(mean: torch.Tensor, std: torch.Tensor, Y_train: torch.Tensor, ref_point: torch.Tensor,
@@ -226,33 +268,62 @@ def believer_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, Y_
     return torch.tensor(picks, dtype=torch.long), scores0, mean, std0, n_hv
 
 
+def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Tensor, chunk: int,
+                 first_chunk: int = 512) -> tuple[int, float]:
+    """The best free choice by ``acqf``, evaluating as few as needed (lazy greedy, Minoux 1978).
+
+    A candidate's expected hypervolume improvement can only shrink as picks join the pending set
+    (hypervolume is submodular), so its ``last`` value bounds its current one: free choices are
+    evaluated ``chunk`` at a time in order of ``last`` until the best found is at least every
+    remaining bound (never-evaluated ones, ``last = inf``, go first, ``first_chunk`` at a time).
+    ``choices`` is ``k x 1``, ``free`` a ``k`` mask; ``last`` (``k``) is updated in place.
+    """
+    order = torch.nonzero(free)[:, 0]
+    order = order[torch.argsort(last[order], descending=True)]
+    best_i, best, start = int(order[0]), -math.inf, 0
+    while start < order.shape[0] and best < float(last[order[start]]):
+        size = first_chunk if math.isinf(float(last[order[start]])) else chunk
+        batch = order[start:start + size]
+        with torch.no_grad():
+            values = acqf(choices[batch].unsqueeze(1))
+        last[batch] = values
+        j = int(torch.argmax(values))
+        if float(values[j]) > best:
+            best_i, best = int(batch[j]), float(values[j])
+        start += size
+    return best_i, best
+
+
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
                  Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
-                 X_pending: torch.Tensor | None, saturation: float, completion_share: float):
+                 X_pending: torch.Tensor | None, saturation: float, completion_share: float, lazy_chunk: int | None = None):
     """One pick at a time by qLogNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
     hypervolume saturates) by non-domination probability; see :class:`surrogate.strategies.QLogNEHVIGreedy`.
+    With ``lazy_chunk`` each pick after the first is found lazily (:func:`_lazy_argmax`, that many at a time).
 
     Returns ``(picks, scores, mean, std, n_hv)``: ``picks`` index ``rows``; ``n_hv`` picks were greedy.
     """
     order, scores, mean, std = ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
+    t, p = X_train.shape[0], 0 if X_pending is None else X_pending.shape[0]
+    points = torch.cat([X_train] + ([X_pending] if p else []) + [X[rows[order]]])  # baseline, pending, choices
+    index = torch.arange(points.shape[0], dtype=points.dtype).unsqueeze(-1)  # s x 1: the stand-in's inputs
     acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model=model, ref_point=ref.tolist(), X_baseline=X_train, prune_baseline=True, X_pending=X_pending,
+        model=JointPosteriorModel(model, points), ref_point=ref.tolist(), X_baseline=index[:t], prune_baseline=True,
+        X_pending=index[t:t + p] if p else None,
         sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed))
-    choices = X[rows[order]]
+    choices = index[t + p:]
     hv = hypervolume(Y_train, ref)
     floor = math.log(saturation * hv) if saturation > 0 and hv > 0 else -math.inf
-    base = X_pending if X_pending is not None else choices[:0]
+    last = torch.full((choices.shape[0],), math.inf, dtype=points.dtype)  # each choice's latest value
     free = torch.ones(choices.shape[0], dtype=torch.bool)
     pos: list[int] = []
     for _ in range(q):  # one pick at a time, to see each pick's own (incremental) improvement
-        x, value = optimize_acqf_discrete(acqf, q=1, choices=choices[free], max_batch_size=512)
-        if float(value) < floor and len(pos) >= q - int(completion_share * q):
+        i, value = _lazy_argmax(acqf, choices, free, last, lazy_chunk or choices.shape[0])
+        if value < floor and len(pos) >= q - int(completion_share * q):
             break
-        # the first free candidate with the picked descriptor (two polymers may share one)
-        i = next(i for i in torch.nonzero((choices == x[0]).all(dim=-1))[:, 0].tolist() if free[i])
         pos.append(i)
         free[i] = False
-        acqf.set_X_pending(torch.cat([base, choices[pos]]))
+        acqf.set_X_pending(torch.cat([index[t:t + p], choices[pos]]))
     picks = order[pos].tolist()
     if len(picks) < q:  # saturated: complete the front, each pick's mean joining it
         front = torch.cat([Y_train] + ([posterior_moments(model, X_pending)[0]] if X_pending is not None else []))
