@@ -296,14 +296,17 @@ def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Te
 
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
                  Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
-                 X_pending: torch.Tensor | None, saturation: float, completion_share: float, lazy_chunk: int | None = None):
+                 X_pending: torch.Tensor | None, saturation: float, completion_share: float, lazy_chunk: int | None = None,
+                 observation_noise: bool = True):
     """One pick at a time by qLogNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
     hypervolume saturates) by non-domination probability; see :class:`surrogate.strategies.QLogNEHVIGreedy`.
     With ``lazy_chunk`` each pick after the first is found lazily (:func:`_lazy_argmax`, that many at a time).
+    With ``observation_noise`` the prefilter and the front completion score a candidate by the distribution
+    of its measurement (GP noise included), as ``ehvi-believer`` does; qLogNEHVI itself samples the latent function.
 
     Returns ``(picks, scores, mean, std, n_hv)``: ``picks`` index ``rows``; ``n_hv`` picks were greedy.
     """
-    order, scores, mean, std = ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref)
+    order, scores, mean, std = ehvi_topk(max(prefilter, q), X, rows, model, Y_train, ref, observation_noise)
     t, p = X_train.shape[0], 0 if X_pending is None else X_pending.shape[0]
     points = torch.cat([X_train] + ([X_pending] if p else []) + [X[rows[order]]])  # baseline, pending, choices
     index = torch.arange(points.shape[0], dtype=points.dtype).unsqueeze(-1)  # s x 1: the stand-in's inputs

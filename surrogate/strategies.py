@@ -115,6 +115,9 @@ class QLogNEHVIGreedy(_ModelStrategy):
     lazy_chunk: int | None = Field(default=None, ge=1, description="unset: every candidate is evaluated again for each "
                                    "pick; a number: after the first pick, this many at a time, best last value first, "
                                    "until none left can win (lazy greedy: ~2.5x faster, see the README)")
+    observation_noise: bool = Field(default=True, description="prefilter and complete the front by the distribution "
+                                                              "of a candidate's measurement (GP noise included), not of "
+                                                              "the latent function")
 
     def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
         return self._greedy(problem, model, self.name)
@@ -127,7 +130,7 @@ class QLogNEHVIGreedy(_ModelStrategy):
         order, scores, mean, std, n_hv = greedy_batch(
             q, problem.X, problem.rows, model, problem.X_train, problem.Y_train, ref, self.prefilter,
             self.mc_samples, int(problem.rng.integers(2**31)), problem.X_pending, self.saturation,
-            self.completion_share, self.lazy_chunk)
+            self.completion_share, self.lazy_chunk, self.observation_noise)
         if n_hv < q:
             label = f"{label} (hypervolume saturated: last {q - n_hv} by non-domination probability)"
         return _selection(order, scores, mean, std, label)

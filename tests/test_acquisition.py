@@ -161,6 +161,24 @@ def test_lazy_argmax_finds_the_best_free_choice_and_skips_the_hopeless():
         value = value * torch.where(torch.arange(200) % 2 == 0, 0.9, 1.0).to(D)  # some values shrink
 
 
+def test_greedy_scores_the_measurement_unless_told_otherwise():
+    # the prefilter and the front completion see a candidate's measurement (GP noise included) by default, the
+    # latent function with observation_noise: false; the recorded std says which
+    torch.manual_seed(5)
+    X = torch.rand(80, 3, dtype=D)
+    Y = torch.stack([X[:, 0] + 0.2 * torch.randn(80, dtype=D), 1 - X[:, 0] + 0.2 * torch.randn(80, dtype=D)], dim=1)
+    model = fit_model(X[:30], Y[:30])
+    rows = np.arange(30, 80)
+    for noise in (True, False):
+        sel = select("qlognehvi-greedy", 4, X, np.random.default_rng(0), model=model, Y_train=Y[:30], X_train=X[:30],
+                     candidates=rows, settings={"observation_noise": noise})
+        _, want = posterior_moments(model, X, torch.as_tensor(rows[sel.indices]), observation_noise=noise)
+        assert torch.allclose(torch.tensor(sel.std, dtype=D), want, rtol=1e-6), noise
+    _, latent = posterior_moments(model, X, torch.as_tensor(rows))
+    _, measured = posterior_moments(model, X, torch.as_tensor(rows), observation_noise=True)
+    assert (measured > 1.2 * latent).all()  # so the two settings score differently
+
+
 def test_believing_keeps_the_mean_and_shrinks_the_variance():
     # kriging believer: conditioning each GP on its own predicted mean at x leaves every posterior mean
     # as it was (outcome standardisation included) and shrinks the variance at x and near it, not far away
