@@ -13,8 +13,8 @@ The strategies themselves, with their settings, are in :mod:`surrogate.strategie
 ``qlognehvi-greedy``
     A batch that does not crowd one spot: the pool is prefiltered to the best candidates by
     analytic EHVI, then they are picked one at a time by BoTorch's
-    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones (pending),
-    (optionally lazily: only the candidates whose last value could still beat the best again).
+    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones (pending;
+    optionally lazily: only the candidates whose last value could still beat the best are evaluated again).
     The GP's joint posterior over training points and candidates is computed once
     (:class:`JointPosteriorModel`).
     Once the hypervolume has saturated (the next pick's expected improvement is below
@@ -120,7 +120,8 @@ class JointPosteriorModel(GPyTorchModel):
     and BoTorch recomputes the baseline block each time (its own TODO). Over a discrete candidate set
     every such posterior is a sub-block of one ``s x s`` covariance per objective: indexing it gives
     the same Gaussian as a GP prediction would. As a ``GPyTorchModel`` it lets qLogNEHVI cache the
-    baseline's Cholesky factor and update it per candidate (``cache_root``). Memory is ``m s^2`` numbers (``s`` = training + pending + candidates).
+    baseline's Cholesky factor and update it per candidate (``cache_root``). Memory: ``m s^2`` numbers
+    (``s`` = training + pending + candidates).
     """
 
     def __init__(self, model: Model, X: torch.Tensor):
@@ -296,8 +297,8 @@ def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Te
 
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
                  Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
-                 X_pending: torch.Tensor | None, saturation: float, completion_share: float, lazy_chunk: int | None = None,
-                 observation_noise: bool = True):
+                 X_pending: torch.Tensor | None, saturation: float, completion_share: float,
+                 lazy_chunk: int | None = None, observation_noise: bool = True):
     """One pick at a time by qLogNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
     hypervolume saturates) by non-domination probability; see :class:`surrogate.strategies.QLogNEHVIGreedy`.
     With ``lazy_chunk`` each pick after the first is found lazily (:func:`_lazy_argmax`, that many at a time).
@@ -321,7 +322,9 @@ def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_tr
     free = torch.ones(choices.shape[0], dtype=torch.bool)
     pos: list[int] = []
     for _ in range(q):  # one pick at a time, to see each pick's own (incremental) improvement
-        i, value = _lazy_argmax(acqf, choices, free, last, lazy_chunk or choices.shape[0])
+        if lazy_chunk is None:
+            last.fill_(math.inf)  # every free candidate again (512 at a time)
+        i, value = _lazy_argmax(acqf, choices, free, last, lazy_chunk or 512)
         if value < floor and len(pos) >= q - int(completion_share * q):
             break
         pos.append(i)
