@@ -141,7 +141,12 @@ class JointPosteriorModel(GPyTorchModel):
         return torch.Size()
 
     def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None):
-        """``batch x q x 1`` row indices -> the joint ``GPyTorchPosterior`` of those rows (``batch x q x m``)."""
+        """``batch x q x 1`` row indices -> the joint ``GPyTorchPosterior`` of those rows (``batch x q x m``).
+
+        Only the latent function's posterior over all outputs is stored: asking for a subset of outputs or for
+        observation noise is refused rather than answered with the wrong distribution."""
+        if output_indices is not None or observation_noise is not False or posterior_transform is not None:
+            raise NotImplementedError("JointPosteriorModel stores the latent posterior of every output only")
         from botorch.posteriors.gpytorch import GPyTorchPosterior
         from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
         from linear_operator import to_linear_operator

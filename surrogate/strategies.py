@@ -114,7 +114,7 @@ class QLogNEHVIGreedy(_ModelStrategy):
                                                                          "goes by non-domination probability")
     lazy_chunk: int | None = Field(default=None, ge=1, description="unset: every candidate is evaluated again for each "
                                    "pick; a number: after the first pick, this many at a time, best last value first, "
-                                   "until none left can win (lazy greedy: ~2.5x faster, see the README)")
+                                   "until none left can win (lazy greedy: 2.4-3.6x faster, see the README)")
     observation_noise: bool = Field(default=True, description="prefilter and complete the front by the distribution of "
                                     "a candidate's measurement (GP noise included), not of the latent function")
 
