@@ -27,6 +27,7 @@ with reference point (-5, -5) in z units, top 10. Ends with one JSON line of the
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -231,6 +232,18 @@ def true_front(table, objectives: dict[str, str]) -> tuple[dict, set, float]:
     return scaled, front, hypervolume(S, torch.zeros(2, dtype=S.dtype))
 
 
+def front_shares(scaled: dict, front: set, hv_true: float) -> dict[str, float]:
+    """Each front member's exclusive share of the front's hypervolume (what the front loses without it)."""
+    import torch
+
+    from surrogate.pareto import hypervolume
+
+    ids = sorted(front)
+    S = torch.tensor(np.array([scaled[i] for i in ids]))
+    return {pid: 1.0 - hypervolume(torch.cat([S[:k], S[k + 1:]]), torch.zeros(2, dtype=S.dtype)) / hv_true
+            for k, pid in enumerate(ids)}
+
+
 def summarise(strategy: str, runs: list[dict], scaled: dict, front: set, hv_true: float, C: int) -> dict:
     """Hypervolume fraction and front found per cycle over the seeds of one strategy; its figures."""
     import torch
@@ -238,8 +251,9 @@ def summarise(strategy: str, runs: list[dict], scaled: dict, front: set, hv_true
     from surrogate.pareto import hypervolume
 
     ref = torch.zeros(2, dtype=torch.float64)
-    curves, found, reach, secs = [], [], [], []
+    curves, found, reach, secs, missed = [], [], [], [], collections.Counter()
     for r in (r for r in runs if r["strategy"] == strategy):
+        missed.update(front.difference(pid for cyc, pid in r["done"] if cyc <= C))
         hv, fr = [], []
         for c in range(C + 1):
             got = [pid for cyc, pid in r["done"] if cyc <= c and pid in scaled]
@@ -258,13 +272,16 @@ def summarise(strategy: str, runs: list[dict], scaled: dict, front: set, hv_true
     med = statistics.median(sorted(C + 1 if x is None else x for x in reach))
     print(f"  median cycles to 99% hv: {'>' + str(C) if med > C else med}; mean campaign time "
           f"{statistics.mean(secs):.0f} s")
+    print(f"  front polymers missed after {C} cycles (seeds): "
+          + (", ".join(f"{pid} ({n})" for pid, n in missed.most_common()) or "none"))
     return {"front_found_after_10": round(float(fr_arr[:, min(10, C)].mean()), 3),
             "front_found_after_20": round(float(fr_arr[:, min(20, C)].mean()), 3),
             "hv_fraction_after_20": round(float(hv_arr[:, min(20, C)].mean()), 4),
             "hv_fraction_after_20_sd": round(float(hv_arr[:, min(20, C)].std()), 4),
             "cycles_to_99_hv": None if med > C else med,
             "seeds_reaching_99_hv": sum(x is not None for x in reach),
-            "seconds_per_campaign": round(statistics.mean(secs), 1)}
+            "seconds_per_campaign": round(statistics.mean(secs), 1),
+            f"missed_after_{C}": dict(missed.most_common())}
 
 
 def main() -> None:
@@ -281,6 +298,9 @@ def main() -> None:
     scaled, front, hv_true = true_front(table, args.objectives)
     print(f"true front: {len(front)} polymers of {len(scaled)} with both objectives; "
           f"hypervolume {hv_true:.4f} (scaled)")
+    shares = front_shares(scaled, front, hv_true)  # a member adding ~nothing is found by luck, not by a model
+    print("front members adding least to its hypervolume (share lost without each): "
+          + ", ".join(f"{pid} {share:.1e}" for pid, share in sorted(shares.items(), key=lambda x: x[1])[:3]))
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     opts = {"objectives": args.objectives, "runs": str(args.runs), "pool": str(pool), "data": str(args.data.resolve()), "initial": args.initial,
