@@ -12,8 +12,9 @@ The strategies themselves, with their settings, are in :mod:`surrogate.strategie
     and BoTorch's EHVI algebra is applied to the stored means and variances.
 ``qlognehvi-greedy``
     A batch that does not crowd one spot: the pool is prefiltered to the best candidates by
-    analytic EHVI, then they are picked one at a time by BoTorch's
-    ``qLogNoisyExpectedHypervolumeImprovement``, each pick conditioned on the earlier ones (pending;
+    analytic EHVI, then they are picked one at a time by BoTorch's Monte Carlo noisy expected hypervolume
+    improvement (plain ``qNoisyExpectedHypervolumeImprovement`` by default, the strategy's name notwithstanding;
+    ``qLogNoisyExpectedHypervolumeImprovement`` with ``log_values``), each pick conditioned on the earlier ones (pending;
     optionally lazily: only the candidates whose last value could still beat the best are evaluated again).
     The GP's joint posterior over training points and candidates is computed once
     (:class:`JointPosteriorModel`).
@@ -39,6 +40,7 @@ through an index, never copied as a whole.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +48,8 @@ from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImpr
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
+from botorch.acquisition.multi_objective.monte_carlo import qNoisyExpectedHypervolumeImprovement
+from botorch.exceptions.warnings import NumericsWarning
 from botorch.models.gpytorch import GPyTorchModel
 from botorch.models.model import Model
 from botorch.sampling.normal import SobolQMCNormalSampler
@@ -303,12 +307,16 @@ def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Te
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
                  Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
                  X_pending: torch.Tensor | None, saturation: float, completion_share: float,
-                 lazy_chunk: int | None = None, observation_noise: bool = True):
-    """One pick at a time by qLogNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
+                 lazy_chunk: int | None = None, observation_noise: bool = True, log_values: bool = False):
+    """One pick at a time by qNEHVI among the ``prefilter`` best by analytic EHVI, then (once the
     hypervolume saturates) by non-domination probability; see :class:`surrogate.strategies.QLogNEHVIGreedy`.
     With ``lazy_chunk`` each pick after the first is found lazily (:func:`_lazy_argmax`, that many at a time).
     With ``observation_noise`` the prefilter and the front completion score a candidate by the distribution
-    of its measurement (GP noise included), as ``ehvi-believer`` does; qLogNEHVI itself samples the latent function.
+    of its measurement (GP noise included), as ``ehvi-believer`` does; qNEHVI itself samples the latent function.
+
+    The picks are by BoTorch's plain ``qNoisyExpectedHypervolumeImprovement`` (with ``log_values``: by qLogNEHVI,
+    the same Monte Carlo estimate with a log-space smoothing meant for gradient-based optimisation; over a discrete
+    set it only costs time). Candidates no sample improves tie at 0 and go in prefilter (analytic EHVI) order.
 
     Returns ``(picks, scores, mean, std, n_hv)``: ``picks`` index ``rows``; ``n_hv`` picks were greedy.
     """
@@ -316,13 +324,17 @@ def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_tr
     t, p = X_train.shape[0], 0 if X_pending is None else X_pending.shape[0]
     points = torch.cat([X_train] + ([X_pending] if p else []) + [X[rows[order]]])  # baseline, pending, choices
     index = torch.arange(points.shape[0], dtype=points.dtype).unsqueeze(-1)  # s x 1: the stand-in's inputs
-    acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model=JointPosteriorModel(model, points), ref_point=ref.tolist(), X_baseline=index[:t], prune_baseline=True,
-        X_pending=index[t:t + p] if p else None,
-        sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed))
+    with warnings.catch_warnings():  # BoTorch advises the log version to every caller; its reason is gradients
+        warnings.simplefilter("ignore", NumericsWarning)
+        acqf = (qLogNoisyExpectedHypervolumeImprovement if log_values else qNoisyExpectedHypervolumeImprovement)(
+            model=JointPosteriorModel(model, points), ref_point=ref.tolist(), X_baseline=index[:t],
+            prune_baseline=True, X_pending=index[t:t + p] if p else None,
+            sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed))
     choices = index[t + p:]
     hv = hypervolume(Y_train, ref)
-    floor = math.log(saturation * hv) if saturation > 0 and hv > 0 else -math.inf
+    floor = -math.inf  # a pick below it adds nothing (on the acquisition's own scale)
+    if saturation > 0 and hv > 0:
+        floor = math.log(saturation * hv) if log_values else saturation * hv
     last = torch.full((choices.shape[0],), math.inf, dtype=points.dtype)  # each choice's latest value
     free = torch.ones(choices.shape[0], dtype=torch.bool)
     pos: list[int] = []

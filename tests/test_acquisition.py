@@ -91,6 +91,9 @@ def test_greedy_batch_does_not_crowd_one_spot():
                     X_train=X_train)
     assert sum(i < 10 for i in topk.indices) == 10
     assert sum(i < 10 for i in greedy.indices) == 1 and len(set(greedy.indices)) == 10
+    logei = select("qlognehvi-greedy", 10, X, np.random.default_rng(0), model=model, Y_train=f(X_train),
+                   X_train=X_train, settings={"log_values": True})  # by qLogNEHVI instead of qNEHVI: the same
+    assert sum(i < 10 for i in logei.indices) == 1 and len(set(logei.indices)) == 10
     # the believer: once one copy is believed at its predicted value, the others add (almost) nothing
     believer = select("ehvi-believer", 10, X, np.random.default_rng(0), model=model, Y_train=f(X_train),
                       X_train=X_train)
@@ -239,3 +242,8 @@ def test_greedy_completes_a_saturated_front_by_non_domination():
     assert "last 3 by non-domination probability" in half.strategy and len(set(half.indices)) == 6
     plain = select("qlognehvi-greedy", 6, X, np.random.default_rng(0), settings={"saturation": 0.0}, **kw)
     assert plain.strategy == "qlognehvi-greedy" and len(set(plain.indices)) == 6
+    for saturation, label in ((1.0, "qlognehvi-greedy (hypervolume saturated: last 3 by non-domination probability)"),
+                              (0.0, "qlognehvi-greedy")):  # the floor on qLogNEHVI's log scale
+        sel = select("qlognehvi-greedy", 6, X, np.random.default_rng(0),
+                     settings={"saturation": saturation, "log_values": True}, **kw)
+        assert sel.strategy == label and len(set(sel.indices)) == 6

@@ -215,7 +215,7 @@ def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
     # with jobs pending, ehvi-topk picks through the greedy path and says so (it may add that the hypervolume
     # saturated)
     base = [c["strategy"].split(" (hypervolume saturated")[0] for c in cycles]
-    pending = "ehvi-topk (jobs pending: by qLogNEHVI)"
+    pending = "ehvi-topk (jobs pending: by qNEHVI)"
     assert all(s in (pending, "random (only 1 result(s) to fit on)") for s, c in zip(base, cycles) if c["cycle"] > 0)
     assert base[-1] == pending
     # slots are refilled one by one while the others still run (batch mode would wait for all three)
