@@ -54,6 +54,13 @@ def test_capped_repeat_unit_replaces_links_by_methyls():
 
     mol = capped_repeat_unit("*CC(*)c1ccccc1")
     assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.MolToSmiles(Chem.MolFromSmiles("CCC(C)c1ccccc1"))
+    # hydrogen caps: ethylbenzene, every hydrogen an explicit atom (as the QM molecule needs)
+    mol = capped_repeat_unit("*CC(*)c1ccccc1", "hydrogen")
+    assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.MolToSmiles(Chem.MolFromSmiles("CCc1ccccc1"))
+    assert mol.GetNumAtoms() == 18 and all(a.GetNumImplicitHs() == 0 for a in mol.GetAtoms())
+    assert Chem.MolToSmiles(Chem.RemoveHs(capped_repeat_unit("*C(*)(F)F", "hydrogen"))) == "FCF"
+    with pytest.raises(ValueError, match="unknown cap"):
+        capped_repeat_unit("*CC*", "ethyl")
 
 
 def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
@@ -140,13 +147,14 @@ def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(m
 
 
 @pytest.mark.slow
-def test_repeat_unit_polarizability_is_additive_along_the_chain():
-    # the unit's alpha is the CH3-capped unit's minus ethane's: a unit written as two repeats
-    # (*CCCC*) then has twice the alpha of *CC* (without the subtraction: hexane/butane ~ 1.5)
+@pytest.mark.parametrize("cap", ["methyl", "hydrogen"])
+def test_repeat_unit_polarizability_is_additive_along_the_chain(cap):
+    # the unit's alpha is the CH3-capped unit's minus ethane's (H-capped minus H2's): a unit written as two
+    # repeats (*CCCC*) then has twice the alpha of *CC* (without the subtraction: hexane/butane ~ 1.5)
     from workflow.job.presets import load_preset
     from workflow.job.qm import repeat_unit_polarizability
 
-    settings = load_preset("smoke").qm
+    settings = load_preset("smoke").qm.model_copy(update={"cap": cap})
     one = repeat_unit_polarizability("*CC*", settings)
     two = repeat_unit_polarizability("*CCCC*", settings)
     assert two.static_ang3 / one.static_ang3 == pytest.approx(2.0, rel=0.03)
@@ -263,6 +271,31 @@ def test_ethane_is_computed_once_per_qm_settings(tmp_path):
     other, its, seconds = cap_polarizabilities(settings.model_copy(update={"grid_level": 2}), cache_dir=tmp_path)
     assert its > 0 and seconds > 0 and len(list(tmp_path.iterdir())) == 2
     assert other[0] == pytest.approx(first[0], rel=1e-3) and other != first
+
+
+def test_a_direction_the_basis_cannot_polarise_has_zero_response():
+    # H2 in STO-3G has one virtual orbital, reached from the occupied one only along the bond: the other two
+    # directions have no perturbation at all, and the solver must answer 0 for them rather than stall
+    from pyscf import gto, scf
+
+    mf = scf.RHF(gto.M(atom="H 0 0 0; H 0 0 0.74", basis="sto-3g", verbose=0)).run()
+    (t,), _ = response_polarizability(mf, [0.0], tol=1e-8)
+    assert t[0, 0] == 0.0 and t[1, 1] == 0.0 and t[2, 2] > 1.0
+
+
+def test_hydrogen_caps_subtract_h2_cached_apart_from_ethane(tmp_path):
+    from workflow.job.presets import QMSettings
+    from workflow.job.qm import cap_polarizabilities
+
+    methyl = QMSettings(functional="b3lyp", basis="sto-3g", grid_level=1, n_conformers=1)
+    hydrogen = methyl.model_copy(update={"cap": "hydrogen"})
+    assert "cap" not in methyl.polarizability_settings()  # the default: existing results keep their keys
+    assert hydrogen.polarizability_settings()["cap"] == "hydrogen"
+    ethane, _, _ = cap_polarizabilities(methyl, cache_dir=tmp_path)
+    h2, its, _ = cap_polarizabilities(hydrogen, cache_dir=tmp_path)
+    assert its > 0 and sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["ethane", "h2"]
+    assert 0 < h2[0] < 0.5 * ethane[0]  # H2 (exp. 0.80 A^3) against ethane (4.4)
+    assert cap_polarizabilities(hydrogen, cache_dir=tmp_path)[1:] == (0, 0.0)
 
 
 def test_a_cache_file_written_for_other_settings_is_not_used(tmp_path):

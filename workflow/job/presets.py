@@ -22,7 +22,7 @@ class _Frozen(BaseModel):
 
 
 class QMSettings(_Frozen):
-    """Polarizability of the CH3-capped repeat unit (PySCF, linear response)."""
+    """Polarizability of the capped repeat unit (PySCF, linear response)."""
 
     functional: str = "cam-b3lyp"
     # aug-cc-pVDZ: alpha_D and the dispersion ratio of polystyrene within 0.05% of aug-cc-pVTZ (benchmarks/qm_speed.py);
@@ -52,15 +52,18 @@ class QMSettings(_Frozen):
     opt_max_steps: int = 100
     # the DFT grid of the optimisation's SCF and gradients; None: grid_level
     opt_grid_level: int | None = None
+    # what replaces the two links (*) in the QM molecule, its reference then subtracted: "methyl" (CH3 caps, minus
+    # ethane) or "hydrogen" (H caps, minus H2); both leave one link bond per unit (see workflow/job/qm.py)
+    cap: Literal["methyl", "hydrogen"] = "methyl"
     # MD charges (charge_model esp, or resp without Psi4): RadonPy's RESP level, HF/6-31G(d)
     charge_method: str = "hf"
     charge_basis: str = "6-31g(d)"
 
-
     def polarizability_settings(self) -> dict:
         """The settings the polarizabilities depend on: not the MD charges' (the prep stage's) nor the memory."""
         # a setting added later is left out while it has its default, so existing results keep their keys
-        unset = {"opt_grid_level"} if self.opt_grid_level is None else set()
+        unset = ({"opt_grid_level"} if self.opt_grid_level is None else set()) | (
+            {"cap"} if self.cap == "methyl" else set())
         return self.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"} | unset)
 
 
@@ -197,10 +200,11 @@ QUICK_ELEMENT_BASIS = {"Ge": "aug-cc-pvdz", "Se": "aug-cc-pvdz", "Br": "aug-cc-p
 QUICK = ProtocolPreset(
     name="quick",
     description="Workstation run: ~2,000 atoms (4 chains), the 21-step at 1/20 of RadonPy's length and 100 ps NPT "
-                "sampling, both at 2 fs with SHAKE; CAM-B3LYP/6-31+G(d,p) polarizabilities on the MMFF geometry "
+                "sampling, both at 2 fs with SHAKE; CAM-B3LYP/6-31+G(d,p) polarizabilities of the H-capped unit less H2 "
+                "on the MMFF geometry "
                 "(alpha_D -1.8% and dispersion ratio +1.4% against aug-cc-pVTZ for polystyrene), grid level 0, "
                 "SCF to 1e-7 Eh, response residual 1e-2 (alpha within 2e-5), core orbitals frozen in the response.",
-    qm=QMSettings(functional="cam-b3lyp", basis="6-31+g(d,p)", element_basis=QUICK_ELEMENT_BASIS,
+    qm=QMSettings(functional="cam-b3lyp", basis="6-31+g(d,p)", element_basis=QUICK_ELEMENT_BASIS, cap="hydrogen",
                   auxbasis="def2-universal-jkfit", grid_level=0,
                   response_grid_level=0, scf_conv_tol=1e-7, response_tol=1e-2, response_frozen_core=True,
                   n_conformers=10, memory_mb=16000),

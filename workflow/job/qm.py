@@ -33,20 +33,23 @@ class QMError(RuntimeError):
     """The SCF or the response solve did not converge."""
 
 
-def capped_repeat_unit(psmiles: str) -> Chem.Mol:
-    """The repeat unit with both links (``*``) replaced by methyl groups, with hydrogens."""
+def capped_repeat_unit(psmiles: str, cap: str = "methyl") -> Chem.Mol:
+    """The repeat unit with both links (``*``) replaced by methyl groups (``cap="hydrogen"``: by hydrogen atoms),
+    with hydrogens."""
     mol = Chem.MolFromSmiles(psmiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse {psmiles!r}")
+    if cap not in CAP_REFERENCES:
+        raise ValueError(f"unknown cap {cap!r}: use one of {sorted(CAP_REFERENCES)}")
     rw = Chem.RWMol(mol)
     for atom in rw.GetAtoms():
         if atom.GetAtomicNum() == 0:
-            atom.SetAtomicNum(6)
+            atom.SetAtomicNum(6 if cap == "methyl" else 1)
             atom.SetIsotope(0)
-            atom.SetNoImplicit(False)
+            atom.SetNoImplicit(cap != "methyl")  # a hydrogen cap takes no hydrogens of its own
     capped = rw.GetMol()
     Chem.SanitizeMol(capped)
-    return Chem.AddHs(capped)
+    return Chem.AddHs(Chem.RemoveHs(capped) if cap != "methyl" else capped)
 
 
 def lowest_conformer(mol: Chem.Mol, n_conformers: int, seed: int = 42) -> Chem.Mol:
@@ -95,9 +98,9 @@ class PolarizabilityResult:
     n_basis: int
     response_iterations: int
     geometry_opt_steps: int = 0  # 0: the MMFF geometry was used
-    capped_static_ang3: float = 0.0  # the CH3-capped unit's own static alpha
-    cap_static_ang3: float = 0.0  # ethane's alpha, subtracted
-    cap_dynamic_ang3: dict[float, float] = field(default_factory=dict)  # wavelength nm -> ethane's alpha
+    capped_static_ang3: float = 0.0  # the capped unit's own static alpha
+    cap_static_ang3: float = 0.0  # the cap reference's (ethane's or H2's) alpha, subtracted
+    cap_dynamic_ang3: dict[float, float] = field(default_factory=dict)  # wavelength nm -> the reference's alpha
     auxbasis: str = "none"  # the density-fitting basis ("none": exact integrals)
     timings: QMTimings | None = None
 
@@ -338,6 +341,7 @@ class LinearResponse:
         new_s = [d * v / (d**2 - w**2) for w in ws]
         new_a = [w * v / (d**2 - w**2) for w in ws if w]
         norm_v = np.linalg.norm(v, axis=1)
+        norm_v[norm_v == 0] = 1.0  # a direction the basis cannot polarise (H2 in STO-3G across its bond): response 0
         prune = _Subspace.PRUNE
         for iteration in range(1, max_cycle + 1):
             while s_basis.extend(new_s, prune) + a_basis.extend(new_a, prune) == 0:
@@ -568,7 +572,8 @@ def response_polarizability(mf, frequencies_hartree: list[float], tol: float = 1
     return LinearResponse(mf).solve(frequencies_hartree, tol, max_cycle)
 
 
-CAP_REFERENCE_SMILES = "CC"  # ethane: the two methyl caps and the bond that joins them
+# the molecule a cap's contribution is taken from: the two caps and the bond that joins them (name, SMILES)
+CAP_REFERENCES = {"methyl": ("ethane", "CC"), "hydrogen": ("h2", "[H][H]")}
 CAP_VERSION = 1  # bump when the cap's computation changes its result
 
 
@@ -601,7 +606,8 @@ def cap_settings(settings: QMSettings) -> dict[str, Any]:
 
 def cap_polarizabilities(settings: QMSettings, threads: int = 1,
                          cache_dir: Path | None = None) -> tuple[list[float], int, float]:
-    """Ethane's isotropic alpha (A^3) at 0 and the three wavelengths, with the preset's method.
+    """The cap reference's (ethane's, or H2's for hydrogen caps) isotropic alpha (A^3) at 0 and the three
+    wavelengths, with the preset's method.
 
     Computed once per QM settings where ``cache_dir`` is given: the file is named by the settings'
     hash and holds the settings, and is reused only when they are equal. Returns ``(alphas,
@@ -611,15 +617,16 @@ def cap_polarizabilities(settings: QMSettings, threads: int = 1,
 
     from workflow.common.files import read_json, stable_hash, write_json_atomic
 
-    wanted = {"molecule": CAP_REFERENCE_SMILES, "version": CAP_VERSION, "qm": cap_settings(settings)}
+    name, smiles = CAP_REFERENCES[settings.cap]
+    wanted = {"molecule": smiles, "version": CAP_VERSION, "qm": cap_settings(settings)}
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"ethane-{stable_hash(wanted)[:16]}.json"
+        path = Path(cache_dir) / f"{name}-{stable_hash(wanted)[:16]}.json"
         cached = read_json(path)
         if cached is not None and cached.get("settings") == wanted:
             return [float(a) for a in cached["alphas"]], 0, 0.0
     t0 = time.monotonic()
-    cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(CAP_REFERENCE_SMILES)), settings.n_conformers)
+    cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(smiles)), settings.n_conformers)
     with lib.with_omp_threads(threads):
         alphas, _, iterations, _, _ = isotropic_polarizabilities(cap, settings)
     seconds = time.monotonic() - t0
@@ -637,14 +644,16 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
     Group additivity: alpha(unit) = alpha(CH3-unit-CH3) - alpha(CH3-CH3), both with the preset's
     method. The methyl caps stand for the chain's neighbours in the geometry; subtracting ethane
     removes them and leaves one link bond per unit, as in the chain. (Using the capped molecule's
-    alpha with the unit's mass overestimates n_D by ~0.09 for polystyrene.) Ethane's result is
+    alpha with the unit's mass overestimates n_D by ~0.09 for polystyrene.) With ``settings.cap``
+    "hydrogen": alpha(H-unit-H) - alpha(H2), two C-H bonds less an H-H bond standing for the link bond;
+    measured closer to the cap-free difference alpha(capped dimer) - alpha(capped unit) (README). The reference's result is
     shared through ``cache_dir`` (see :func:`cap_polarizabilities`); the capped unit's DFT optimisation
     (where the preset asks for one) keeps its progress in ``opt_checkpoint`` (see :func:`optimize_geometry`).
     """
     from pyscf import lib
 
     t0 = time.monotonic()
-    geometry = lowest_conformer(capped_repeat_unit(psmiles), settings.n_conformers)
+    geometry = lowest_conformer(capped_repeat_unit(psmiles, settings.cap), settings.n_conformers)
     conformers = time.monotonic() - t0
     with lib.with_omp_threads(threads):
         capped, mf, iterations, opt_steps, timings = isotropic_polarizabilities(geometry, settings, opt_checkpoint)

@@ -170,14 +170,15 @@ def _qm_inputs(run: JobRun) -> list[Path]:
     from workflow.job.optics import photon_energy_hartree
 
     qm = run.preset.qm
-    geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(run.spec.psmiles), qm.n_conformers)
+    geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(run.spec.psmiles, qm.cap), qm.n_conformers)
     conf = geometry.GetConformer()
     xyz = [f"{a.GetSymbol()} {p.x:.6f} {p.y:.6f} {p.z:.6f}"
            for a, p in ((a, conf.GetAtomPosition(a.GetIdx())) for a in geometry.GetAtoms())]
     (run.dir / "qm_geometry.xyz").write_text(
-        f"{len(xyz)}\nCH3-capped repeat unit of {run.spec.psmiles}\n" + "\n".join(xyz) + "\n")
+        f"{len(xyz)}\n{'CH3' if qm.cap == 'methyl' else 'H'}-capped repeat unit of {run.spec.psmiles}\n"
+        + "\n".join(xyz) + "\n")
     write_json_atomic(run.dir / "qm_input.json", {
-        "program": "pyscf", "method": "RKS linear response", "functional": qm.functional,
+        "program": "pyscf", "method": "RKS linear response", "functional": qm.functional, "cap": qm.cap,
         "basis": qmmod.basis_per_element([a.GetSymbol() for a in geometry.GetAtoms()], qm),
         "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
             f", then DFT-optimised ({qm.opt_functional}/{qm.opt_basis}, geomeTRIC, up to "
