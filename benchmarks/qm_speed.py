@@ -3,8 +3,8 @@
     python benchmarks/qm_speed.py [--preset quick ...] [--polymer PS ...] [--cores 2]
                                   [--reference-basis aug-cc-pvtz | --no-reference]
 
-For the CH3-capped units of polystyrene, PMMA and bisphenol-A polycarbonate (and for ethane, the
-cap subtracted from each), with each preset's QM settings: wall seconds of the conformer search,
+For the capped units of polystyrene, PMMA and bisphenol-A polycarbonate (and for the cap reference
+subtracted from each: ethane for CH3 caps, H2 for H caps), with each preset's QM settings: wall seconds of the conformer search,
 the MD charges (the preset's charge model on RadonPy's monomer; 0 for Gasteiger), the DFT geometry
 optimisation (where the preset asks for one), the SCF and the response equations (the static limit
 and 486.1/589.3/656.3 nm, solved together); the repeat unit's isotropic alpha (static and the three
@@ -92,7 +92,7 @@ def main() -> None:
                 line = (f"{preset_name:<6} {name:<5} {qm.functional}/{qm.basis} nao {row['n_basis']}: "
                         f"conformers {s['conformers']:.1f} s, charges {row['charges_s']:.1f} s, "
                         f"geometry {s['geometry']:.1f} s, SCF {s['scf']:.1f} s, response {s['response']:.1f} s, "
-                        f"ethane {s['cap']:.1f} s; alpha static {row['alpha_static']:.2f}, "
+                        f"cap reference {s['cap']:.1f} s; alpha static {row['alpha_static']:.2f}, "
                         + ", ".join(f"{wl:g} nm {row[f'alpha_{wl:g}']:.2f}" for wl in WAVELENGTHS_NM)
                         + f" A^3, ratio {row['dispersion_ratio']:.5f}")
                 if "reference" in row:
