@@ -61,6 +61,9 @@ def test_capped_repeat_unit_replaces_links_by_methyls():
     assert Chem.MolToSmiles(Chem.RemoveHs(capped_repeat_unit("*C(*)(F)F", "hydrogen"))) == "FCF"
     with pytest.raises(ValueError, match="unknown cap"):
         capped_repeat_unit("*CC*", "ethyl")
+    with pytest.raises(ValueError, match="double or triple bond cannot take a hydrogen cap"):
+        capped_repeat_unit("*=CC=*", "hydrogen")
+    assert Chem.MolToSmiles(Chem.RemoveHs(capped_repeat_unit("*/C=C/*", "hydrogen"))) == "C=C"
 
 
 def test_dft_geometry_optimisation_moves_a_stretched_bond_back():

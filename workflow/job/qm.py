@@ -41,6 +41,9 @@ def capped_repeat_unit(psmiles: str, cap: str = "methyl") -> Chem.Mol:
         raise ValueError(f"RDKit cannot parse {psmiles!r}")
     if cap not in CAP_REFERENCES:
         raise ValueError(f"unknown cap {cap!r}: use one of {sorted(CAP_REFERENCES)}")
+    if cap == "hydrogen" and any(b.GetBondType() != Chem.BondType.SINGLE for a in mol.GetAtoms()
+                                 if a.GetAtomicNum() == 0 for b in a.GetBonds()):
+        raise ValueError(f"{psmiles!r}: a link by a double or triple bond cannot take a hydrogen cap (use qm.cap methyl)")
     rw = Chem.RWMol(mol)
     for atom in rw.GetAtoms():
         if atom.GetAtomicNum() == 0:
