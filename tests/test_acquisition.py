@@ -185,6 +185,27 @@ def test_greedy_scores_the_measurement_unless_told_otherwise():
     assert (measured > 1.2 * latent).all()  # so the two settings score differently
 
 
+def test_kernels_by_name_reach_the_gp():
+    # each name in KERNELS fits: isotropic and matern with one lengthscale, ard with one per input; an unknown
+    # name is refused
+    from gpytorch.kernels import MaternKernel, RBFKernel
+
+    torch.manual_seed(6)
+    X = torch.rand(25, 3, dtype=D)
+    Y = torch.stack([torch.sin(3 * X[:, 0]) + X[:, 1], X[:, 2] ** 2], dim=1)
+    models = {k: fit_model(X, Y, kernel=k) for k in ("isotropic", "matern", "ard")}
+    covar = {k: m.models[0].covar_module for k, m in models.items()}
+    base = {k: getattr(c, "base_kernel", c) for k, c in covar.items()}  # BoTorch's ARD default has no output scale
+    assert type(base["isotropic"]) is RBFKernel and base["isotropic"].lengthscale.numel() == 1
+    assert type(base["matern"]) is MaternKernel and base["matern"].nu == 2.5 and base["matern"].lengthscale.numel() == 1
+    assert base["ard"].lengthscale.numel() == 3
+    probe = torch.rand(5, 3, dtype=D)
+    means = {k: posterior_moments(m, probe)[0] for k, m in models.items()}
+    assert not torch.allclose(means["matern"], means["isotropic"], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        fit_model(X, Y, kernel="linear")
+
+
 def test_believing_keeps_the_mean_and_shrinks_the_variance():
     # kriging believer: conditioning each GP on its own predicted mean at x leaves every posterior mean
     # as it was (outcome standardisation included) and shrinks the variance at x and near it, not far away

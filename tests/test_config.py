@@ -95,7 +95,7 @@ def test_strategy_with_its_settings_and_the_registries_name_the_choices(tmp_path
                                                          "saturation: 0.001}\nkernel: isotropic\n"))
     assert isinstance(c.strategy, QLogNEHVIGreedy) and c.strategy.prefilter == 50 and c.strategy.saturation == 1e-3
     assert load_campaign(write(tmp_path / "d.yaml", GOOD + "strategy: random\n")).strategy.name == "random"
-    for text, needle in ((GOOD + "strategy: ucb\n", "strategy"), (GOOD + "kernel: matern\n", "kernel"),
+    for text, needle in ((GOOD + "strategy: ucb\n", "strategy"), (GOOD + "kernel: linear\n", "kernel"),
                          (GOOD + "strategy: {name: ehvi-topk, prefilter: 5}\n", "prefilter"),
                          (GOOD + "retries: {lost: 2}\n", "retries.lost")):
         with pytest.raises(ConfigError, match=needle):

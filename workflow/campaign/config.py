@@ -97,8 +97,8 @@ class Campaign(_Settings):
     strategy: StrategySettings = Field(default_factory=EhviBeliever,
                                        description="a name, or a mapping of name and the strategy's settings")
     kernel: KernelName = Field(  # type: ignore[valid-type]
-        default="isotropic", description="GP kernel: isotropic (one lengthscale, the published model) or ard (one "
-                                         "lengthscale per descriptor)")
+        default="isotropic", description="GP kernel: isotropic (RBF, one lengthscale, the published model), matern "
+                                         "(Matern-5/2, one lengthscale) or ard (RBF, one lengthscale per descriptor)")
     mode: Literal["batch", "async"] = Field(
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
                                      "`in_flight` jobs running, refit and pick one whenever one finishes")
