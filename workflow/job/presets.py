@@ -59,11 +59,13 @@ class QMSettings(_Frozen):
     charge_method: str = "hf"
     charge_basis: str = "6-31g(d)"
 
+    # settings added after results were stored, with their defaults: left out of the key while they have them,
+    # so those results keep their keys
+    ADDED_LATER: ClassVar[dict[str, object]] = {"opt_grid_level": None, "cap": "methyl"}
+
     def polarizability_settings(self) -> dict:
         """The settings the polarizabilities depend on: not the MD charges' (the prep stage's) nor the memory."""
-        # a setting added later is left out while it has its default, so existing results keep their keys
-        unset = ({"opt_grid_level"} if self.opt_grid_level is None else set()) | (
-            {"cap"} if self.cap == "methyl" else set())
+        unset = {name for name, default in self.ADDED_LATER.items() if getattr(self, name) == default}
         return self.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"} | unset)
 
 

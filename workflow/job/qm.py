@@ -49,9 +49,10 @@ def capped_repeat_unit(psmiles: str, cap: str = "methyl") -> Chem.Mol:
         if atom.GetAtomicNum() == 0:
             atom.SetAtomicNum(6 if cap == "methyl" else 1)
             atom.SetIsotope(0)
-            atom.SetNoImplicit(cap != "methyl")  # a hydrogen cap takes no hydrogens of its own
+            atom.SetNoImplicit(False)
     capped = rw.GetMol()
     Chem.SanitizeMol(capped)
+    # H caps become ordinary hydrogens, listed after the heavy atoms as every other hydrogen
     return Chem.AddHs(Chem.RemoveHs(capped) if cap != "methyl" else capped)
 
 
