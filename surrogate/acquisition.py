@@ -304,6 +304,21 @@ def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Te
     return best_i, best
 
 
+def prune_baseline(model: Model, X: torch.Tensor, ref: torch.Tensor, num_samples: int, seed: int) -> torch.Tensor:
+    """The rows of ``X`` (``n x d``) that are Pareto-optimal and above ``ref`` in at least one of ``num_samples``
+    quasi-random joint posterior samples: ``n' x d``.
+
+    BoTorch's ``prune_inferior_points_multi_objective`` (what ``prune_baseline=True`` calls, with its 2,048
+    samples and ``max_frac`` 1), with the Pareto masks of :func:`surrogate.pareto.pareto_mask` (a sort for two
+    objectives, against BoTorch's row loop: 9.2 s of a 44 s greedy replay, profiled) and a seeded sampler.
+    """
+    with torch.no_grad():
+        posterior = model.posterior(X)
+        samples = SobolQMCNormalSampler(torch.Size([num_samples]), seed=seed)(posterior)  # num_samples x n x m
+    keep = (pareto_mask(samples) & (samples > ref).all(dim=-1)).any(dim=0)
+    return X[keep]
+
+
 def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_train: torch.Tensor,
                  Y_train: torch.Tensor, ref: torch.Tensor, prefilter: int, mc_samples: int, seed: int,
                  X_pending: torch.Tensor | None, saturation: float, completion_share: float,
@@ -324,11 +339,12 @@ def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_tr
     t, p = X_train.shape[0], 0 if X_pending is None else X_pending.shape[0]
     points = torch.cat([X_train] + ([X_pending] if p else []) + [X[rows[order]]])  # baseline, pending, choices
     index = torch.arange(points.shape[0], dtype=points.dtype).unsqueeze(-1)  # s x 1: the stand-in's inputs
+    joint = JointPosteriorModel(model, points)
     with warnings.catch_warnings():  # BoTorch advises the log version to every caller; its reason is gradients
         warnings.simplefilter("ignore", NumericsWarning)
         acqf = (qLogNoisyExpectedHypervolumeImprovement if log_values else qNoisyExpectedHypervolumeImprovement)(
-            model=JointPosteriorModel(model, points), ref_point=ref.tolist(), X_baseline=index[:t],
-            prune_baseline=True, X_pending=index[t:t + p] if p else None,
+            model=joint, ref_point=ref.tolist(), X_baseline=prune_baseline(joint, index[:t], ref, 2048, seed),
+            prune_baseline=False, X_pending=index[t:t + p] if p else None,
             sampler=SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed))
     choices = index[t + p:]
     hv = hypervolume(Y_train, ref)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from surrogate.acquisition import (JointPosteriorModel, _believe, _lazy_argmax, ehvi, non_domination_probability,
-                                   posterior_moments)
+                                   posterior_moments, prune_baseline)
 from surrogate.gp import fit_model
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
 from surrogate.strategies import STRATEGIES, SelectionProblem, make_strategy
@@ -44,6 +44,41 @@ def test_pareto_and_hypervolume_by_hand():
     assert hypervolume(Y, torch.zeros(2, dtype=D)) == 6.0
     assert to_max_form(Y[:1], [True, False]).tolist() == [[1.0, -3.0]]
     assert reference_point(Y).tolist() == [1.0 - 0.2, 1.0 - 0.2]
+
+
+def test_two_objective_pareto_mask_is_botorchs_with_ties_and_batches():
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):  # small integers: many ties in one objective and identical rows
+        b, n = int(torch.randint(1, 4, (1,), generator=g)), int(torch.randint(1, 30, (1,), generator=g))
+        Y = torch.randint(0, 5, (b, n, 2), generator=g).to(D)
+        assert torch.equal(pareto_mask(Y), is_non_dominated(Y, deduplicate=False))
+    Y = torch.randn(64, 200, 2, generator=g, dtype=D)  # the size of a pruning's samples (2,048 there)
+    assert torch.equal(pareto_mask(Y), is_non_dominated(Y, deduplicate=False))
+    Y3 = torch.randint(0, 4, (2, 20, 3), generator=g).to(D)  # three objectives: BoTorch's own
+    assert torch.equal(pareto_mask(Y3), is_non_dominated(Y3, deduplicate=False))
+
+
+def test_pruning_keeps_the_rows_that_can_be_pareto_optimal():
+    # a nearly certain posterior: the front (rows 0-2) above the reference point; row 3 is dominated by row 1,
+    # row 4 is non-dominated but below the reference in its second objective
+    mean = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [1.5, 1.5], [4.0, -1.0]], dtype=D)
+    X = torch.arange(5, dtype=D).unsqueeze(-1)
+    ref = torch.zeros(2, dtype=D)
+    sure = _FixedModel(mean, torch.full_like(mean, 1e-6))
+    assert prune_baseline(sure, X, ref, 256, seed=0).flatten().tolist() == [0.0, 1.0, 2.0]
+    # with an sd of 1 every row has some chance of being on the front and above the reference
+    unsure = _FixedModel(mean, torch.ones_like(mean))
+    assert prune_baseline(unsure, X, ref, 256, seed=0).flatten().tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+class _FixedModel(JointPosteriorModel):
+    """Independent Gaussians per row and objective: ``mean``, ``std`` (``s x m``); inputs are row indices."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        torch.nn.Module.__init__(self)
+        self._mean, self._cov = mean.T.contiguous(), torch.diag_embed(std.T ** 2)
 
 
 def test_selection_returns_distinct_rows():
