@@ -56,6 +56,8 @@ def test_two_objective_pareto_mask_is_botorchs_with_ties_and_batches():
         assert torch.equal(pareto_mask(Y), is_non_dominated(Y, deduplicate=False))
     Y = torch.randn(64, 200, 2, generator=g, dtype=D)  # the size of a pruning's samples (2,048 there)
     assert torch.equal(pareto_mask(Y), is_non_dominated(Y, deduplicate=False))
+    Y[0, 5, 1] = float("nan")  # NaN: BoTorch's own comparisons
+    assert torch.equal(pareto_mask(Y), is_non_dominated(Y, deduplicate=False))
     Y3 = torch.randint(0, 4, (2, 20, 3), generator=g).to(D)  # three objectives: BoTorch's own
     assert torch.equal(pareto_mask(Y3), is_non_dominated(Y3, deduplicate=False))
 
