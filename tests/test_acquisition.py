@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 import torch
@@ -305,3 +306,45 @@ def test_greedy_completes_a_saturated_front_by_non_domination():
         sel = select("qlognehvi-greedy", 6, X, np.random.default_rng(0),
                      settings={"saturation": saturation, "log_values": True}, **kw)
         assert sel.strategy == label and len(set(sel.indices)) == 6
+
+
+def test_greedy_does_not_evaluate_again_a_candidate_no_sample_improved(monkeypatch):
+    # a candidate whose qNEHVI is 0 (no sample improves the front) can only stay at 0 as picks join the pending
+    # set: it is not evaluated again for the batch, and picks tied at 0 go in prefilter order
+    import surrogate.acquisition as acquisition
+
+    torch.manual_seed(4)
+    f = lambda X: torch.stack([X[:, 0] + 0.2 * X[:, 1], 1 - X[:, 0] + 0.2 * X[:, 2]], dim=1)
+    X = torch.rand(200, 3, dtype=D)
+    X_train = X[:40]
+    model = fit_model(X_train, f(X_train))
+    calls, real = [], acquisition._lazy_argmax
+
+    def recording(acqf, choices, free, last, chunk, first_chunk=512, settled=-math.inf):
+        seen = {}
+
+        def recorded(Xc):  # Xc: positions 0..k-1 in the candidate list
+            values = acqf(Xc + choices[0])
+            seen.update(zip(Xc[:, 0, 0].long().tolist(), values.tolist()))
+            return values
+        result = real(recorded, choices - choices[0], free, last, chunk, first_chunk, settled)
+        calls.append((free.clone(), seen, result))
+        return result
+
+    monkeypatch.setattr(acquisition, "_lazy_argmax", recording)
+    sel = select("qlognehvi-greedy", 24, X, np.random.default_rng(0), model=model, Y_train=f(X_train),
+                 X_train=X_train, candidates=np.arange(40, 200), settings={"saturation": 0.0, "prefilter": 100})
+    assert len(set(sel.indices)) == 24 and len(calls) == 24  # the last few picks improve nothing (below)
+    zero = set()
+    for n, (free, seen, _) in enumerate(calls):
+        assert not zero & set(seen), f"pick {n}: a candidate at 0 was evaluated again: {sorted(zero & set(seen))} {len(seen)}"
+        # every free candidate not yet at 0 is evaluated (the first pick: all 100)
+        assert len(seen) == int(free.sum()) - len(zero & set(torch.nonzero(free)[:, 0].tolist()))
+        zero |= {i for i, v in seen.items() if v <= 0}
+        assert zero or n > 0  # some are at 0 from the first pick on
+    ties = 0
+    for free, seen, (pick, value) in calls:
+        if value <= 0:  # nothing improves: the first free candidate at 0 (prefilter order)
+            assert pick == min(i for i in torch.nonzero(free)[:, 0].tolist() if i in zero)
+            ties += 1
+    assert ties >= 2
