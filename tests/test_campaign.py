@@ -43,7 +43,7 @@ def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
     assert len(store.jobs()) == 4  # 2 + 2, then cycle 2 finds nothing left
     assert sorted({c["cycle"] for c in store.cycles()}) == [0, 1]
     cyc1 = [c for c in store.cycles() if c["cycle"] == 1]
-    assert all(c["strategy"].startswith("ehvi-believer") and c["acquisition"] is not None and c["predicted_mean"] for c in cyc1)
+    assert all(c["strategy"].startswith("qlognehvi-greedy") and c["acquisition"] is not None and c["predicted_mean"] for c in cyc1)
     for r in store.results():
         assert 0.5 < r["density"] < 2.0 and r["refractive_index"] > 1 and r["abbe_number"] > 0
         assert r["preset"] == "smoke" and "lammps" in r["versions"]
@@ -124,3 +124,21 @@ def test_changed_campaign_settings_are_refused(tmp_path, oracle_campaign):
     changed = oracle_campaign.model_copy(update={"batch_size": 7})
     with pytest.raises(Exception, match="different settings"):
         CampaignRunner(changed, tmp_path / "runs", log=print)
+
+
+def test_a_setting_the_file_leaves_out_keeps_the_value_the_campaign_started_with(tmp_path, oracle_campaign):
+    # a campaign started with another strategy than today's default resumes with it when its file names none
+    # (the default changed in session 9); a file that names another strategy is still refused
+    started = oracle_campaign.model_copy(update={"strategy": make_strategy("ehvi-topk")})
+    CampaignRunner(started, tmp_path / "runs", log=print).run(OracleEvaluator(started.oracle))
+    assert "strategy" not in oracle_campaign.model_fields_set
+    assert oracle_campaign.strategy.name != "ehvi-topk"
+    lines = []
+    resumed = CampaignRunner(oracle_campaign, tmp_path / "runs", log=lines.append)
+    assert resumed.campaign.strategy.name == "ehvi-topk" and resumed.strategy.name == "ehvi-topk"
+    assert any("strategy not in the campaign file: kept as the campaign started" in ln and "ehvi-topk" in ln
+               for ln in lines)
+    named = oracle_campaign.model_copy(update={"strategy": make_strategy("ehvi-believer")})
+    named.model_fields_set.add("strategy")
+    with pytest.raises(Exception, match=r"different settings \(strategy\)"):
+        CampaignRunner(named, tmp_path / "runs", log=print)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from surrogate.kernels import KERNELS
-from surrogate.strategies import EhviBeliever, StrategySettings
+from surrogate.strategies import QLogNEHVIGreedy, StrategySettings
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKindName
 from workflow.job.presets import ProtocolPreset, load_preset
@@ -94,7 +94,7 @@ class Campaign(_Settings):
     preset: ProtocolPreset = Field(default_factory=lambda: load_preset("smoke"),
                                    description="smoke | quick | full | a preset YAML file (relative to this file)")
     seed: Count = 0
-    strategy: StrategySettings = Field(default_factory=EhviBeliever,
+    strategy: StrategySettings = Field(default_factory=QLogNEHVIGreedy,
                                        description="a name, or a mapping of name and the strategy's settings")
     kernel: KernelName = Field(  # type: ignore[valid-type]
         default="isotropic", description="GP kernel: isotropic (RBF, one lengthscale, the published model), matern "

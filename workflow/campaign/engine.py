@@ -12,6 +12,8 @@ The evaluator is given to :meth:`CampaignRunner.run`; this module knows only its
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -60,6 +62,7 @@ class CampaignRunner:
                  dry_run: bool = False, profile: dict | None = None):
         self.campaign = campaign
         self.profile = profile  # the site profile of this run, recorded for the report
+        self._replay_strategy = strategy
         self.strategy = strategy or campaign.strategy
         self.runs_dir = Path(runs_dir).resolve()
         self.run_dir = self.runs_dir / campaign.name
@@ -87,10 +90,21 @@ class CampaignRunner:
         current = self.campaign.identity()
         # settings added by a newer PolyScout take their defaults in a store written by an older one
         try:
-            saved = type(self.campaign).model_validate(saved).identity()
+            started = type(self.campaign).model_validate(saved)
+            saved = started.identity()
         except Exception:
-            pass
+            started = None
         changed = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+        # a setting the campaign file leaves out keeps the value the campaign started with (a default may have
+        # changed since: the default strategy did in session 9)
+        unwritten = [k for k in changed if started is not None and k in type(self.campaign).model_fields
+                     and k not in self.campaign.model_fields_set]
+        if unwritten:
+            self.campaign = self.campaign.model_copy(update={k: getattr(started, k) for k in unwritten})
+            self.strategy = self._replay_strategy or self.campaign.strategy
+            self.log(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
+                     f"campaign started ({', '.join(f'{k}: {json.dumps(saved[k])}' for k in unwritten)})")
+            changed = [k for k in changed if k not in unwritten]
         if self.store.get_meta("pool_sha256", self.pool_hash) != self.pool_hash:
             changed.append("pool content")
         if changed:
