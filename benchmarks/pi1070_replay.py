@@ -200,7 +200,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--objectives", type=parse_objectives, default=OBJECTIVES,
                         help="two PI1070 columns, each :max (default) or :min; default refractive_index,Cp")
-    parser.add_argument("--strategies", default="ehvi-believer,ehvi-topk,random,published-code",
+    parser.add_argument("--strategies", default="qlognehvi-greedy,ehvi-believer,ehvi-topk,random,published-code",
                         help="comma-separated STRATEGY[:KERNEL][+setting=value...], e.g. ehvi-believer:ard or "
                              "ehvi-topk+ref_margin=1.0; the kernel defaults to the campaign default (isotropic)")
     parser.add_argument("--cycles", type=int, default=20)

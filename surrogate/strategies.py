@@ -102,7 +102,7 @@ class _ModelStrategy(Strategy):
 
 
 class QLogNEHVIGreedy(_ModelStrategy):
-    """Noisy expected hypervolume improvement (qNEHVI; qLogNEHVI with ``log_values``) one pick at a time among
+    """The campaigns' default. Noisy expected hypervolume improvement (qNEHVI; qLogNEHVI with ``log_values``) one pick at a time among
     the best by analytic EHVI; front completion once saturated
     (see :mod:`surrogate.acquisition`)."""
 
@@ -113,9 +113,9 @@ class QLogNEHVIGreedy(_ModelStrategy):
                                                               "the hypervolume adds nothing")
     completion_share: float = Field(default=0.5, ge=0, le=1, description="at most this share of a saturated batch "
                                                                          "goes by non-domination probability")
-    lazy_chunk: int | None = Field(default=None, ge=1, description="unset: every candidate is evaluated again for each "
-                                   "pick; a number: after the first pick, this many at a time, best last value first, "
-                                   "until none left can win (lazy greedy: 2.4-3.6x faster, see the README)")
+    lazy_chunk: int | None = Field(default=None, ge=1, description="unset: every candidate not yet at 0 is evaluated "
+                                   "again for each pick; a number: after the first pick, this many at a time, best last "
+                                   "value first, until none left can win (lazy greedy, see the README)")
     observation_noise: bool = Field(default=True, description="prefilter and complete the front by the distribution of "
                                     "a candidate's measurement (GP noise included), not of the latent function")
     log_values: bool = Field(default=False, description="true: pick by qLogNEHVI; false: by BoTorch's plain qNEHVI, the "
