@@ -318,7 +318,7 @@ def prune_baseline(model: Model, X: torch.Tensor, ref: torch.Tensor, num_samples
 
     BoTorch's ``prune_inferior_points_multi_objective`` (what ``prune_baseline=True`` calls, with its 2,048
     samples and ``max_frac`` 1), with the Pareto masks of :func:`surrogate.pareto.pareto_mask` (a sort for two
-    objectives, against BoTorch's row loop: 9.2 s of a 44 s greedy replay, profiled) and a seeded sampler.
+    objectives: 0.09 s against BoTorch's row loop's 0.94 s on 2,048 samples of 200 rows) and a seeded sampler.
     """
     with torch.no_grad():
         posterior = model.posterior(X)
