@@ -13,7 +13,6 @@ The evaluator is given to :meth:`CampaignRunner.run`; this module knows only its
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -63,7 +62,6 @@ class CampaignRunner:
         self.campaign = campaign
         self.profile = profile  # the site profile of this run, recorded for the report
         self._replay_strategy = strategy
-        self.strategy = strategy or campaign.strategy
         self.runs_dir = Path(runs_dir).resolve()
         self.run_dir = self.runs_dir / campaign.name
         self.log = log
@@ -101,7 +99,6 @@ class CampaignRunner:
                      and k not in self.campaign.model_fields_set]
         if unwritten:
             self.campaign = self.campaign.model_copy(update={k: getattr(started, k) for k in unwritten})
-            self.strategy = self._replay_strategy or self.campaign.strategy
             self.log(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
                      f"campaign started ({', '.join(f'{k}: {json.dumps(saved[k])}' for k in unwritten)})")
             changed = [k for k in changed if k not in unwritten]
@@ -146,6 +143,11 @@ class CampaignRunner:
         return self.candidates
 
     # --- choosing -----------------------------------------------------------------------------
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy that picks: the replay's when one was given, else the campaign's."""
+        return self._replay_strategy or self.campaign.strategy
+
     def open_rows(self) -> list[int]:
         submitted = self.store.submitted_polymers() if self.store is not None else set()
         return self.candidates.open_rows(submitted)
