@@ -174,10 +174,11 @@ def formaldehyde_water():
                       "H 2.0 -0.94 0", basis="aug-pcseg-0", verbose=0)
 
 
-@pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp", "pbe", "hf"])
+@pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp", "pbe", "lda,vwn", "tpss", "hf"])
 def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(formaldehyde_water, xc):
-    # PolyScout's exchange in the occupied-virtual block vs PySCF's AO-basis response functions, both on the
-    # same density-fitted integrals: (A + B) x and (A - B) x agree to rounding
+    # PolyScout's exchange in the occupied-virtual block and its XC kernel from the orbitals on the grid (LDA,
+    # GGA; a meta-GGA goes through PySCF's nr_rks_fxc) vs PySCF's AO-basis response functions, both on the same
+    # density-fitted integrals: (A + B) x and (A - B) x agree to rounding
     from pyscf import dft, scf
 
     from workflow.job.qm import LinearResponse
@@ -185,11 +186,14 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
     mf = (scf.RHF(formaldehyde_water) if xc == "hf" else dft.RKS(formaldehyde_water, xc=xc)).density_fit()
     mf.kernel()
     ours, ref = LinearResponse(mf, exchange_store="ao"), LinearResponse(mf)  # "mo": single precision, tested below
+    assert (ours._df.xc_on_grid is not None) == (xc not in ("tpss", "hf"))
     ref._df = None
     ref._resp_sym, ref._resp_anti = mf.gen_response(singlet=True, hermi=1), mf.gen_response(singlet=True, hermi=2)
     x = np.random.default_rng(0).standard_normal((3, ours.nocc * ours.nvir))
     for symmetric in (True, False):
         np.testing.assert_allclose(ours._apply(x, symmetric), ref._apply(x, symmetric), atol=1e-9)
+    ours._df.xc_on_grid = None  # the XC kernel through PySCF's nr_rks_fxc (where the orbitals' values do not fit)
+    np.testing.assert_allclose(ours._apply(x, True), ref._apply(x, True), atol=1e-9)
 
 
 @pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp"])

@@ -7,9 +7,9 @@ The frequency-dependent polarizability solves the linear-response (RPA/TDDFT) eq
 static limit and the three Fraunhofer wavelengths together (:class:`LinearResponse`: one paired
 subspace for all frequencies and field directions). With density fitting (the presets' default)
 the response kernel's exchange is built in the occupied-virtual block from the fitted 3-index
-integrals (:class:`_DFKernel`), and the XC kernel may use a coarser grid than the SCF
-(``response_grid_level``). Both agree with PySCF's own response functions and with
-pyscf-properties (tested).
+integrals (:class:`_DFKernel`), and the XC kernel is contracted from the orbitals' values on the
+grid (:class:`_OrbitalXCKernel`), which may be coarser than the SCF's (``response_grid_level``).
+Both agree with PySCF's own response functions and with pyscf-properties (tested).
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ class LinearResponse:
         self.e_ia = (mf.mo_energy[mask_v][None, :] - mf.mo_energy[active][:, None]).ravel()
         with mf.mol.with_common_orig(np.zeros(3)):
             r = mf.mol.intor_symmetric("int1e_r", comp=3)
-        self.v = np.einsum("xpq,pi,qa->xia", r, self.orbo, self.orbv).reshape(3, -1)
+        self.v = np.einsum("xpq,pi,qa->xia", r, self.orbo, self.orbv, optimize=True).reshape(3, -1)
         self._df = None
         if getattr(mf, "with_df", None) is not None:
             self._df = _DFKernel(mf, self.orbo, self.orbv, exchange_store)
@@ -420,10 +420,15 @@ class _DFKernel:
 
     def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, exchange_store: str = "auto"):
         self.mf, self.orbo, self.orbv = mf, orbo, orbv
+        self.xc_on_grid = None
         if hasattr(mf, "xc"):
             ni = mf._numint
             omega, alpha, hyb = ni.rsh_and_hybrid_coeff(mf.xc, mf.mol.spin)
             self.xc_kernel = ni.cache_xc_kernel(mf.mol, mf.grids, mf.xc, mf.mo_coeff, mf.mo_occ, 1)
+            fxc = self.xc_kernel[2]
+            if _OrbitalXCKernel.fits(mf, orbo.shape[1] + orbv.shape[1], ni._xc_type(mf.xc)):
+                # the singlet kernel, halved as PySCF's nr_rks_fxc_st is given it (see ``_xc``)
+                self.xc_on_grid = _OrbitalXCKernel(mf, orbo, orbv, 0.5 * (fxc[0, :, 0] + fxc[0, :, 1]))
         else:  # Hartree-Fock
             omega, alpha, hyb = 0.0, 0.0, 1.0
             self.xc_kernel = None
@@ -455,7 +460,7 @@ class _DFKernel:
             for b in self._blocks(om):
                 bv = b @ orbv  # (P, nao, vir)
                 ov.append(np.matmul(orbo.T, bv))
-                oo.append(np.einsum("pmn,mo,nq->poq", b, orbo, orbo, optimize=True))
+                oo.append(np.matmul(orbo.T, b @ orbo))
                 if keep_vv:
                     vv.append(np.matmul(orbv.T, bv).astype(np.float32))
             self.b_ov[om], self.b_oo[om] = np.concatenate(ov), np.concatenate(oo)
@@ -526,10 +531,66 @@ class _DFKernel:
         return v1
 
     def _xc(self, x: np.ndarray) -> np.ndarray:
+        if self.xc_on_grid is not None:
+            return self.xc_on_grid.apply(x)
         mf, (rho0, vxc, fxc) = self.mf, self.xc_kernel
         dm = trial_densities(x, self.orbo, self.orbv, symmetric=True)
         v = mf._numint.nr_rks_fxc_st(mf.mol, mf.grids, mf.xc, None, dm, 1, True, rho0, vxc, fxc * 0.5)
         return np.einsum("xpq,po,qv->xov", np.asarray(v), self.orbo, self.orbv, optimize=True)
+
+
+class _OrbitalXCKernel:
+    """The XC kernel's occupied-virtual block from the orbitals' values on the grid (LDA and GGA).
+
+    For a trial vector X (occ x vir) the symmetric density is rho1 = 4 sum_ia X_ia phi_i phi_a (and its
+    gradient for a GGA), and the kernel's block is
+
+        K_ia = sum_g sum_x w_x(g) d_x(phi_i phi_a)(g),    w(g) = weight(g) f(g) rho1(g)
+
+    with ``x`` the value and the three gradient components and f the singlet kernel. Working with the
+    orbitals instead of the AO density matrices costs occ*vir per grid point and vector, not nao^2
+    (PySCF's ``nr_rks_fxc``, the reference it is tested against); the orbitals' values (and
+    gradients) are computed once and kept: (occ + vir) x grid x 4 doubles.
+    """
+
+    BLOCK = 4000  # grid points per block
+
+    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, fxc: np.ndarray):
+        """``fxc``: the singlet kernel ``nvar x nvar x ngrids`` (nvar 1 for LDA, 4 for GGA)."""
+        ni, grids = mf._numint, mf.grids
+        deriv = 0 if fxc.shape[0] == 1 else 1
+        self.blocks = []
+        for p0 in range(0, grids.weights.size, self.BLOCK):
+            p1 = min(p0 + self.BLOCK, grids.weights.size)
+            ao = np.asarray(ni.eval_ao(mf.mol, grids.coords[p0:p1], deriv=deriv)).reshape(deriv * 3 + 1, p1 - p0, -1)
+            self.blocks.append((ao @ orbo, ao @ orbv, fxc[:, :, p0:p1] * grids.weights[p0:p1]))
+
+    @classmethod
+    def fits(cls, mf, n_orbitals: int, xc_type: str) -> bool:
+        """Whether the kept orbital values take under a quarter of the SCF's ``max_memory``."""
+        from pyscf import lib
+
+        nvar = {"LDA": 1, "GGA": 4}.get(xc_type)
+        return nvar is not None and (nvar * n_orbitals * mf.grids.weights.size * 8 / 1e6
+                                     < 0.25 * (mf.max_memory - lib.current_memory()[0]))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``n x occ x vir`` vectors in, the kernel's ``n x occ x vir`` block out."""
+        out = np.zeros_like(x)
+        for phi_o, phi_v, f in self.blocks:
+            t = np.einsum("xgv,nov->nxgo", phi_v, x, optimize=True)  # sum_a X_ia d_x phi_a
+            rho1 = np.empty((len(x), len(f), phi_o.shape[1]))
+            rho1[:, 0] = 4.0 * np.einsum("go,ngo->ng", phi_o[0], t[:, 0])
+            for k in range(1, len(f)):  # the gradient of phi_i phi_a
+                rho1[:, k] = 4.0 * (np.einsum("go,ngo->ng", phi_o[k], t[:, 0])
+                                    + np.einsum("go,ngo->ng", phi_o[0], t[:, k]))
+            wv = np.einsum("nyg,xyg->nxg", rho1, f)
+            u = np.empty_like(t)  # d_x(phi_i phi_a) w_x, sorted by which factor carries the derivative
+            u[:, 0] = np.einsum("nxg,xgo->ngo", wv, phi_o)
+            for k in range(1, len(f)):
+                u[:, k] = wv[:, k, :, None] * phi_o[0]
+            out += np.einsum("nxgo,xgv->nov", u, phi_v, optimize=True)
+        return out
 
 
 class _Subspace:
