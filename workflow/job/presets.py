@@ -203,8 +203,8 @@ QUICK = ProtocolPreset(
                 "sampling, both at 2 fs with SHAKE; CAM-B3LYP polarizabilities of the H-capped unit less H2 on the MMFF "
                 "geometry, aug-cc-pVDZ with 6-31+G(d,p) on carbon (alpha_D -0.5 to -0.9% and dispersion ratio within "
                 "0.5% of aug-cc-pVTZ for the PS, TPX and PMMA units; polycarbonate's unit 229 s on 2 cores; with "
-                "PySCF's XC kernel 350 s against 462 s in aug-cc-pVDZ; 6-31+G(d,p) throughout was 2.0-3.5% low for the units and 7-22% for small F, S, Cl "
-                "and O molecules), grid level 0, "
+                "PySCF's XC kernel 350 s against 462 s in aug-cc-pVDZ; 6-31+G(d,p) throughout was 2.0-3.5% low for "
+                "the units and 7-22% for small F, S, Cl and O molecules), grid level 0, "
                 "SCF to 1e-7 Eh, response residual 1e-2 (alpha within 2e-5), core orbitals frozen in the response.",
     qm=QMSettings(functional="cam-b3lyp", basis="aug-cc-pvdz", element_basis={"C": "6-31+g(d,p)", "I": "def2-svpd"},
                   cap="hydrogen",
