@@ -567,7 +567,7 @@ class _OrbitalXCKernel:
 
     @classmethod
     def fits(cls, mf, n_orbitals: int, xc_type: str) -> bool:
-        """Whether the kept orbital values take under a quarter of the SCF's ``max_memory``."""
+        """Whether the kept orbital values take under a quarter of what the SCF's ``max_memory`` leaves free."""
         from pyscf import lib
 
         nvar = {"LDA": 1, "GGA": 4}.get(xc_type)
