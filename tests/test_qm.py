@@ -192,7 +192,19 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
     x = np.random.default_rng(0).standard_normal((3, ours.nocc * ours.nvir))
     for symmetric in (True, False):
         np.testing.assert_allclose(ours._apply(x, symmetric), ref._apply(x, symmetric), atol=1e-9)
-    ours._df.xc_on_grid = None  # the XC kernel through PySCF's nr_rks_fxc (where the orbitals' values do not fit)
+    if ours._df.xc_on_grid is not None:
+        # with memory to spare every grid block's orbital values are kept; with room for one block, the others'
+        # are computed again at every product, and the products are the same
+        from workflow.job.qm import _OrbitalXCKernel
+
+        assert ours._df.xc_on_grid.kept_fraction == 1.0
+        phi_o, phi_v = ours._df.xc_on_grid.blocks[0][2]
+        fxc = ours._df.xc_kernel[2]
+        ours._df.xc_on_grid = _OrbitalXCKernel(mf, ours.orbo, ours.orbv, 0.5 * (fxc[0, :, 0] + fxc[0, :, 1]),
+                                               keep_mb=1.5 * (phi_o.nbytes + phi_v.nbytes) / 1e6)
+        assert 0.0 < ours._df.xc_on_grid.kept_fraction < 1.0
+        np.testing.assert_allclose(ours._apply(x, True), ref._apply(x, True), atol=1e-9)
+    ours._df.xc_on_grid = None  # the XC kernel through PySCF's nr_rks_fxc (a meta-GGA's)
     np.testing.assert_allclose(ours._apply(x, True), ref._apply(x, True), atol=1e-9)
 
 

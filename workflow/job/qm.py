@@ -419,6 +419,8 @@ class _DFKernel:
     """
 
     def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, exchange_store: str = "auto"):
+        from pyscf import lib
+
         self.mf, self.orbo, self.orbv = mf, orbo, orbv
         self.xc_on_grid = None
         if hasattr(mf, "xc"):
@@ -426,9 +428,11 @@ class _DFKernel:
             omega, alpha, hyb = ni.rsh_and_hybrid_coeff(mf.xc, mf.mol.spin)
             self.xc_kernel = ni.cache_xc_kernel(mf.mol, mf.grids, mf.xc, mf.mo_coeff, mf.mo_occ, 1)
             fxc = self.xc_kernel[2]
-            if _OrbitalXCKernel.fits(mf, orbo.shape[1] + orbv.shape[1], ni._xc_type(mf.xc)):
-                # the singlet kernel, halved as PySCF's nr_rks_fxc_st is given it (see ``_xc``)
-                self.xc_on_grid = _OrbitalXCKernel(mf, orbo, orbv, 0.5 * (fxc[0, :, 0] + fxc[0, :, 1]))
+            if _OrbitalXCKernel.handles(ni._xc_type(mf.xc)):
+                # the singlet kernel, halved as PySCF's nr_rks_fxc_st is given it (see ``_xc``); the orbitals'
+                # values kept in up to a quarter of what the SCF's max_memory leaves free
+                keep_mb = 0.25 * max(mf.max_memory - lib.current_memory()[0], 0.0)
+                self.xc_on_grid = _OrbitalXCKernel(mf, orbo, orbv, 0.5 * (fxc[0, :, 0] + fxc[0, :, 1]), keep_mb)
         else:  # Hartree-Fock
             omega, alpha, hyb = 0.0, 0.0, 1.0
             self.xc_kernel = None
@@ -444,8 +448,6 @@ class _DFKernel:
         nvir = orbv.shape[1]
         naux = mf.with_df.get_naoaux()
         if exchange_store == "auto":
-            from pyscf import lib
-
             mo_mb = naux * nvir * nvir * 4 * len(self.exchange) / 1e6
             exchange_store = "mo" if mo_mb < 0.8 * (mf.max_memory - lib.current_memory()[0]) else "ao"
         if exchange_store not in ("mo", "ao"):
@@ -549,35 +551,45 @@ class _OrbitalXCKernel:
 
     with ``x`` the value and the three gradient components and f the singlet kernel. Working with the
     orbitals instead of the AO density matrices costs occ*vir per grid point and vector, not nao^2
-    (PySCF's ``nr_rks_fxc``, the reference it is tested against); the orbitals' values (and
-    gradients) are computed once and kept: (occ + vir) x grid x 4 doubles.
+    (PySCF's ``nr_rks_fxc``, the reference it is tested against). The orbitals' values (and
+    gradients), (occ + vir) x 4 doubles per grid point, are computed once and kept for as many grid
+    blocks as the memory allows; the other blocks' are computed again at every product.
     """
 
     BLOCK = 4000  # grid points per block
 
-    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, fxc: np.ndarray):
-        """``fxc``: the singlet kernel ``nvar x nvar x ngrids`` (nvar 1 for LDA, 4 for GGA)."""
-        ni, grids = mf._numint, mf.grids
-        deriv = 0 if fxc.shape[0] == 1 else 1
-        self.blocks = []
-        for p0 in range(0, grids.weights.size, self.BLOCK):
-            p1 = min(p0 + self.BLOCK, grids.weights.size)
-            ao = np.asarray(ni.eval_ao(mf.mol, grids.coords[p0:p1], deriv=deriv)).reshape(deriv * 3 + 1, p1 - p0, -1)
-            self.blocks.append((ao @ orbo, ao @ orbv, fxc[:, :, p0:p1] * grids.weights[p0:p1]))
+    def __init__(self, mf, orbo: np.ndarray, orbv: np.ndarray, fxc: np.ndarray, keep_mb: float):
+        """``fxc``: the singlet kernel ``nvar x nvar x ngrids`` (nvar 1 for LDA, 4 for GGA); the orbitals' values
+        of as many grid blocks as fit in ``keep_mb`` are computed once and kept, the others at every product."""
+        self.mf, self.orbo, self.orbv = mf, orbo, orbv
+        self.deriv = 0 if fxc.shape[0] == 1 else 1
+        self.fxc, weights = fxc, mf.grids.weights
+        block_mb = fxc.shape[0] * self.BLOCK * (orbo.shape[1] + orbv.shape[1]) * 8 / 1e6
+        n_kept = int(keep_mb // block_mb)
+        self.blocks = []  # (first point, end, the occupied and virtual orbitals' values or None)
+        for number, p0 in enumerate(range(0, weights.size, self.BLOCK)):
+            p1 = min(p0 + self.BLOCK, weights.size)
+            self.blocks.append((p0, p1, self._orbitals(p0, p1) if number < n_kept else None))
+        self.kept_fraction = sum(b[2] is not None for b in self.blocks) / max(len(self.blocks), 1)
 
-    @classmethod
-    def fits(cls, mf, n_orbitals: int, xc_type: str) -> bool:
-        """Whether the kept orbital values take under a quarter of what the SCF's ``max_memory`` leaves free."""
-        from pyscf import lib
+    def _orbitals(self, p0: int, p1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The active occupied and the virtual orbitals' values (and gradients) at grid points ``p0:p1``:
+        ``nvar x points x occ`` and ``nvar x points x vir``."""
+        ni, coords = self.mf._numint, self.mf.grids.coords[p0:p1]
+        ao = np.asarray(ni.eval_ao(self.mf.mol, coords, deriv=self.deriv)).reshape(self.deriv * 3 + 1, p1 - p0, -1)
+        return ao @ self.orbo, ao @ self.orbv
 
-        nvar = {"LDA": 1, "GGA": 4}.get(xc_type)
-        return nvar is not None and (nvar * n_orbitals * mf.grids.weights.size * 8 / 1e6
-                                     < 0.25 * (mf.max_memory - lib.current_memory()[0]))
+    @staticmethod
+    def handles(xc_type: str) -> bool:
+        """LDA and GGA kernels (a meta-GGA's goes through PySCF's ``nr_rks_fxc``)."""
+        return xc_type in ("LDA", "GGA")
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """``n x occ x vir`` vectors in, the kernel's ``n x occ x vir`` block out."""
         out = np.zeros_like(x)
-        for phi_o, phi_v, f in self.blocks:
+        for p0, p1, kept in self.blocks:
+            phi_o, phi_v = kept if kept is not None else self._orbitals(p0, p1)
+            f = self.fxc[:, :, p0:p1] * self.mf.grids.weights[p0:p1]
             t = np.einsum("xgv,nov->nxgo", phi_v, x, optimize=True)  # sum_a X_ia d_x phi_a
             rho1 = np.empty((len(x), len(f), phi_o.shape[1]))
             rho1[:, 0] = 4.0 * np.einsum("go,ngo->ng", phi_o[0], t[:, 0])
