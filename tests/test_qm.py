@@ -197,10 +197,10 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
         # are computed again at every product, and the products are the same
         from workflow.job.qm import _OrbitalXCKernel
 
-        assert ours._df.xc_on_grid.kept_fraction == 1.0
-        phi_o, phi_v = ours._df.xc_on_grid.blocks[0][2]
-        fxc = ours._df.xc_kernel[2]
-        ours._df.xc_on_grid = _OrbitalXCKernel(mf, ours.orbo, ours.orbv, 0.5 * (fxc[0, :, 0] + fxc[0, :, 1]),
+        kept_all = ours._df.xc_on_grid
+        assert kept_all.kept_fraction == 1.0
+        phi_o, phi_v = kept_all.blocks[0][2]
+        ours._df.xc_on_grid = _OrbitalXCKernel(mf, ours.orbo, ours.orbv, kept_all.fxc,
                                                keep_mb=1.5 * (phi_o.nbytes + phi_v.nbytes) / 1e6)
         assert 0.0 < ours._df.xc_on_grid.kept_fraction < 1.0
         np.testing.assert_allclose(ours._apply(x, True), ref._apply(x, True), atol=1e-9)
