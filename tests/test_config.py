@@ -26,7 +26,7 @@ def test_relative_pool_path_and_defaults(tmp_path):
     c = load_campaign(write(tmp_path / "c.yaml", GOOD))
     assert c.pool == tmp_path / "pool.csv"
     assert c.batch_size == 10 and c.maximize == [True, False]
-    assert c.strategy.name == "qlognehvi-greedy" and c.kernel == "isotropic"  # the replays' best (README)
+    assert c.strategy.name == "qlognehvi-greedy" and c.kernel == "isotropic"  # the replays' best (benchmarks/RESULTS.md)
 
 
 @pytest.mark.parametrize("text, needle", [
