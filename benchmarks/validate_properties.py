@@ -80,8 +80,9 @@ def qm_only_job(row: pd.Series, job_dir: Path, args: argparse.Namespace) -> dict
     alpha = {wl: qm[f"polarizability_{wl:g}nm"] for wl in WAVELENGTHS_NM}
     rho = _number(row, "handbook_density")
     n_d = lorentz_lorenz(alpha[589.3], rho, unit_mol_weight(row["smiles"])) if rho else None
+    n_exp = _number(row, "exp_refractive_index")  # a blank cell: no Abbe number at the experimental index
     return {"alpha_589nm_A3": alpha[589.3], "dispersion_ratio": qm["dispersion_ratio"], "density_used": rho,
-            "n_D": n_d, "abbe": abbe_at_index(float(row["exp_refractive_index"]), *alpha.values()),
+            "n_D": n_d, "abbe": abbe_at_index(n_exp, *alpha.values()) if n_exp is not None else None,
             "functional": qm["functional"], "basis": qm["basis"], "n_basis": qm["qm_n_basis"],
             "stage_seconds": {k: round(v, 1) for k, v in done["timings"].items()}}  # empty when read back
 
@@ -105,6 +106,22 @@ def errors(r: dict, row: pd.Series) -> dict:
 def mae(results: dict[str, dict], key: str) -> tuple[float | None, int]:
     values = [abs(r[key]) for r in results.values() if r.get(key) is not None]
     return (sum(values) / len(values) if values else None), len(values)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else "-".rjust(len(format(0.0, spec)))
+
+
+def table_row(row: pd.Series, r: dict) -> str:
+    """One polymer's line of the printed table; "-" where the reference or the result has no number."""
+    if "failed" in r:
+        return f"{row['id']!s:<10} failed: {r['failed']}"
+    stages = ", ".join(f"{k} {v:g}" for k, v in r["stage_seconds"].items()) or "(read back)"
+    return (f"{row['id']!s:<10} {_fmt(r.get('density', r.get('density_used')), '5.3f')} {_fmt(r.get('n_D'), '6.3f')} "
+            f"{_fmt(_number(row, 'exp_refractive_index'), '6.3f')} {_fmt(r.get('n_D_err'), '+7.3f')} "
+            f"{_fmt(_number(row, 'radonpy_refractive_index'), '7.3f')}  {_fmt(r.get('abbe'), '5.1f')} "
+            f"{_fmt(_number(row, 'exp_abbe_number'), '5.1f')} {_fmt(r.get('abbe_err'), '+6.1f')} "
+            f"{_fmt(_number(row, 'radonpy_abbe_number'), '7.1f')}  {r['dispersion_ratio']:.5f}  {stages}")
 
 
 def main() -> None:
@@ -141,24 +158,12 @@ def main() -> None:
         print(f"{name}: done in {time.monotonic() - t0:.0f} s", flush=True)
     wall = time.monotonic() - t_all
 
-    def fmt(value, spec):
-        return format(value, spec) if value is not None else "-".rjust(len(format(0.0, spec)))
-
     mode = " (QM stage only: n_D at handbook density, Abbe number at experimental n_D)" if args.qm_only else ""
     print(f"\npreset {args.preset}{mode}, {args.cores} core(s) per job, {wall:.0f} s in all")
     print(f"{'polymer':<10} {'rho':>5} {'n_D':>6} {'exp':>6} {'err':>7} {'RadonPy':>7}  "
           f"{'Abbe':>5} {'exp':>5} {'err':>6} {'RadonPy':>7}  {'ratio':>7}  stages (s)")
     for _, row in table.iterrows():
-        r = results[str(row["id"])]
-        if "failed" in r:
-            print(f"{row['id']!s:<10} failed: {r['failed']}")
-            continue
-        stages = ", ".join(f"{k} {v:g}" for k, v in r["stage_seconds"].items()) or "(read back)"
-        print(f"{row['id']!s:<10} {fmt(r.get('density', r.get('density_used')), '5.3f')} {fmt(r.get('n_D'), '6.3f')} "
-              f"{row['exp_refractive_index']:6.3f} {fmt(r.get('n_D_err'), '+7.3f')} "
-              f"{fmt(_number(row, 'radonpy_refractive_index'), '7.3f')}  {r['abbe']:5.1f} "
-              f"{row['exp_abbe_number']:5.1f} {r['abbe_err']:+6.1f} {fmt(_number(row, 'radonpy_abbe_number'), '7.1f')}"
-              f"  {r['dispersion_ratio']:.5f}  {stages}")
+        print(table_row(row, results[str(row["id"])]))
     summary = {}
     for key, label in (("n_D_err", "n_D"), ("n_D_radonpy_err", "n_D (RadonPy)"), ("abbe_err", "Abbe"),
                        ("abbe_radonpy_err", "Abbe (RadonPy)"), ("density_err", "density")):

@@ -111,3 +111,22 @@ def test_radonpys_published_values_calibrated_leave_one_out():
     abbe = cal.maps["radonpy-published"]["abbe_number"]
     print(f"published Abbe numbers: MAE {abbe.mae_raw:.2f} raw, {abbe.mae_loo:.2f} leave-one-out")
     assert abbe.n == 8 and abbe.mae_loo < abbe.mae_raw / 2  # RadonPy's Abbe numbers run ~2.3x low
+
+
+def test_validation_table_prints_a_dash_for_a_blank_reference_cell(tmp_path):
+    """A reference row may lack an experimental Abbe number (or n_D): the validation table shows "-" there and the
+    MAE leaves the row out, instead of failing after the QM has run."""
+    from benchmarks.validate_properties import errors, mae, table_row
+
+    ref = write(tmp_path / "ref.csv", "id,smiles,exp_refractive_index,exp_abbe_number,handbook_density\n"
+                                      "PTFE,*C(F)(F)C(*)(F)F,1.35,,2.0\nPS,*C(C*)c1ccccc1,1.592,31,1.05\n")
+    table = read_reference(ref)
+    results = {}
+    for (_, row), (n_d, abbe) in zip(table.iterrows(), ((1.30, 110.0), (1.60, 29.0))):
+        r = {"n_D": n_d, "abbe": abbe, "density_used": row["handbook_density"], "dispersion_ratio": 0.01,
+             "stage_seconds": {"qm": 1.0}}
+        results[row["id"]] = r | errors(r, row)
+    ptfe = table_row(table.iloc[0], results["PTFE"]).split()
+    assert ptfe[:5] == ["PTFE", "2.000", "1.300", "1.350", "-0.050"] and ptfe[6:9] == ["110.0", "-", "-"]
+    assert "abbe_err" not in results["PTFE"] and mae(results, "abbe_err") == (pytest.approx(2.0), 1)
+    assert mae(results, "n_D_err") == (pytest.approx((0.05 + 0.008) / 2), 2)
