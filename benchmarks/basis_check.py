@@ -30,6 +30,7 @@ MOLECULES = {  # one or two of each element's common bonding situations in polym
     "dimethyl sulfone": "CS(C)(=O)=O",
     "chloromethane": "CCl",
     "dimethyl ether": "COC",
+    "trimethylamine": "CN(C)C",
 }
 UNITS = {"PS": "*C(C*)c1ccccc1", "TPX": "*C(C*)CC(C)C", "PMMA": "*C(C*)(C(=O)OC)C"}
 
