@@ -170,8 +170,8 @@ SMOKE = ProtocolPreset(
     charge_model="gasteiger",
     description="CI- and demo-sized: ~300 atoms (2 chains), a 21-step of 100-step rows at 2 fs ending in 4 ps at 1 atm, "
                 "6 ps NPT sampling with a 200 fs barostat (densities noisy: +-0.03 g/cm^3); B3LYP/aug-pcseg-0 "
-                "polarizabilities with aug-pcseg-1 on N, O, F, Si, P, S, Cl, Br (n_D within 0.01 of experiment at "
-                "handbook density for PS and PMMA, Abbe numbers ~10% low), about a minute per small unit on one core.",
+                f"polarizabilities with aug-pcseg-1 on {', '.join(POLARISED_ELEMENTS)} (n_D within 0.01 of experiment "
+                "at handbook density for PS and PMMA, Abbe numbers ~10% low), about a minute per small unit on one core.",
     # aug-pcseg-0 has no polarisation functions: on N, O, F, S and Cl it gives alpha 8-31% low against aug-cc-pVTZ,
     # aug-pcseg-1 there 0.3-9% (benchmarks/basis_check.py --preset smoke); C and H keep aug-pcseg-0 for the time
     qm=QMSettings(functional="b3lyp", basis="aug-pcseg-0",
