@@ -149,6 +149,33 @@ def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(m
     assert QMSettings(opt_grid_level=1).polarizability_settings()["opt_grid_level"] == 1
 
 
+def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_path):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from workflow.common.files import read_json
+    from workflow.job import qm as qmmod
+    from workflow.job.presets import QMSettings
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CO"))  # methanol from RDKit's embedding: its soft OH torsion takes steps
+    AllChem.EmbedMolecule(mol, randomSeed=7)
+    tight = QMSettings(opt_functional="b3lyp", opt_basis="6-31g", grid_level=1)
+    loose = tight.model_copy(update={"opt_convergence": "loose"})
+
+    def co(m):
+        c = m.GetConformer()
+        return (c.GetAtomPosition(1) - c.GetAtomPosition(0)).Length()
+
+    opt_tight, steps_tight = qmmod.optimize_geometry(mol, tight, tmp_path / "tight.json")
+    opt_loose, steps_loose = qmmod.optimize_geometry(mol, loose, tmp_path / "loose.json")
+    assert steps_loose < steps_tight  # 4 against 9 when written
+    assert abs(co(opt_loose) - co(opt_tight)) < 0.005 and 1.40 < co(opt_tight) < 1.50
+    # a loose result is not a tight one: the checkpoints' keys differ, and the default leaves the stage keys as before
+    assert read_json(tmp_path / "loose.json")["key"] != read_json(tmp_path / "tight.json")["key"]
+    assert "opt_convergence" not in tight.polarizability_settings()
+    assert loose.polarizability_settings()["opt_convergence"] == "loose"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cap", ["methyl", "hydrogen"])
 def test_repeat_unit_polarizability_is_additive_along_the_chain(cap):

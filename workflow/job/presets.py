@@ -52,6 +52,11 @@ class QMSettings(_Frozen):
     opt_max_steps: int = 100
     # the DFT grid of the optimisation's SCF and gradients; None: grid_level
     opt_grid_level: int | None = None
+    # when the optimisation stops (geomeTRIC's criteria, workflow/job/qm.py OPT_CONVERGENCE): "geometric" is its
+    # default (Gaussian's rms/max gradient and displacement, and |dE| < 1e-6 Eh, all met); "loose" is Gaussian's
+    # Opt=Loose thresholds with Q-Chem's rule (rms gradient, and rms displacement or |dE|): fewer of the last, flat
+    # torsional steps (benchmarks/opt_convergence.py)
+    opt_convergence: Literal["geometric", "loose"] = "geometric"
     # what replaces the two links (*) in the QM molecule, its reference then subtracted: "methyl" (CH3 caps, minus
     # ethane) or "hydrogen" (H caps, minus H2); both leave one link bond per unit (see workflow/job/qm.py)
     cap: Literal["methyl", "hydrogen"] = "methyl"
@@ -61,7 +66,8 @@ class QMSettings(_Frozen):
 
     # settings added after results were stored, with their defaults: left out of the key while they have them,
     # so those results keep their keys
-    ADDED_LATER: ClassVar[dict[str, object]] = {"opt_grid_level": None, "cap": "methyl"}
+    ADDED_LATER: ClassVar[dict[str, object]] = {"opt_grid_level": None, "cap": "methyl",
+                                                "opt_convergence": "geometric"}
 
     def polarizability_settings(self) -> dict:
         """The settings the polarizabilities depend on: not the MD charges' (the prep stage's) nor the memory."""
@@ -241,11 +247,13 @@ QUICK = ProtocolPreset(
 FULL = ProtocolPreset(
     name="full",
     description="RadonPy's published MD protocol: 10 chains x ~1,000 atoms, PPPM 1e-6, EQ21step, 5 ns NPT; "
-                "CAM-B3LYP/heavy-aug-cc-pVDZ (cc-pVDZ on H) polarizabilities on a B3LYP/6-31G(d,p) geometry (alpha_D "
-                "+0.2% and dispersion ratio -0.1% against aug-cc-pVTZ for polystyrene), PySCF's default grid (level 3; "
-                "the response kernel on level 1), core orbitals frozen in the response.",
+                "CAM-B3LYP/heavy-aug-cc-pVDZ (cc-pVDZ on H) polarizabilities (alpha_D +0.2% and dispersion ratio -0.1% "
+                "against aug-cc-pVTZ for polystyrene) on a B3LYP/6-31G(d,p) geometry converged to Gaussian's loose "
+                "criteria (alpha within 0.01% of geomeTRIC's default criteria's, in fewer steps), PySCF's default grid "
+                "(level 3; the response kernel on level 1), core orbitals frozen in the response.",
     qm=QMSettings(basis="aug-cc-pvdz", element_basis={"H": "cc-pvdz", "I": "def2-svpd"}, optimize_geometry=True,
-                  response_grid_level=1, response_tol=1e-4, response_frozen_core=True, memory_mb=16000),
+                  opt_convergence="loose", response_grid_level=1, response_tol=1e-4, response_frozen_core=True,
+                  memory_mb=16000),
 )
 
 BUILTIN_PRESETS: dict[str, ProtocolPreset] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -208,7 +208,14 @@ def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
             "functional": settings.opt_functional, "basis": settings.opt_basis,
             "basis_per_element": basis_per_element(symbols, settings, settings.opt_basis),
             "grid_level": _opt_grid_level(settings), "density_fit": settings.density_fit, "auxbasis": settings.auxbasis,
-            "scf_conv_tol": settings.scf_conv_tol}
+            "scf_conv_tol": settings.scf_conv_tol} | (
+                {} if settings.opt_convergence == "geometric" else {"convergence": settings.opt_convergence})
+
+
+# geomeTRIC's criteria per ``QMSettings.opt_convergence``: (its named set of thresholds, Q-Chem's rule). A set's
+# energy, rms and max gradient, rms and max displacement thresholds must all be met, or with Q-Chem's rule the rms
+# gradient and either the rms displacement or the energy change.
+OPT_CONVERGENCE: dict[str, tuple[str, bool]] = {"geometric": ("GAU", False), "loose": ("GAU_LOOSE", True)}
 
 
 def _opt_grid_level(settings: QMSettings) -> int:
@@ -245,7 +252,9 @@ def optimize_geometry(mol: Chem.Mol, settings: QMSettings, checkpoint: Path | No
                                            "coords_bohr": np.asarray(envs["coords"]).tolist()})
 
     mf = build_scf(start, settings, settings.opt_functional, settings.opt_basis, _opt_grid_level(settings))
-    converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=record)
+    convergence_set, qchem_rule = OPT_CONVERGENCE[settings.opt_convergence]
+    converged, pmol = kernel(mf, assert_convergence=False, maxsteps=settings.opt_max_steps, callback=record,
+                             convergence_set=convergence_set, qccnv=qchem_rule)
     if not converged:
         raise QMError(f"geometry optimisation did not converge in {settings.opt_max_steps} steps "
                       f"({settings.opt_functional}/{settings.opt_basis})")

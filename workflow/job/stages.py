@@ -182,7 +182,8 @@ def _qm_inputs(run: JobRun) -> list[Path]:
         "basis": qmmod.basis_per_element([a.GetSymbol() for a in geometry.GetAtoms()], qm),
         "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
             f", then DFT-optimised ({qm.opt_functional}/{qm.opt_basis}, geomeTRIC, up to "
-            f"{qm.opt_max_steps} steps) before the polarizability" if qm.optimize_geometry else ""),
+            f"{qm.opt_max_steps} steps, {qm.opt_convergence} convergence criteria) before the polarizability"
+            if qm.optimize_geometry else ""),
         "density_fit": qm.density_fit, "auxbasis": qm.auxbasis or "PySCF's default for the basis",
         "grid_level": qm.grid_level, "scf_max_cycles": qm.scf_max_cycles, "response_tol": qm.response_tol,
         "threads": run.spec.cores, "memory_mb": qm.memory_mb,
