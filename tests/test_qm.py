@@ -149,7 +149,7 @@ def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(m
     assert QMSettings(opt_grid_level=1).polarizability_settings()["opt_grid_level"] == 1
 
 
-def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_path):
+def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_path, monkeypatch):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
@@ -174,6 +174,16 @@ def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_
     assert read_json(tmp_path / "loose.json")["key"] != read_json(tmp_path / "tight.json")["key"]
     assert "opt_convergence" not in tight.polarizability_settings()
     assert loose.polarizability_settings()["opt_convergence"] == "loose"
+
+    def no_scf(*args):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(qmmod, "build_scf", no_scf)
+    # a tighter optimisation serves a looser one (nothing recomputed after an upgrade of the preset); not the reverse
+    again, steps_again = qmmod.optimize_geometry(mol, loose, tmp_path / "tight.json")
+    assert steps_again == steps_tight and co(again) == pytest.approx(co(opt_tight), abs=1e-6)
+    with pytest.raises(AssertionError, match="recomputed"):
+        qmmod.optimize_geometry(mol, tight, tmp_path / "loose.json")
 
 
 @pytest.mark.slow

@@ -218,6 +218,19 @@ def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
 OPT_CONVERGENCE: dict[str, tuple[str, bool]] = {"geometric": ("GAU", False), "loose": ("GAU_LOOSE", True)}
 
 
+def _resumable(saved_key: dict[str, Any] | None, key: dict[str, Any]) -> bool:
+    """Whether an optimisation checkpointed under ``saved_key`` can stand for (or go on into) one under ``key``: the
+    same molecule, start and DFT settings, and criteria at least as tight (a tighter run's steps and its converged
+    geometry serve a looser one; a looser one's converged geometry is not tight enough the other way)."""
+    if saved_key is None:
+        return False
+    tightness = {"loose": 0, "geometric": 1}
+    rest = {name: value for name, value in saved_key.items() if name != "convergence"}
+    wanted = {name: value for name, value in key.items() if name != "convergence"}
+    return rest == wanted and (tightness[saved_key.get("convergence", "geometric")]
+                               >= tightness[key.get("convergence", "geometric")])
+
+
 def _opt_grid_level(settings: QMSettings) -> int:
     return settings.grid_level if settings.opt_grid_level is None else settings.opt_grid_level
 
@@ -236,7 +249,7 @@ def optimize_geometry(mol: Chem.Mol, settings: QMSettings, checkpoint: Path | No
 
     key = _opt_checkpoint_key(mol, settings)
     saved = read_json(checkpoint) if checkpoint is not None else None
-    saved = saved if saved is not None and saved.get("key") == key else None
+    saved = saved if saved is not None and _resumable(saved.get("key"), key) else None
     start = Chem.Mol(mol)
     steps = [saved["steps"] if saved else 0]
     if saved:
