@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from workflow.job.optics import dispersion_ratio  # noqa: E402
 from workflow.job.presets import WAVELENGTHS_NM, QMSettings, load_preset  # noqa: E402
 
 MOLECULES = {  # one or two of each element's common bonding situations in polymers
@@ -97,7 +98,7 @@ def main() -> None:
             else:
                 alphas, nao = unit_alphas(smiles, settings, args.cores, args.cap_dir)
             a_d = alphas[2]
-            results[spec] = {"alpha_D": a_d, "ratio": (alphas[1] - alphas[3]) / a_d, "n_basis": nao,
+            results[spec] = {"alpha_D": a_d, "ratio": dispersion_ratio(*alphas[1:]), "n_basis": nao,
                              "seconds": time.monotonic() - t0}
         ref = results[args.reference_basis]
         for spec in bases[:-1]:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.job.presets import WAVELENGTHS_NM, load_preset  # noqa: E402
+from workflow.job.optics import dispersion_ratio  # noqa: E402
+from workflow.job.presets import load_preset  # noqa: E402
 
 POLYMERS = {
     "TPX": "*C(C*)CC(C)C",
@@ -37,9 +38,8 @@ POLYMERS = {
 
 def unit_optics(alphas: list[float], cap: list[float]) -> tuple[float, float]:
     """(alpha_D, dispersion ratio) of the unit from the capped molecule's and the cap's alphas (static, F, D, C)."""
-    unit = dict(zip((0.0, *WAVELENGTHS_NM), (a - b for a, b in zip(alphas, cap))))
-    alpha_d = unit[589.3]
-    return alpha_d, (unit[486.1] - unit[656.3]) / alpha_d
+    _, f, d, c = (a - b for a, b in zip(alphas, cap))
+    return d, dispersion_ratio(f, d, c)
 
 
 def main() -> None:
@@ -71,15 +71,13 @@ def main() -> None:
         for name in args.polymer or ["TPX", "PMMA", "PS"]:
             start = lowest_conformer(capped_repeat_unit(POLYMERS[name], qm.cap), qm.n_conformers)
             rows = []
+            geometry, steps, seconds = start, 0, 0.0
             with lib.with_omp_threads(args.cores):
-                t0 = time.monotonic()
-                geometry, steps = optimize_geometry(start, loose)
-                seconds = time.monotonic() - t0
+                # loose from the start, then on from the loose geometry to the default criteria
                 for criteria, settings in (("loose", loose), ("geometric", tight)):
-                    if criteria == "geometric":
-                        t0 = time.monotonic()
-                        geometry, more = optimize_geometry(geometry, settings)
-                        steps, seconds = steps + more, seconds + time.monotonic() - t0
+                    t0 = time.monotonic()
+                    geometry, more = optimize_geometry(geometry, settings)
+                    steps, seconds = steps + more, seconds + time.monotonic() - t0
                     alphas, _, _, _, _ = isotropic_polarizabilities(geometry, at_geometry)
                     alpha_d, ratio = unit_optics(alphas, cap)
                     rows.append({"polymer": name, "criteria": criteria, "steps": steps, "opt_s": seconds,

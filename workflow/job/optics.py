@@ -36,6 +36,11 @@ def abbe_number(n_d: float, n_f: float, n_c: float) -> float:
     return (n_d - 1.0) / dispersion
 
 
+def dispersion_ratio(alpha_f: float, alpha_d: float, alpha_c: float) -> float:
+    """(alpha_F - alpha_C) / alpha_D: what the Abbe number depends on (see :func:`abbe_at_index`)."""
+    return (alpha_f - alpha_c) / alpha_d
+
+
 def photon_energy_hartree(wavelength_nm: float) -> float:
     return HARTREE_NM / wavelength_nm
 

@@ -25,7 +25,7 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from workflow.job.optics import BOHR3_TO_ANG3, BOHR_TO_ANG, photon_energy_hartree
+from workflow.job.optics import BOHR3_TO_ANG3, BOHR_TO_ANG, dispersion_ratio, photon_energy_hartree
 from workflow.job.presets import WAVELENGTHS_NM, QMSettings
 
 
@@ -111,8 +111,7 @@ class PolarizabilityResult:
     @property
     def dispersion_ratio(self) -> float:
         """(alpha_F - alpha_C) / alpha_D of the repeat unit: what the Abbe number depends on."""
-        f, d, c = (self.dynamic_ang3[wl] for wl in WAVELENGTHS_NM)
-        return (f - c) / d
+        return dispersion_ratio(*(self.dynamic_ang3[wl] for wl in WAVELENGTHS_NM))
 
     def as_record(self) -> dict[str, float | int | str]:
         rec: dict[str, float | int | str] = {
