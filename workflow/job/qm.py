@@ -211,10 +211,10 @@ def _opt_checkpoint_key(mol: Chem.Mol, settings: QMSettings) -> dict[str, Any]:
                 {} if settings.opt_convergence == "geometric" else {"convergence": settings.opt_convergence})
 
 
-# geomeTRIC's criteria per ``QMSettings.opt_convergence``: (its named set of thresholds, Q-Chem's rule). A set's
-# energy, rms and max gradient, rms and max displacement thresholds must all be met, or with Q-Chem's rule the rms
-# gradient and either the rms displacement or the energy change.
-OPT_CONVERGENCE: dict[str, tuple[str, bool]] = {"geometric": ("GAU", False), "loose": ("GAU_LOOSE", True)}
+# geomeTRIC's criteria per ``QMSettings.opt_convergence``, loosest first: (its named set of thresholds, Q-Chem's
+# rule). A set's energy, rms and max gradient, rms and max displacement thresholds must all be met, or with Q-Chem's
+# rule the rms gradient and either the rms displacement or the energy change.
+OPT_CONVERGENCE: dict[str, tuple[str, bool]] = {"loose": ("GAU_LOOSE", True), "geometric": ("GAU", False)}
 
 
 def _resumable(saved_key: dict[str, Any] | None, key: dict[str, Any]) -> bool:
@@ -223,11 +223,13 @@ def _resumable(saved_key: dict[str, Any] | None, key: dict[str, Any]) -> bool:
     geometry serve a looser one; a looser one's converged geometry is not tight enough the other way)."""
     if saved_key is None:
         return False
-    tightness = {"loose": 0, "geometric": 1}
+
+    def tightness(k: dict[str, Any]) -> int:
+        return list(OPT_CONVERGENCE).index(k.get("convergence", "geometric"))  # no entry: the default criteria
+
     rest = {name: value for name, value in saved_key.items() if name != "convergence"}
     wanted = {name: value for name, value in key.items() if name != "convergence"}
-    return rest == wanted and (tightness[saved_key.get("convergence", "geometric")]
-                               >= tightness[key.get("convergence", "geometric")])
+    return rest == wanted and tightness(saved_key) >= tightness(key)
 
 
 def _opt_grid_level(settings: QMSettings) -> int:
