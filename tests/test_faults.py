@@ -388,15 +388,32 @@ def wait_for_file(pattern: str, root: Path, proc, limit: float = 240) -> Path:
     raise AssertionError(f"{pattern} never appeared")
 
 
-def kill_block() -> None:
-    """End the block as a scheduler does: its whole process group (pool, workers, mpirun), and LAMMPS."""
-    import signal
-    import subprocess
+def kill_block(root: Path) -> None:
+    """End this test's block as a scheduler does: its whole process group (pool, workers, mpirun), and its LAMMPS.
 
-    pools = subprocess.run(["pgrep", "-f", "process_worker_pool"], capture_output=True, text=True).stdout.split()
-    for pgid in {os.getpgid(int(p)) for p in pools}:
+    Only this test's processes (the pool's command line names its log directory under ``root``, LAMMPS runs in a
+    job directory under it): a campaign or another test session running beside the tests is left alone.
+    """
+    import signal
+
+    import psutil
+
+    root_s = str(root.resolve())
+    pools, lammps = [], []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "process_worker_pool" in cmd and root_s in cmd:
+            pools.append(proc)
+        elif "lmp -in" in cmd and (proc.info["cwd"] or "").startswith(root_s):
+            lammps.append(proc)
+    assert pools, f"no worker pool of this test's campaign (under {root_s}) is running"
+    for pgid in {os.getpgid(proc.pid) for proc in pools}:
         os.killpg(pgid, signal.SIGKILL)
-    subprocess.run(["pkill", "-9", "-f", "lmp -in"], capture_output=True)
+    for proc in lammps:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass  # it went with its process group
 
 
 @pytest.mark.slow
@@ -406,7 +423,7 @@ def test_a_parsl_block_killed_mid_job_is_retried_and_the_job_resumes_its_directo
     packed = wait_for_file("runs/real/jobs/*/md/stages/packing.json", tmp_path, driver)
     job_dir = packed.parents[2]
     qm_made = (job_dir / "stages" / "qm.json").stat().st_mtime_ns
-    kill_block()  # the block's workers and its LAMMPS die; the driver lives on
+    kill_block(tmp_path)  # the block's workers and its LAMMPS die; the driver lives on
     out, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, out
     assert "timeout" in out and "attempt 2 of 3" in out, out
@@ -429,7 +446,7 @@ def test_the_driver_and_a_worker_killed_together_resume_the_job(tmp_path):
     job_dir = qm.parents[1]
     qm_made = qm.stat().st_mtime_ns
     os.killpg(driver.pid, signal.SIGKILL)
-    kill_block()
+    kill_block(tmp_path)
     driver.wait()
     again = subprocess.run([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--profile", str(profile),
                             "--runs", str(tmp_path / "runs")], capture_output=True, text=True, timeout=600)
