@@ -398,15 +398,15 @@ def kill_block(root: Path) -> None:
 
     import psutil
 
-    root_s = str(root.resolve())
+    root = root.resolve()
     pools, lammps = [], []
     for proc in psutil.process_iter(["cmdline", "cwd"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "process_worker_pool" in cmd and root_s in cmd:
+        if "process_worker_pool" in cmd and f"{root}{os.sep}" in cmd:  # not a sibling whose name begins the same
             pools.append(proc)
-        elif "lmp -in" in cmd and (proc.info["cwd"] or "").startswith(root_s):
+        elif "lmp -in" in cmd and proc.info["cwd"] and Path(proc.info["cwd"]).is_relative_to(root):
             lammps.append(proc)
-    assert pools, f"no worker pool of this test's campaign (under {root_s}) is running"
+    assert pools, f"no worker pool of this test's campaign (under {root}) is running"
     for pgid in {os.getpgid(proc.pid) for proc in pools}:
         os.killpg(pgid, signal.SIGKILL)
     for proc in lammps:
@@ -414,6 +414,33 @@ def kill_block(root: Path) -> None:
             proc.kill()
         except psutil.NoSuchProcess:
             pass  # it went with its process group
+
+
+def test_killing_a_block_ends_this_campaigns_pool_and_lammps_and_no_other(tmp_path):
+    """kill_block ends the worker pool and LAMMPS of the campaign under its root and leaves those of a campaign beside
+    it alone (a user's campaign running while the tests run; its directory's name begins the same)."""
+    import subprocess
+    import sys
+
+    procs = {}
+    for name in ("mine", "mine2"):
+        where = tmp_path / name
+        where.mkdir()
+        for kind, args in (("pool", ["process_worker_pool.py", f"--logdir={where / 'parsl'}"]),
+                           ("lammps", ["lmp", "-in", "in.lmp"])):
+            procs[name, kind] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *args],
+                                                 cwd=where, start_new_session=True)
+    try:
+        kill_block(tmp_path / "mine")
+        for kind in ("pool", "lammps"):
+            assert procs["mine", kind].wait(timeout=10) == -9, kind
+        for kind in ("pool", "lammps"):  # a SIGKILL sent to them would have landed within these seconds
+            with pytest.raises(subprocess.TimeoutExpired):
+                procs["mine2", kind].wait(timeout=2)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.slow
