@@ -77,13 +77,13 @@ def qm_only_job(row: pd.Series, job_dir: Path, args: argparse.Namespace) -> dict
     """The QM stage; n_D at the handbook density, the Abbe number at the experimental n_D."""
     done = run_stages(job_spec(row["smiles"], args), job_dir, ("qm",))
     qm = done["qm"]
-    alpha = {wl: qm[f"polarizability_{wl:g}nm"] for wl in WAVELENGTHS_NM}
+    alpha = dict(zip(WAVELENGTHS_NM, qm.dynamic()))
     rho = _number(row, "handbook_density")
     n_d = lorentz_lorenz(alpha[589.3], rho, unit_mol_weight(row["smiles"])) if rho else None
     n_exp = _number(row, "exp_refractive_index")  # a blank cell: no Abbe number at the experimental index
-    return {"alpha_589nm_A3": alpha[589.3], "dispersion_ratio": qm["dispersion_ratio"], "density_used": rho,
+    return {"alpha_589nm_A3": alpha[589.3], "dispersion_ratio": qm.dispersion_ratio, "density_used": rho,
             "n_D": n_d, "abbe": abbe_at_index(n_exp, *alpha.values()) if n_exp is not None else None,
-            "functional": qm["functional"], "basis": qm["basis"], "n_basis": qm["qm_n_basis"],
+            "functional": qm.functional, "basis": qm.basis, "n_basis": qm.qm_n_basis,
             "stage_seconds": {k: round(v, 1) for k, v in done["timings"].items()}}  # empty when read back
 
 

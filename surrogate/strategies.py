@@ -4,7 +4,7 @@ A campaign file names a strategy by its name (``strategy: qlognehvi-greedy``) or
 (``strategy: {name: qlognehvi-greedy, prefilter: 500}``). Every strategy answers
 :meth:`Strategy.select` for a :class:`SelectionProblem`; the ones that need a surrogate fit it
 themselves (one GP per objective, :func:`surrogate.gp.fit_model`). A new strategy is one class
-here, added to :data:`STRATEGIES`.
+here, added to :data:`REGISTERED`.
 """
 
 from __future__ import annotations
@@ -172,7 +172,8 @@ class EhviTopK(_ModelStrategy):
 
     def _select(self, problem: SelectionProblem, model: Model | None) -> Selection:
         if problem.X_pending is not None:
-            return QLogNEHVIGreedy()._greedy(problem, model, f"{self.name} (jobs pending: by qNEHVI)")
+            greedy = QLogNEHVIGreedy(ref_margin=self.ref_margin)  # this strategy's reference point, not the default's
+            return greedy._greedy(problem, model, f"{self.name} (jobs pending: by qNEHVI)")
         from surrogate.acquisition import ehvi_topk
 
         ref = self.reference(problem)
@@ -189,12 +190,12 @@ def _selection(order: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, st
     return Selection(picks, [float(scores[i]) for i in picks], mean[picks].tolist(), std[picks].tolist(), label)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.model_fields["name"].default: cls for cls in (EhviTopK, QLogNEHVIGreedy, EhviBeliever, RandomStrategy)}
-"""Every strategy a campaign can name."""
+REGISTERED: tuple[type[Strategy], ...] = (EhviTopK, QLogNEHVIGreedy, EhviBeliever, RandomStrategy)
+"""Every strategy a campaign can name: the one list, from which the lookup and the settings' type are built."""
 
-StrategySettings = Annotated[Union[EhviTopK, QLogNEHVIGreedy, EhviBeliever, RandomStrategy],
-                             Field(discriminator="name")]
+STRATEGIES: dict[str, type[Strategy]] = {cls.model_fields["name"].default: cls for cls in REGISTERED}
+
+StrategySettings = Annotated[Union[REGISTERED], Field(discriminator="name")]  # type: ignore[valid-type]
 
 
 def make_strategy(settings: str | dict) -> Strategy:

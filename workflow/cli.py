@@ -10,6 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from workflow.job.failures import FailureKind
+from workflow.campaign.store import JobState
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
 from workflow.common.errors import ConfigError, shorten
 from workflow.common.progress import progress, summarised_warnings
@@ -201,8 +203,8 @@ def cmd_run(args) -> int:
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
     if runner.failed:
         print("failed in this run: " + ", ".join(f"{k} {n}" for k, n in sorted(runner.failed.items())))
-    if runner.failed.get("io_error"):  # the machine, not the polymers: say so to the batch script too
-        print(f"workflow: {runner.failed['io_error']} job(s) could not read or write their directories "
+    if runner.failed.get(FailureKind.IO_ERROR):  # the machine, not the polymers: say so to the batch script too
+        print(f"workflow: {runner.failed[FailureKind.IO_ERROR]} job(s) could not read or write their directories "
               f"(io_error); see workflow status {campaign.name}", file=sys.stderr)
         return 1
     return 0
@@ -311,7 +313,7 @@ def cmd_status(args) -> int:
     counts = Counter(j["state"] for j in jobs)
     print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     now = time.time()
-    running = [j for j in jobs if j["state"] == "submitted"]
+    running = [j for j in jobs if j["state"] == JobState.SUBMITTED]
     for j in running:
         retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
         print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
@@ -322,7 +324,7 @@ def cmd_status(args) -> int:
     table = hypervolume_per_cycle(frame, campaign.get("objectives", {}))
     hv_by_cycle = dict(zip(table["cycle"], table["hypervolume"]))
     for c in cycles:
-        parts = [f"{s} {per_cycle[(c, s)]}" for s in ("submitted", "done", "failed") if per_cycle[(c, s)]]
+        parts = [f"{s} {per_cycle[(c, s)]}" for s in JobState if per_cycle[(c, s)]]
         hv = f"; hypervolume {hv_by_cycle[c]:.4g}" if c in hv_by_cycle else ""
         print(f"  cycle {c}: " + ", ".join(parts) + hv)
     if hv_by_cycle:
@@ -333,7 +335,7 @@ def cmd_status(args) -> int:
         for r in front.head(5).itertuples():
             values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
             print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
-    failed = [j for j in jobs if j["state"] == "failed"]
+    failed = [j for j in jobs if j["state"] == JobState.FAILED]
     if failed:
         print("failures (excluded from selection):")
         for j in failed:
@@ -418,7 +420,7 @@ def cmd_export(args) -> int:
     frame = export_frame(store)
     out = Path(args.out) if args.out else Path(args.runs) / name / f"export.{args.format}"
     write_export(frame, out, args.format)
-    done = int((frame["status"] == "done").sum()) if len(frame) else 0
+    done = int((frame["status"] == JobState.DONE).sum()) if len(frame) else 0
     print(f"wrote {len(frame)} polymer(s) ({done} done, {len(frame) - done} failed) to {out}; "
           f"name it under initial_data in another campaign to train on it")
     return 0

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workflow.common.chem import canonical_psmiles
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
 from workflow.common.tables import read_table
+from workflow.campaign.store import JobState
 
 CALIBRATED = {"refractive_index": "exp_refractive_index", "abbe_number": "exp_abbe_number"}
 """Computed property -> the reference table's experimental column."""
@@ -126,7 +127,7 @@ def results_table(path: Path) -> pd.DataFrame:
     else:
         df = read_table(Path(path), keep_text=False, what="results")
     if "status" in df.columns:
-        df = df[df["status"] == "done"]
+        df = df[df["status"] == JobState.DONE]
     for prop in CALIBRATED:  # an export of a calibrated campaign: fit on the raw values
         if f"{prop}_raw" in df.columns:
             df = df.assign(**{prop: df[f"{prop}_raw"]})

@@ -21,6 +21,7 @@ from surrogate.gp import DTYPE
 from surrogate.pareto import to_max_form
 from workflow.campaign.config import Campaign
 from workflow.campaign.pool import load_pool
+from workflow.campaign.store import JobState
 from workflow.common.chem import canonical_psmiles
 from workflow.common.errors import ConfigError
 from workflow.common.progress import progress
@@ -123,7 +124,7 @@ def read_prior_results(paths: list[Path], objectives: list[str]) -> pd.DataFrame
             raise ConfigError(f"initial data {path} lacks column(s) {', '.join(missing)} (an export of a campaign "
                               f"with objectives {', '.join(objectives)} has them)")
         if "status" in df.columns:
-            df = df[df["status"] == "done"]
+            df = df[df["status"] == JobState.DONE]
         vals = df[objectives].apply(pd.to_numeric, errors="coerce")
         ok = np.isfinite(vals.to_numpy(dtype=float)).all(axis=1)
         canon = [canonical_psmiles(s) if isinstance(s, str) else None for s in df["smiles"]]

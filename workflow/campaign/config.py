@@ -4,7 +4,7 @@ Validated on load; an unknown key or a wrong type is a one-line :class:`ConfigEr
 Names come from their registries: objectives from the job's record
 (:data:`workflow.job.record.OBJECTIVE_PROPERTIES`), strategies from
 :data:`surrogate.strategies.STRATEGIES`, kernels from :data:`surrogate.kernels.KERNELS`, failure kinds
-from :data:`workflow.job.failures.FAILURE_KINDS`. The preset is resolved here, once, relative to
+from :class:`workflow.job.failures.FailureKind`. The preset is resolved here, once, relative to
 the campaign file, and travels as the typed model.
 """
 
@@ -27,7 +27,7 @@ from pydantic import (
 from surrogate.kernels import KERNELS
 from surrogate.strategies import QLogNEHVIGreedy, StrategySettings
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
-from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKindName
+from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKind
 from workflow.job.presets import ProtocolPreset, load_preset
 from workflow.job.record import OBJECTIVE_PROPERTIES
 
@@ -103,7 +103,7 @@ class Campaign(_Settings):
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
                                      "`in_flight` jobs running, refit and pick one whenever one finishes")
     in_flight: Count | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
-    retries: dict[FailureKindName, int] = Field(  # type: ignore[valid-type]
+    retries: dict[FailureKind, int] = Field(
         default_factory=lambda: dict(DEFAULT_ATTEMPTS),
         description="attempts per failure kind; a retry resubmits the job, which resumes from its last stage")
     oracle: OracleSettings | None = None
@@ -133,7 +133,7 @@ class Campaign(_Settings):
 
     @field_validator("retries")
     @classmethod
-    def _attempts(cls, v: dict[str, int]) -> dict[str, int]:
+    def _attempts(cls, v: dict[FailureKind, int]) -> dict[FailureKind, int]:
         bad = {k: n for k, n in v.items() if n < 1}
         if bad:
             raise ValueError(f"attempts must be at least 1, got {bad}")

@@ -20,6 +20,7 @@ from workflow.campaign.config import Campaign
 from workflow.campaign.evaluator import Evaluator, JobRequest
 from workflow.campaign.store import Store
 from workflow.common.errors import shorten
+from workflow.job.failures import FailureKind
 
 Log = Callable[[str], None]
 
@@ -38,12 +39,12 @@ class Dispatcher:
         self.campaign, self.store, self.evaluator, self.smiles, self.log = campaign, store, evaluator, smiles, log
         self.calibration = calibration
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
-        self.failed: Counter[str] = Counter()  # failure kinds of this run's jobs
+        self.failed: Counter[FailureKind] = Counter()  # failure kinds of this run's jobs
 
     def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
         """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
         if polymer_id not in self.smiles:
-            self.store.fail_job(job_id, "invalid_input", "prep", "polymer is no longer a usable pool entry")
+            self.store.fail_job(job_id, FailureKind.INVALID_INPUT, "prep", "polymer is no longer a usable pool entry")
             return None
         return JobRequest(polymer_id, self.smiles[polymer_id], Path(job_dir),
                           job_seed(self.campaign.seed, polymer_id))
@@ -124,9 +125,9 @@ class Dispatcher:
             except (TypeError, ValueError):
                 value = math.nan
             if not math.isfinite(value):
-                self.store.fail_job(job_id, "invalid_result", "result",
+                self.store.fail_job(job_id, FailureKind.INVALID_RESULT, "result",
                                     f"the result has no finite {name!r} (got {str(record.get(name))[:40]!r})")
-                self.failed["invalid_result"] += 1
+                self.failed[FailureKind.INVALID_RESULT] += 1
                 self.log(f"  {shorten(job.polymer_id)}: FAILED: no finite {name!r} in its result")
                 return
             objectives[name] = value

@@ -28,7 +28,8 @@ from workflow.campaign.config import Campaign
 from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.lock import DriverLock
-from workflow.campaign.store import Store
+from workflow.campaign.store import JobState, Store
+from workflow.job.failures import FailureKind
 from workflow.common.errors import ConfigError, shorten
 from workflow.common.files import file_hash, safe_name
 
@@ -78,7 +79,7 @@ class CampaignRunner:
         self._check_settings()
         self.calibration = self._calibration()
         self.candidates: Candidates | None = None
-        self.failed: dict[str, int] = {}  # failure kinds of the jobs this run ended
+        self.failed: dict[FailureKind, int] = {}  # failure kinds of the jobs this run ended
 
     def _check_settings(self) -> None:
         """Refuse a store holding a campaign with other settings or another pool (names the keys)."""
@@ -196,7 +197,7 @@ class CampaignRunner:
         with evaluator:
             dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
                                     self.calibration)
-            pending = dispatcher.ingest(self.store.jobs("submitted"))
+            pending = dispatcher.ingest(self.store.jobs(JobState.SUBMITTED))
             if pending:
                 self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
             for r in pending:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.common.errors import shorten
-from workflow.job.failures import JobFailure
+from workflow.job.failures import FailureKind, JobFailure, failure_of
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,15 @@ class Evaluator(ABC):
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
         """The record this very job already wrote to its directory (while no driver listened), else None."""
 
-    def prepare_retry(self, job: JobRequest, kind: str) -> None:
+    def prepare_retry(self, job: JobRequest, kind: FailureKind) -> None:
         """Called before a failed job is resubmitted after a ``kind`` failure (nothing by default)."""
 
     def failure(self, exc: BaseException) -> JobFailure:
-        """The kind of failure an exception from a job's future is: a job's own failure keeps its kind; an
-        operating-system error (a directory that cannot be written, a full disk) is ``io_error``; anything else
-        that escaped the job is ``md_failed`` in stage ``dispatch``."""
-        if isinstance(exc, JobFailure):
-            return exc
-        message = shorten(f"{type(exc).__name__}: {exc}", 300)
-        if isinstance(exc, OSError):
-            return JobFailure("io_error", "dispatch", message)
-        return JobFailure("md_failed", "dispatch", message)
+        """The kind of failure an exception from a job's future is (:func:`~workflow.job.failures.failure_of` in
+        stage ``dispatch``): a job's own failure keeps its kind; an unwritable or full filesystem is ``io_error``;
+        anything else that escaped the job is ``internal_error``, a bug (not retried)."""
+        failure = failure_of(exc, "dispatch", FailureKind.INTERNAL_ERROR)
+        return JobFailure(failure.kind, failure.stage, shorten(failure.message, 300))
 
     def close(self) -> None:
         """Release workers and threads."""

@@ -28,7 +28,7 @@ from workflow.campaign.report import (
     hypervolume_per_cycle,
     results_frame,
 )
-from workflow.campaign.store import Store
+from workflow.campaign.store import JobState, Store
 from workflow.common.errors import shorten
 from workflow.common.versions import package_versions
 
@@ -268,7 +268,7 @@ def jobs_panel(store: Store):
     table = DataTable(source=src, columns=cols, width=820, height=min(400, 30 + 25 * max(1, len(jobs))),
                       index_position=None)
     states = Counter(j["state"] for j in jobs)
-    kinds = Counter(j["failure_kind"] for j in jobs if j["state"] == "failed")
+    kinds = Counter(j["failure_kind"] for j in jobs if j["state"] == JobState.FAILED)
     problems = store.pool_problems()
     text = (f"<p>{len(jobs)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) +
             ("; failures by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) if kinds else "") +

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
-from workflow.campaign.store import Store
+from workflow.campaign.store import JobState, Store
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def export_frame(store: Store) -> pd.DataFrame:
                  else f"property job, preset {_preset_name(meta.get('preset'))}")
     rows = []
     for j in store.jobs():
-        if j["state"] == "submitted":
+        if j["state"] == JobState.SUBMITTED:
             continue
         p = pool.get(j["polymer_id"])
         res = results.get(j["job_id"])
@@ -243,7 +243,7 @@ def export_frame(store: Store) -> pd.DataFrame:
                "name": p["name"] if p else None, "status": j["state"], "cycle": j["cycle"],
                "strategy": strategy.get((j["cycle"], j["polymer_id"])), "evaluator": evaluator,
                "attempts": j["attempts"], "job_dir": j["job_dir"], "submitted_at": j["submitted_at"],
-               "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] == "failed" else None,
+               "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] == JobState.FAILED else None,
                "failure_stage": j["failure_stage"], "failure_message": j["failure_message"]}
         if res is not None:
             obj = json.loads(res["objectives"])

@@ -21,16 +21,29 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from workflow.common.errors import ConfigError, shorten
+from workflow.job.failures import FailureKind
 from workflow.job.record import OBJECTIVE_PROPERTIES
 
 STORE_FORMAT = 2  # 2: absolute job directories, result columns from the record's objective properties
 
-JOB_STATES = ("submitted", "done", "failed")
-TERMINAL_STATES = ("done", "failed")
+
+
+class JobState(StrEnum):
+    """A stored job's state (the one list: the ``jobs`` table's CHECK is written from it)."""
+
+    SUBMITTED = "submitted"  # picked and handed to the evaluator; running, queued, or to be resubmitted
+    DONE = "done"            # its result is in ``results``
+    FAILED = "failed"        # its last attempt failed; ``failure_kind`` says why
+
+
+def _sql_list(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,7 +64,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id INTEGER PRIMARY KEY AUTOINCREMENT,
     polymer_id TEXT NOT NULL REFERENCES pool(polymer_id),
     cycle INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('submitted', 'done', 'failed')),
+    state TEXT NOT NULL CHECK (state IN ({job_states})),
     attempts INTEGER NOT NULL DEFAULT 1,
     submitted_at REAL NOT NULL,
     started_at REAL,
@@ -178,7 +191,8 @@ class Store:
         tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
-        db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES)))
+        db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES),
+                                       job_states=_sql_list(JobState)))
         with db:
             db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
         db.close()
@@ -263,8 +277,8 @@ class Store:
         now = time.time()
         started = record.get("started_at")
         with self.db:
-            self.db.execute("UPDATE jobs SET state = 'done', started_at = ?, ended_at = ? WHERE job_id = ?",
-                            (started, now, job_id))
+            self.db.execute("UPDATE jobs SET state = ?, started_at = ?, ended_at = ? WHERE job_id = ?",
+                            (JobState.DONE.value, started, now, job_id))
             row = {"job_id": job_id, "polymer_id": polymer_id,
                    **{p: _number(record.get(p)) for p in OBJECTIVE_PROPERTIES},
                    "objectives": json.dumps(objectives), "properties": json.dumps(record, default=str),
@@ -273,19 +287,21 @@ class Store:
             self.db.execute(f"INSERT INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                             tuple(row.values()))
 
-    def retry_job(self, job_id: int, kind: str, message: str) -> int:
+    def retry_job(self, job_id: int, kind: FailureKind, message: str) -> int:
         """Count another attempt of a job (same directory: it resumes); returns the attempt number."""
         with self.db:
             self.db.execute("UPDATE jobs SET attempts = attempts + 1, failure_kind = ?, failure_message = ? "
-                            "WHERE job_id = ?", (kind, f"retried after: {message}", job_id))
+                            "WHERE job_id = ?", (FailureKind(kind).value, f"retried after: {message}", job_id))
         return int(self.job(job_id)["attempts"])
 
-    def fail_job(self, job_id: int, kind: str, stage: str, message: str) -> None:
+    def fail_job(self, job_id: int, kind: FailureKind, stage: str, message: str) -> None:
+        kind = FailureKind(kind)
         with self.db:
-            self.db.execute("UPDATE jobs SET state = 'failed', ended_at = ?, failure_kind = ?, failure_stage = ?, "
-                            "failure_message = ? WHERE job_id = ?", (time.time(), kind, stage, message, job_id))
+            self.db.execute("UPDATE jobs SET state = ?, ended_at = ?, failure_kind = ?, failure_stage = ?, "
+                            "failure_message = ? WHERE job_id = ?",
+                            (JobState.FAILED.value, time.time(), kind.value, stage, message, job_id))
 
-    def jobs(self, state: str | None = None) -> list[sqlite3.Row]:
+    def jobs(self, state: JobState | None = None) -> list[sqlite3.Row]:
         if state is None:
             return self.db.execute("SELECT * FROM jobs ORDER BY job_id").fetchall()
         return self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY job_id", (state,)).fetchall()
@@ -318,7 +334,7 @@ class Store:
             if job_dir_for is not None:
                 for pid in polymer_ids:
                     cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) "
-                                          "VALUES (?, ?, 'submitted', ?, '')", (pid, cycle, now))
+                                          "VALUES (?, ?, ?, ?, '')", (pid, cycle, JobState.SUBMITTED.value, now))
                     job_id = int(cur.lastrowid)
                     self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir_for(job_id, pid), job_id))
                     job_ids.append(job_id)

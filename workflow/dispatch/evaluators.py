@@ -22,11 +22,17 @@ from workflow.common.files import read_json, write_json_atomic
 from workflow.common.tables import read_table
 from workflow.dispatch.profiles import Profile
 from workflow.job import JobFailure, JobSpec, finished_record, grant_retry
+from workflow.job.failures import FailureKind
 from workflow.job.presets import ProtocolPreset
 from workflow.job.stages import RECORD_FILE
 
-LOST_WORKER_ERRORS = frozenset({"ManagerLost", "WorkerLost", "BadStateException", "ScalingFailed"})
-"""Parsl's exceptions for work lost with its worker or block (HighThroughputExecutor)."""
+
+def lost_worker_errors() -> tuple[type[BaseException], ...]:
+    """Parsl's exceptions for work lost with its worker or block (HighThroughputExecutor)."""
+    from parsl.executors.errors import BadStateException, ScalingFailed
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
+
+    return ManagerLost, WorkerLost, BadStateException, ScalingFailed
 
 
 class OracleEvaluator(Evaluator):
@@ -57,7 +63,7 @@ class OracleEvaluator(Evaluator):
         if hi > 0:
             time.sleep(lo + (hi - lo) * np.random.default_rng(job.seed).random())
         if job.polymer_id not in self.rows.index:
-            raise JobFailure("invalid_input", "oracle", f"id {job.polymer_id!r} is not in the oracle table")
+            raise JobFailure(FailureKind.INVALID_INPUT, "oracle", f"id {job.polymer_id!r} is not in the oracle table")
         row = self.rows.loc[job.polymer_id]
         record = {str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         record |= {"psmiles": job.psmiles, "preset": "oracle", "started_at": started}
@@ -102,8 +108,8 @@ class ParslEvaluator(Evaluator):
     def failure(self, exc: BaseException) -> JobFailure:
         """Parsl's lost managers and workers (a block's walltime, a node gone) are ``timeout``: retried, the job
         resuming its directory."""
-        if type(exc).__name__ in LOST_WORKER_ERRORS:
-            return JobFailure("timeout", "dispatch", f"{type(exc).__name__}: {shorten(str(exc), 200)}")
+        if isinstance(exc, lost_worker_errors()):
+            return JobFailure(FailureKind.TIMEOUT, "dispatch", f"{type(exc).__name__}: {shorten(str(exc), 200)}")
         return super().failure(exc)
 
     def spec(self, job: JobRequest) -> JobSpec:
@@ -116,7 +122,7 @@ class ParslEvaluator(Evaluator):
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
         return finished_record(self.spec(job), job.job_dir)
 
-    def prepare_retry(self, job: JobRequest, kind: str) -> None:
+    def prepare_retry(self, job: JobRequest, kind: FailureKind) -> None:
         grant_retry(job.job_dir, kind)  # not_equilibrated: the job samples once more
 
     def close(self) -> None:

@@ -5,7 +5,7 @@
 This package imports nothing from the campaign or dispatch packages.
 """
 
-from workflow.job.failures import FAILURE_KINDS, JobFailure
+from workflow.job.failures import FailureKind, JobFailure
 from workflow.job.record import OBJECTIVE_PROPERTIES, PropertyRecord
 from workflow.job.stages import (
            JobSpec,
@@ -15,5 +15,5 @@ from workflow.job.stages import (
            write_job_inputs,
 )
 
-__all__ = ["FAILURE_KINDS", "OBJECTIVE_PROPERTIES", "JobFailure", "JobSpec", "PropertyRecord", "finished_record",
+__all__ = ["FailureKind", "OBJECTIVE_PROPERTIES", "JobFailure", "JobSpec", "PropertyRecord", "finished_record",
            "grant_retry", "run_property_job", "write_job_inputs"]

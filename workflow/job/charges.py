@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from workflow.job.failures import PhysicsError
+
 BOHR_PER_ANG = 1.0 / 0.52917721092
 # Merz-Kollman van der Waals radii (angstrom); elements without one use 2.0
 MK_RADII = {"H": 1.2, "C": 1.5, "N": 1.5, "O": 1.4, "F": 1.35, "P": 1.8, "S": 1.75, "Cl": 1.7, "Br": 1.85, "I": 1.98}
 MK_SHELLS = (1.4, 1.6, 1.8, 2.0)
 
 
-class ChargeError(RuntimeError):
+class ChargeError(PhysicsError):
     """The charge calculation failed (SCF not converged, RESP failed)."""
 
 

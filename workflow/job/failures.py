@@ -1,45 +1,73 @@
-"""Why a property job gives no result: the failure kinds, each with its default number of attempts.
+"""Why a property job gives no result: the failure kinds, and the one map from an exception to a kind.
 
-This table is the one list of kinds: the campaign's ``retries`` setting, the store and the reports
-read it. A new kind is one line here.
+:class:`FailureKind` is the one list of kinds (a member compares equal to its name, which the store
+writes): the campaign's ``retries`` setting, the store, the stages and the reports read it. A new
+kind is one member and one line of :data:`_ATTEMPTS_AND_MEANING`. :func:`failure_of` says which
+kind an exception is, by its type: a job's own failure keeps its kind, an unwritable or full
+filesystem is ``io_error``, an error of the physics (raised as :class:`PhysicsError` or inside one
+of :data:`PHYSICS_LIBRARIES`) is the stage's kind, and anything else is a bug in PolyScout
+(``internal_error``, never retried).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import errno
+import traceback
+from enum import StrEnum
 
 
-@dataclass(frozen=True)
-class FailureKind:
-    name: str
-    attempts: int  # default attempts in a campaign (1: never retried)
-    meaning: str
+class FailureKind(StrEnum):
+    INVALID_INPUT = "invalid_input"
+    QM_FAILED = "qm_failed"
+    MD_FAILED = "md_failed"
+    NOT_EQUILIBRATED = "not_equilibrated"
+    ORIENTED = "oriented"
+    INVALID_RESULT = "invalid_result"
+    IO_ERROR = "io_error"
+    TIMEOUT = "timeout"
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def attempts(self) -> int:
+        """Default attempts in a campaign (1: never retried)."""
+        return _ATTEMPTS_AND_MEANING[self][0]
+
+    @property
+    def meaning(self) -> str:
+        return _ATTEMPTS_AND_MEANING[self][1]
 
 
-FAILURE_KINDS: dict[str, FailureKind] = {k.name: k for k in (
-    FailureKind("invalid_input", 1, "the PSMILES or its chemistry cannot be used; a retry cannot help"),
-    FailureKind("qm_failed", 1, "the SCF, the response equations or the charge fit did not converge"),
-    FailureKind("md_failed", 2, "building the cell or a LAMMPS run failed"),
-    FailureKind("not_equilibrated", 1, "RadonPy's equilibrium check failed after the allowed sampling runs; "
-                                       "a retry grants one more run"),
-    FailureKind("oriented", 1, "the chains aligned (nematic order at or above the preset's limit)"),
-    FailureKind("invalid_result", 1, "the job's record lacks a finite value of a campaign objective"),
-    FailureKind("io_error", 2, "the job directory could not be written or read (permissions, a full disk)"),
-    FailureKind("timeout", 3, "the worker or its block was lost (walltime, node failure); a retry resumes the job"),
-)}
+_ATTEMPTS_AND_MEANING: dict[FailureKind, tuple[int, str]] = {
+    FailureKind.INVALID_INPUT: (1, "the PSMILES or its chemistry cannot be used; a retry cannot help"),
+    FailureKind.QM_FAILED: (1, "the SCF, the response equations or the charge fit did not converge"),
+    FailureKind.MD_FAILED: (2, "building the cell or a LAMMPS run failed"),
+    FailureKind.NOT_EQUILIBRATED: (1, "RadonPy's equilibrium check failed after the allowed sampling runs; "
+                                      "a retry grants one more run"),
+    FailureKind.ORIENTED: (1, "the chains aligned (nematic order at or above the preset's limit)"),
+    FailureKind.INVALID_RESULT: (1, "the job's record lacks a finite value of a campaign objective"),
+    FailureKind.IO_ERROR: (2, "the job directory could not be written or read (permissions, a full disk)"),
+    FailureKind.TIMEOUT: (3, "the worker or its block was lost (walltime, node failure); a retry resumes the job"),
+    FailureKind.INTERNAL_ERROR: (1, "an unexpected exception in PolyScout's own code: a bug to report, not retried"),
+}
 
-FailureKindName = Literal[tuple(FAILURE_KINDS)]  # type: ignore[valid-type]
+DEFAULT_ATTEMPTS: dict[FailureKind, int] = {k: k.attempts for k in FailureKind}
 
-DEFAULT_ATTEMPTS: dict[str, int] = {k.name: k.attempts for k in FAILURE_KINDS.values()}
+PHYSICS_LIBRARIES: tuple[str, ...] = ("radonpy", "pyscf", "rdkit", "geometric", "lammps", "mdtraj", "numpy", "scipy")
+"""Packages whose exceptions are the physics failing (a stage's own kind), not a bug of PolyScout's."""
+
+IO_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
+"""Operating-system errors of the filesystem itself (permissions, read-only, full, broken)."""
+
+
+class PhysicsError(RuntimeError):
+    """A computation of the job failed (SCF, charge fit, cell building, LAMMPS): the stage's failure kind."""
 
 
 class JobFailure(Exception):
     """A property job that could not produce a result: its kind, the stage and a one-line message."""
 
-    def __init__(self, kind: str, stage: str, message: str):
-        if kind not in FAILURE_KINDS:
-            raise ValueError(f"unknown failure kind {kind!r}")
+    def __init__(self, kind: FailureKind | str, stage: str, message: str):
+        kind = FailureKind(kind)  # an unknown name is a ValueError
         super().__init__(kind, stage, message)
         self.kind = kind
         self.stage = stage
@@ -47,3 +75,26 @@ class JobFailure(Exception):
 
     def __str__(self) -> str:
         return f"{self.kind} in {self.stage}: {self.message}"
+
+
+def _raised_inside(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in one of ``packages``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    path = frames[-1].filename.replace("\\", "/")
+    return any(f"/{p}/" in path for p in packages)
+
+
+def failure_of(exc: BaseException, stage: str, physics: FailureKind) -> JobFailure:
+    """The failure an exception raised in ``stage`` is; ``physics`` is the kind of the stage's computations failing."""
+    if isinstance(exc, JobFailure):
+        return exc
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno in IO_ERRNOS:
+        return JobFailure(FailureKind.IO_ERROR, stage, message)
+    if isinstance(exc, PhysicsError) or _raised_inside(exc, PHYSICS_LIBRARIES):
+        return JobFailure(physics, stage, message)
+    where = traceback.extract_tb(exc.__traceback__)
+    at = f" at {where[-1].filename.rsplit('/', 1)[-1]}:{where[-1].lineno}" if where else ""
+    return JobFailure(FailureKind.INTERNAL_ERROR, stage, f"{message}{at} (a bug in PolyScout: please report it)")

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from workflow.job.cache import StepCache, step_key
-from workflow.job.presets import MDSettings, QMSettings
+from workflow.job.failures import PhysicsError
+from workflow.job.presets import MDSettings, QMSettings, SimulationSettings
 
 
-class MDError(RuntimeError):
+class MDError(PhysicsError):
     """Building the cell or running LAMMPS failed."""
 
 
@@ -189,9 +190,6 @@ def seeded(seed: int | None = None, state: tuple | None = None):
         np.random.set_state(saved[1])
 
 
-SEGMENT_VERSION = 1  # bump when a segment's inputs change meaning: finished segments are then run again
-
-
 @dataclass(frozen=True)
 class Segment:
     name: str
@@ -321,7 +319,7 @@ class MDRunner:
         self.rng_state = end[0]
 
     def _key(self, segment: Segment) -> str:
-        return step_key(segment.name, SEGMENT_VERSION, self.settings.simulation(), (self.cell_key,))
+        return step_key(segment.name, self.settings.part(SimulationSettings), (self.cell_key,))
 
     def is_done(self, segment: Segment) -> bool:
         return self.cache.done(segment.name, self._key(segment)) is not None

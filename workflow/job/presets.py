@@ -7,7 +7,7 @@ protocol (``full``). Nothing in the job branches on the preset's name; it only r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,12 +17,36 @@ WAVELENGTHS_NM: tuple[float, float, float] = (486.1, 589.3, 656.3)
 """Fraunhofer F, D and C lines: n_F, n_D, n_C give the Abbe number."""
 
 
+S = TypeVar("S", bound="_Frozen")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def part(self, slice_type: type[S]) -> S:
+        """The fields of these settings that ``slice_type`` declares, as that typed slice (a stage's key hashes it)."""
+        return slice_type.model_validate(self.model_dump(include=set(slice_type.model_fields)))
 
-class QMSettings(_Frozen):
-    """Polarizability of the capped repeat unit (PySCF, linear response)."""
+
+# --- QM settings, by what depends on them: each field is declared in exactly one slice, and each job stage hashes
+# the slices it reads (workflow/job/stages.py), so a new field enters the keys of the stages that read it.
+class DensityFitting(_Frozen):
+    """Read by the MD charges and the polarizabilities."""
+
+    # density fitting (RI) of Coulomb and exchange, in the SCF and in the response kernel
+    density_fit: bool = True
+
+
+class ChargeSettings(DensityFitting):
+    """The MD charges' QM (the ``monomer`` stage): charge_model esp, or resp without Psi4."""
+
+    # RadonPy's RESP level, HF/6-31G(d)
+    charge_method: str = "hf"
+    charge_basis: str = "6-31g(d)"
+
+
+class PolarizabilitySettings(DensityFitting):
+    """Polarizability of the capped repeat unit (PySCF, linear response): the ``qm`` stage and the cap reference."""
 
     functional: str = "cam-b3lyp"
     # aug-cc-pVDZ: alpha_D and the dispersion ratio of polystyrene within 0.05% of aug-cc-pVTZ (benchmarks/qm_speed.py);
@@ -31,9 +55,7 @@ class QMSettings(_Frozen):
     # per-element exceptions to ``basis`` (cc-pVDZ on H makes heavy-aug-cc-pVDZ); a def2 basis on an element past Kr
     # brings its def2 effective core potential
     element_basis: dict[str, str] = Field(default_factory=lambda: {"I": "def2-svpd"})
-    # density fitting (RI) of Coulomb and exchange, in the SCF and in the response kernel; ``auxbasis``
-    # None is PySCF's JK-fitting basis for the orbital basis (def2-universal-jkfit for def2 sets)
-    density_fit: bool = True
+    # ``auxbasis`` None is PySCF's JK-fitting basis for the orbital basis (def2-universal-jkfit for def2 sets)
     auxbasis: str | None = None
     grid_level: int = 3
     response_grid_level: int | None = None  # the XC kernel's grid in the response equations; None: grid_level
@@ -44,7 +66,6 @@ class QMSettings(_Frozen):
     # leave the core orbitals (1s of C/N/O/F, 1s-2p of Si-Cl) out of the response: they hardly polarise at optical
     # frequencies and the kernel's cost grows with the occupied orbitals (benchmarks/qm_speed.py)
     response_frozen_core: bool = False
-    memory_mb: int = 4000
     # geometry: RDKit conformers screened by MMFF; then, if asked, a DFT optimisation (PySCF + geomeTRIC)
     optimize_geometry: bool = False
     opt_functional: str = "b3lyp"
@@ -60,28 +81,31 @@ class QMSettings(_Frozen):
     # what replaces the two links (*) in the QM molecule, its reference then subtracted: "methyl" (CH3 caps, minus
     # ethane) or "hydrogen" (H caps, minus H2); both leave one link bond per unit (see workflow/job/qm.py)
     cap: Literal["methyl", "hydrogen"] = "methyl"
-    # MD charges (charge_model esp, or resp without Psi4): RadonPy's RESP level, HF/6-31G(d)
-    charge_method: str = "hf"
-    charge_basis: str = "6-31g(d)"
-
-    # settings added after results were stored, with their defaults: left out of the key while they have them,
-    # so those results keep their keys
-    ADDED_LATER: ClassVar[dict[str, object]] = {"opt_grid_level": None, "cap": "methyl",
-                                                "opt_convergence": "geometric"}
-
-    def polarizability_settings(self) -> dict:
-        """The settings the polarizabilities depend on: not the MD charges' (the prep stage's) nor the memory."""
-        unset = {name for name, default in self.ADDED_LATER.items() if getattr(self, name) == default}
-        return self.model_dump(mode="json", exclude={"charge_method", "charge_basis", "memory_mb"} | unset)
 
 
-class MDSettings(_Frozen):
-    """Amorphous cell and LAMMPS equilibration (RadonPy builds the inputs)."""
+class QMResources(_Frozen):
+    """How the QM runs, never what it computes: in no stage's key."""
+
+    memory_mb: int = 4000
+
+
+class QMSettings(QMResources, ChargeSettings, PolarizabilitySettings):
+    """Every QM setting of a preset: the union of the slices above (a preset file lists them flat)."""
+
+
+# --- MD settings, likewise by what depends on them
+class CellSettings(_Frozen):
+    """The amorphous cell RadonPy builds (the ``cell`` stage)."""
 
     n_chains: int = 10
     atoms_per_chain: int = 1000
     tacticity: str = "atactic"
     init_density: float = 0.05
+
+
+class SimulationSettings(_Frozen):
+    """What the LAMMPS runs compute from (every segment of the ``md`` stage)."""
+
     kspace_accuracy: float = 1e-6
     # packing: CG minimisation, short NVT at 0.1 fs, heating, then compression to `pack_density`
     relax_steps: int = 20_000
@@ -126,24 +150,31 @@ class MDSettings(_Frozen):
     thermo_freq: int = 1000
     dump_freq: int = 1000
     restart_freq: int = 10000
+
+
+class AnalysisSettings(_Frozen):
+    """How the sampling runs are read: the density's window and RadonPy's equilibrium check (the ``md`` stage)."""
+
     # RadonPy's analysis windows, in thermo rows (its defaults: 2000 and 2000)
     analysis_init: int = 2000
     analysis_width: int = 2000
     max_additional_runs: int = 4
-    require_equilibrium: bool = True
     # RadonPy's convergence limits on the moving average's sd (relative to the mean: energies, density) are
     # multiplied by this. Set for RadonPy's ~10,000-atom cells and 2,000-row windows; the moving average's
     # noise grows as 1 / sqrt(atoms x rows), so a smaller cell or window needs the looser limit
     # sqrt(10,000 / atoms x 2,000 / rows) to tell the same drift from noise.
     convergence_scale: float = Field(default=1.0, ge=1.0)
+
+
+class VerdictSettings(_Frozen):
+    """What the record refuses (the ``record`` stage)."""
+
+    require_equilibrium: bool = True
     nematic_order_max: float = 0.1
 
-    VERDICT_FIELDS: ClassVar[tuple[str, ...]] = ("analysis_init", "analysis_width", "max_additional_runs",
-                                                 "require_equilibrium", "convergence_scale", "nematic_order_max")
 
-    def simulation(self) -> dict:
-        """The settings LAMMPS runs depend on (not those of the analysis and its verdicts)."""
-        return self.model_dump(mode="json", exclude=set(self.VERDICT_FIELDS))
+class MDSettings(VerdictSettings, AnalysisSettings, SimulationSettings, CellSettings):
+    """Amorphous cell and LAMMPS equilibration (RadonPy builds the inputs): the union of the slices above."""
 
     @model_validator(mode="after")
     def _windows_fit_the_run(self) -> "MDSettings":

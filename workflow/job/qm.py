@@ -25,11 +25,13 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from workflow.job.failures import PhysicsError
 from workflow.job.optics import BOHR3_TO_ANG3, BOHR_TO_ANG, dispersion_ratio, photon_energy_hartree
-from workflow.job.presets import WAVELENGTHS_NM, QMSettings
+from workflow.job.presets import WAVELENGTHS_NM, PolarizabilitySettings, QMSettings
+from workflow.job.record import QMResult
 
 
-class QMError(RuntimeError):
+class QMError(PhysicsError):
     """The SCF or the response solve did not converge."""
 
 
@@ -89,10 +91,6 @@ class QMTimings:
     response: float = 0.0  # the static limit and the three wavelengths, solved together
     cap: float = 0.0  # 0 where the cached ethane result was used
 
-    def as_record(self) -> dict[str, float]:
-        return {"qm_seconds_conformers": self.conformers, "qm_seconds_geometry": self.geometry,
-                "qm_seconds_scf": self.scf, "qm_seconds_response": self.response, "qm_seconds_cap": self.cap}
-
 
 @dataclass(frozen=True)
 class PolarizabilityResult:
@@ -113,23 +111,20 @@ class PolarizabilityResult:
         """(alpha_F - alpha_C) / alpha_D of the repeat unit: what the Abbe number depends on."""
         return dispersion_ratio(*(self.dynamic_ang3[wl] for wl in WAVELENGTHS_NM))
 
-    def as_record(self) -> dict[str, float | int | str]:
-        rec: dict[str, float | int | str] = {
-            "qm_auxbasis": self.auxbasis,
-            "dispersion_ratio": self.dispersion_ratio,
-            "polarizability_static": self.static_ang3,
-            "scf_energy_hartree": self.scf_energy_hartree,
-            "qm_n_basis": self.n_basis,
-            "qm_response_iterations": self.response_iterations,
-            "qm_geometry_opt_steps": self.geometry_opt_steps,
-            "polarizability_capped_static": self.capped_static_ang3,
-            "polarizability_cap_static": self.cap_static_ang3,
-        }
-        for wl, a in self.cap_dynamic_ang3.items():
-            rec[f"polarizability_cap_{wl:g}nm"] = a
-        for wl, a in self.dynamic_ang3.items():
-            rec[f"polarizability_{wl:g}nm"] = a
-        return rec | (self.timings.as_record() if self.timings is not None else {})
+    def to_result(self, functional: str, basis: str) -> QMResult:
+        """The ``qm`` stage's result (the method named by the preset's ``functional`` and ``basis``)."""
+        timings = self.timings or QMTimings()
+        f, d, c = (self.dynamic_ang3[wl] for wl in WAVELENGTHS_NM)
+        cf, cd, cc = (self.cap_dynamic_ang3.get(wl, 0.0) for wl in WAVELENGTHS_NM)
+        return QMResult(
+            functional=functional, basis=basis, qm_auxbasis=self.auxbasis, dispersion_ratio=self.dispersion_ratio,
+            polarizability_static=self.static_ang3, polarizability_f=f, polarizability_d=d, polarizability_c=c,
+            scf_energy_hartree=self.scf_energy_hartree, qm_n_basis=self.n_basis,
+            qm_response_iterations=self.response_iterations, qm_geometry_opt_steps=self.geometry_opt_steps,
+            polarizability_capped_static=self.capped_static_ang3, polarizability_cap_static=self.cap_static_ang3,
+            polarizability_cap_f=cf, polarizability_cap_d=cd, polarizability_cap_c=cc,
+            qm_seconds_conformers=timings.conformers, qm_seconds_geometry=timings.geometry,
+            qm_seconds_scf=timings.scf, qm_seconds_response=timings.response, qm_seconds_cap=timings.cap)
 
 
 def basis_per_element(symbols, settings: QMSettings, basis_name: str | None = None) -> dict[str, str]:
@@ -674,7 +669,6 @@ def response_polarizability(mf, frequencies_hartree: list[float], tol: float = 1
 
 # the molecule a cap's contribution is taken from: the two caps and the bond that joins them (name, SMILES)
 CAP_REFERENCES = {"methyl": ("ethane", "CC"), "hydrogen": ("h2", "[H][H]")}
-CAP_VERSION = 1  # bump when the cap's computation changes its result
 
 
 def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_checkpoint: Path | None = None
@@ -699,40 +693,38 @@ def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_che
     return alphas, mf, iterations, opt_steps, QMTimings(geometry=t1 - t0, scf=t2 - t1, response=t3 - t2)
 
 
-def cap_settings(settings: QMSettings) -> dict[str, Any]:
-    """The QM settings ethane's polarizability depends on (not the MD charges' nor the memory)."""
-    return settings.polarizability_settings()
-
-
 def cap_polarizabilities(settings: QMSettings, threads: int = 1,
                          cache_dir: Path | None = None) -> tuple[list[float], int, float]:
     """The cap reference's (ethane's, or H2's for hydrogen caps) isotropic alpha (A^3) at 0 and the three
     wavelengths, with the preset's method.
 
-    Computed once per QM settings where ``cache_dir`` is given: the file is named by the settings'
-    hash and holds the settings, and is reused only when they are equal. Returns ``(alphas,
-    response iterations, seconds)``; 0 iterations and 0 seconds when read back.
+    Computed once per polarizability settings where ``cache_dir`` is given, under the job's one caching rule
+    (:class:`workflow.job.cache.StepCache`, keyed by the molecule and the
+    :class:`~workflow.job.presets.PolarizabilitySettings`). Returns ``(alphas, response iterations, seconds)``;
+    0 iterations and 0 seconds when read back.
     """
     from pyscf import lib
 
-    from workflow.common.files import read_json, stable_hash, write_json_atomic
+    from workflow.common.files import read_json, write_json_atomic
+    from workflow.job.cache import StepCache, step_key
 
     name, smiles = CAP_REFERENCES[settings.cap]
-    wanted = {"molecule": smiles, "version": CAP_VERSION, "qm": cap_settings(settings)}
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{name}-{stable_hash(wanted)[:16]}.json"
-        cached = read_json(path)
-        if cached is not None and cached.get("settings") == wanted:
+    key = step_key("cap", {"molecule": smiles, "settings": settings.part(PolarizabilitySettings)})
+    step, output = f"{name}-{key[:16]}", f"{name}-{key[:16]}.json"
+    cache = StepCache(Path(cache_dir)) if cache_dir is not None else None
+    if cache is not None and cache.done(step, key) is not None:
+        cached = read_json(cache.directory / output)
+        if cached is not None:
             return [float(a) for a in cached["alphas"]], 0, 0.0
     t0 = time.monotonic()
     cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(smiles)), settings.n_conformers)
     with lib.with_omp_threads(threads):
         alphas, _, iterations, _, _ = isotropic_polarizabilities(cap, settings)
     seconds = time.monotonic() - t0
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {"settings": wanted, "alphas": alphas, "seconds": seconds})
+    if cache is not None:
+        cache.directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cache.directory / output, {"molecule": smiles, "alphas": alphas})
+        cache.mark(step, key, [output], seconds)
     return alphas, iterations, seconds
 
 

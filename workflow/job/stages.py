@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from workflow.common.chem import canonical_psmiles, check_psmiles
 from workflow.common.files import (
     read_json,
@@ -33,10 +35,19 @@ from workflow.common.files import (
 )
 from workflow.common.versions import package_versions
 from workflow.job.cache import StepCache, step_key
-from workflow.job.failures import JobFailure
+from workflow.job.failures import FailureKind, JobFailure, failure_of
 from workflow.job.md import LammpsCommand
-from workflow.job.presets import WAVELENGTHS_NM, ProtocolPreset
-from workflow.job.record import PropertyRecord
+from workflow.job.presets import (
+    WAVELENGTHS_NM,
+    AnalysisSettings,
+    CellSettings,
+    ChargeSettings,
+    PolarizabilitySettings,
+    ProtocolPreset,
+    SimulationSettings,
+    VerdictSettings,
+)
+from workflow.job.record import MDResult, OpticsResult, PrepResult, PropertyRecord, Provenance, QMResult
 
 RECORD_FILE = "record.json"
 RETRY_FILE = "retry.json"
@@ -68,8 +79,7 @@ class JobRun:
         self.extra_sampling_runs = extra_sampling_runs(self.dir)
         self.keys: dict[str, str] = {}
         for stage in STAGES:  # keys depend on the spec only: known before anything runs
-            self.keys[stage.name] = step_key(stage.name, stage.version, stage.inputs(self),
-                                             tuple(self.keys[r] for r in stage.reads))
+            self.keys[stage.name] = step_key(stage.name, stage.inputs(self), tuple(self.keys[r] for r in stage.reads))
 
     @property
     def preset(self) -> ProtocolPreset:
@@ -78,31 +88,47 @@ class JobRun:
 
 @dataclass(frozen=True)
 class Stage:
-    """A step of the job: what it reads, the settings its result depends on, how it is computed."""
+    """A step of the job: what it reads, the settings its result depends on, how it is computed.
+
+    The stage's key hashes its identity (canonical PSMILES, and the seed where ``seeded``), the typed slice of
+    the preset that ``settings`` returns (every field of it: a field added to a slice changes the keys of the
+    stages that read it, by construction), the fields of its ``result`` model and the keys of the stages it reads.
+    """
 
     name: str
     output: str                               # file in the job directory (.json or .pickle)
-    failure: str                              # failure kind of an unexpected error in ``compute``
+    failure: FailureKind                      # failure kind of an expected error in ``compute`` (see failure_of)
     compute: Callable[[JobRun], Any]
-    inputs: Callable[[JobRun], Any]           # what the result depends on besides ``reads`` (hashed)
+    settings: Callable[[JobRun], BaseModel | None]  # the typed slice of the preset (and job) the result depends on
+    result: type[BaseModel] | None = None     # the typed result (JSON outputs); None: a pickled RadonPy object
+    seeded: bool = False                      # the result depends on the job's random seed
     reads: tuple[str, ...] = ()               # stages whose outputs ``compute`` uses
     write_inputs: Callable[[JobRun], list[Path]] | None = None  # its input files, without computing
-    version: int = 1                          # bump when the stage's code changes its result
+
+    def inputs(self, run: JobRun) -> dict[str, Any]:
+        """What the key hashes besides the upstream keys."""
+        return {"psmiles": _canonical(run), "seed": run.spec.seed if self.seeded else None,
+                "settings": self.settings(run),
+                "result": sorted(self.result.model_fields) if self.result is not None else None}
 
 
 def _save(path: Path, value: Any) -> None:
-    if path.suffix == ".pickle":
+    if isinstance(value, BaseModel):
+        write_json_atomic(path, value.model_dump(mode="json", by_alias=True))
+    else:
         from radonpy.core import utils as rutils
 
         write_pickle_atomic(path, rutils.picklable(value))
-    else:
-        write_json_atomic(path, value)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, result: type[BaseModel] | None) -> Any:
     """A stage's output, or None where it cannot be read (the stage then runs again)."""
-    if path.suffix != ".pickle":
-        return read_json(path)
+    if result is not None:
+        data = read_json(path)
+        try:
+            return None if data is None else result.model_validate(data)
+        except ValidationError:
+            return None
     try:
         return read_pickle(path)
     except Exception:  # empty, truncated or from another RDKit: not a result
@@ -115,17 +141,15 @@ def obtain(stage: Stage, run: JobRun) -> Any:
         return run.values[stage.name]
     key = run.keys[stage.name]
     path = run.dir / stage.output
-    value = _load(path) if run.cache.done(stage.name, key) is not None else None
+    value = _load(path, stage.result) if run.cache.done(stage.name, key) is not None else None
     if value is None:
         for name in stage.reads:
             obtain(STAGE[name], run)
         t0 = time.monotonic()
         try:
             value = stage.compute(run)
-        except JobFailure:
-            raise
         except Exception as exc:
-            raise JobFailure(stage.failure, stage.name, f"{type(exc).__name__}: {exc}") from None
+            raise failure_of(exc, stage.name, stage.failure) from None
         seconds = time.monotonic() - t0
         run.timings[stage.name] = seconds
         _save(path, value)
@@ -135,6 +159,24 @@ def obtain(stage: Stage, run: JobRun) -> Any:
 
 
 # --- the stages ---------------------------------------------------------------------------------
+class MonomerSettings(BaseModel):
+    """What the monomer stage's MD charges depend on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    charge_model: str
+    charges: ChargeSettings
+
+
+class MDStageSettings(BaseModel):
+    """What the md stage's result depends on: the LAMMPS runs, their analysis, and the extra sampling runs the
+    campaign's retries granted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    simulation: SimulationSettings
+    analysis: AnalysisSettings
+    extra_sampling_runs: int
+
+
 def _monomer(run: JobRun):
     from workflow.job import md as mdmod
     from workflow.job.charges import ChargeError
@@ -142,27 +184,27 @@ def _monomer(run: JobRun):
     try:
         return mdmod.build_monomer(run.spec.psmiles, run.preset.charge_model, run.spec.seed, run.preset.qm,
                                    run.spec.cores, run.dir / "charges")
-    except ChargeError as exc:
-        raise JobFailure("qm_failed", "monomer", f"charges: {exc}") from None
+    except ChargeError as exc:  # the charges' QM, not the monomer's chemistry
+        raise JobFailure(FailureKind.QM_FAILED, "monomer", f"charges: {exc}") from None
 
 
-def _prep(run: JobRun) -> dict[str, Any]:
+def _prep(run: JobRun) -> PrepResult:
     from radonpy.core import calc
 
     monomer = run.values["monomer"]
-    return {"psmiles": run.spec.psmiles, "charge_model": monomer.GetProp("charge_model"),
-            "charge_model_requested": run.preset.charge_model,
-            "charges": [a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()],
-            "mol_weight": float(calc.molecular_weight(monomer)), "n_atoms_unit": monomer.GetNumAtoms()}
+    return PrepResult(psmiles=run.spec.psmiles, charge_model=monomer.GetProp("charge_model"),
+                      charge_model_requested=run.preset.charge_model,
+                      charges=[a.GetDoubleProp("AtomicCharge") for a in monomer.GetAtoms()],
+                      mol_weight=float(calc.molecular_weight(monomer)), n_atoms_unit=monomer.GetNumAtoms())
 
 
-def _qm(run: JobRun) -> dict[str, Any]:
+def _qm(run: JobRun) -> QMResult:
     from workflow.job import qm as qmmod
 
     result = qmmod.repeat_unit_polarizability(run.spec.psmiles, run.preset.qm, threads=run.spec.cores,
                                               cache_dir=run.spec.shared_dir,
                                               opt_checkpoint=run.dir / "qm_geometry_opt.json")
-    return result.as_record() | {"functional": run.preset.qm.functional, "basis": run.preset.qm.basis}
+    return result.to_result(run.preset.qm.functional, run.preset.qm.basis)
 
 
 def _qm_inputs(run: JobRun) -> list[Path]:
@@ -211,7 +253,7 @@ def _md_runner(run: JobRun):
                           cell_key=run.keys["cell"], rng_state=run.values["cell"]["rng"])
 
 
-def _md(run: JobRun) -> dict[str, Any]:
+def _md(run: JobRun) -> MDResult:
     """Equilibration and sampling; RadonPy's protocol adds sampling runs while its equilibrium check fails
     (a campaign retry of a not_equilibrated job allows one more per retry)."""
     from workflow.job import md as mdmod
@@ -226,11 +268,11 @@ def _md(run: JobRun) -> dict[str, Any]:
     try:
         order = runner.nematic_order(cell)
     except Exception as exc:
-        raise JobFailure("md_failed", "md", f"nematic order: {type(exc).__name__}: {exc}") from None
+        raise failure_of(exc, "md", FailureKind.MD_FAILED) from None
     run.timings |= {f"md_{k}": v for k, v in runner.timings.items()}
-    return {"density": eq.density, "density_sd": eq.density_sd, "equilibrated": eq.equilibrated,
-            "equilibrium_details": eq.details, "additional_sampling_runs": additional, "nematic_order": order,
-            "n_units_per_chain": cell.GetIntProp("n_units_per_chain"), "n_atoms_cell": cell.GetNumAtoms()}
+    return MDResult(density=eq.density, density_sd=eq.density_sd, equilibrated=eq.equilibrated,
+                    equilibrium_details=eq.details, additional_sampling_runs=additional, nematic_order=order,
+                    n_units_per_chain=cell.GetIntProp("n_units_per_chain"), n_atoms_cell=cell.GetNumAtoms())
 
 
 def _md_inputs(run: JobRun) -> list[Path]:
@@ -238,37 +280,34 @@ def _md_inputs(run: JobRun) -> list[Path]:
     return _md_runner(run).write_inputs(cell)
 
 
-def optical_properties(qm_data: dict[str, Any], density: float, mol_weight: float) -> dict[str, float]:
+def optical_properties(qm: QMResult, density: float, mol_weight: float) -> OpticsResult:
     """Lorentz-Lorenz refractive indices (static and at the three wavelengths) and the Abbe number."""
     from workflow.job.optics import abbe_number, lorentz_lorenz
 
-    n = {wl: lorentz_lorenz(qm_data[f"polarizability_{wl:g}nm"], density, mol_weight) for wl in WAVELENGTHS_NM}
-    n_f, n_d, n_c = (n[wl] for wl in WAVELENGTHS_NM)
-    return {"refractive_index": n_d,
-            "refractive_index_static": lorentz_lorenz(qm_data["polarizability_static"], density, mol_weight),
-            f"refractive_index_{WAVELENGTHS_NM[0]:g}nm": n_f, f"refractive_index_{WAVELENGTHS_NM[2]:g}nm": n_c,
-            "abbe_number": abbe_number(n_d, n_f, n_c)}
+    n_f, n_d, n_c = (lorentz_lorenz(alpha, density, mol_weight) for alpha in qm.dynamic())
+    return OpticsResult(refractive_index=n_d, abbe_number=abbe_number(n_d, n_f, n_c),
+                        refractive_index_static=lorentz_lorenz(qm.polarizability_static, density, mol_weight),
+                        refractive_index_f=n_f, refractive_index_c=n_c)
 
 
-def _record(run: JobRun) -> dict[str, Any]:
+def _record(run: JobRun) -> PropertyRecord:
     prep, qm, md, s = run.values["prep"], run.values["qm"], run.values["md"], run.preset.md
-    if md["nematic_order"] >= s.nematic_order_max:
-        raise JobFailure("oriented", "record", f"nematic order parameter {md['nematic_order']:.3f} >= "
-                                               f"{s.nematic_order_max} (the chains aligned; not amorphous)")
-    if s.require_equilibrium and not md["equilibrated"]:
-        raise JobFailure("not_equilibrated", "record",
-                         f"RadonPy's equilibrium check failed after {md['additional_sampling_runs']} additional "
-                         f"sampling run(s) (density {md['density']:.4f} g/cm^3)")
+    if md.nematic_order >= s.nematic_order_max:
+        raise JobFailure(FailureKind.ORIENTED, "record", f"nematic order parameter {md.nematic_order:.3f} >= "
+                                                         f"{s.nematic_order_max} (the chains aligned; not amorphous)")
+    if s.require_equilibrium and not md.equilibrated:
+        raise JobFailure(FailureKind.NOT_EQUILIBRATED, "record",
+                         f"RadonPy's equilibrium check failed after {md.additional_sampling_runs} additional "
+                         f"sampling run(s) (density {md.density:.4f} g/cm^3)")
     try:
-        optics = optical_properties(qm, md["density"], prep["mol_weight"])
+        optics = optical_properties(qm, md.density, prep.mol_weight)
     except ValueError as exc:
-        raise JobFailure("qm_failed", "record", str(exc)) from None
-    record = PropertyRecord.model_validate({
-        "psmiles": run.spec.psmiles, **md, **optics, "mol_weight_unit": prep["mol_weight"],
-        "charge_model": prep["charge_model"], "preset": run.preset.name,
-        "protocol": run.preset.model_dump(mode="json"), "versions": software_versions(), "cores": run.spec.cores,
-        "timings": run.timings, "started_at": run.started, "wall_seconds": time.time() - run.started, **qm})
-    return record.as_json()
+        raise JobFailure(FailureKind.QM_FAILED, "record", str(exc)) from None
+    provenance = Provenance(
+        psmiles=run.spec.psmiles, mol_weight_unit=prep.mol_weight, charge_model=prep.charge_model,
+        preset=run.preset.name, protocol=run.preset.model_dump(mode="json"), versions=software_versions(),
+        cores=run.spec.cores, timings=run.timings, started_at=run.started, wall_seconds=time.time() - run.started)
+    return PropertyRecord.from_parts(qm, md, optics, provenance)
 
 
 def _canonical(run: JobRun) -> str:
@@ -276,22 +315,20 @@ def _canonical(run: JobRun) -> str:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("monomer", "monomer.pickle", "invalid_input", _monomer, inputs=lambda r: {
-        "psmiles": _canonical(r), "charge_model": r.preset.charge_model, "seed": r.spec.seed,
-        "qm": r.preset.qm.model_dump(mode="json", include={"charge_method", "charge_basis", "density_fit"})}),
-    Stage("prep", "prep.json", "invalid_input", _prep, reads=("monomer",),
-          inputs=lambda r: {"psmiles": r.spec.psmiles}),
-    Stage("qm", "qm.json", "qm_failed", _qm, write_inputs=_qm_inputs, version=3,
-          inputs=lambda r: {"psmiles": _canonical(r), "qm": r.preset.qm.polarizability_settings()}),
-    Stage("cell", "cell.pickle", "md_failed", _cell, reads=("monomer",), inputs=lambda r: {
-        "md": r.preset.md.model_dump(mode="json", include={"n_chains", "atoms_per_chain", "tacticity",
-                                                           "init_density"}), "seed": r.spec.seed}),
-    Stage("md", "md.json", "md_failed", _md, reads=("cell",), write_inputs=_md_inputs, inputs=lambda r: {
-        "md": r.preset.md.model_dump(mode="json", exclude={"require_equilibrium", "nematic_order_max"}),
-        "extra_sampling_runs": r.extra_sampling_runs}),
-    Stage("record", RECORD_FILE, "qm_failed", _record, reads=("prep", "qm", "md"), inputs=lambda r: {
-        "preset": r.preset.name, "verdicts": r.preset.md.model_dump(
-            mode="json", include={"require_equilibrium", "nematic_order_max"})}),
+    Stage("monomer", "monomer.pickle", FailureKind.INVALID_INPUT, _monomer, seeded=True,
+          settings=lambda r: MonomerSettings(charge_model=r.preset.charge_model, charges=r.preset.qm.part(ChargeSettings))),
+    Stage("prep", "prep.json", FailureKind.INVALID_INPUT, _prep, result=PrepResult, reads=("monomer",),
+          settings=lambda r: None),
+    Stage("qm", "qm.json", FailureKind.QM_FAILED, _qm, result=QMResult, write_inputs=_qm_inputs,
+          settings=lambda r: r.preset.qm.part(PolarizabilitySettings)),
+    Stage("cell", "cell.pickle", FailureKind.MD_FAILED, _cell, seeded=True, reads=("monomer",),
+          settings=lambda r: r.preset.md.part(CellSettings)),
+    Stage("md", "md.json", FailureKind.MD_FAILED, _md, result=MDResult, reads=("cell",), write_inputs=_md_inputs,
+          settings=lambda r: MDStageSettings(simulation=r.preset.md.part(SimulationSettings),
+                                             analysis=r.preset.md.part(AnalysisSettings),
+                                             extra_sampling_runs=r.extra_sampling_runs)),
+    Stage("record", RECORD_FILE, FailureKind.QM_FAILED, _record, result=PropertyRecord, reads=("prep", "qm", "md"),
+          settings=lambda r: r.preset.md.part(VerdictSettings)),
 )
 STAGE: dict[str, Stage] = {s.name: s for s in STAGES}
 
@@ -300,7 +337,7 @@ STAGE: dict[str, Stage] = {s.name: s for s in STAGES}
 def _start(spec: JobSpec, job_dir: str | Path) -> JobRun:
     problem = check_psmiles(spec.psmiles)
     if problem is not None:
-        raise JobFailure("invalid_input", "prep", problem)
+        raise JobFailure(FailureKind.INVALID_INPUT, "prep", problem)
     run = JobRun(spec, job_dir)
     run.dir.mkdir(parents=True, exist_ok=True)
     return run
@@ -338,7 +375,7 @@ def run_property_job(spec: JobSpec, job_dir: str | Path) -> dict[str, Any]:
     ``job_dir`` is created, and reused to resume: finished stages made from the same inputs are
     read back. Returns the record (also ``job_dir/record.json``, see :class:`PropertyRecord`).
     """
-    return run_stages(spec, job_dir)["record"]
+    return run_stages(spec, job_dir)["record"].as_json()
 
 
 def finished_record(spec: JobSpec, job_dir: str | Path) -> dict[str, Any] | None:
@@ -379,13 +416,14 @@ def software_versions() -> dict[str, str]:
 def extra_sampling_runs(job_dir: Path) -> int:
     """Additional sampling runs granted by the campaign's retries of a ``not_equilibrated`` job."""
     info = read_json(Path(job_dir) / RETRY_FILE) or {}
-    return int(info.get("not_equilibrated", 0))
+    return int(info.get(FailureKind.NOT_EQUILIBRATED.value, 0))
 
 
-def grant_retry(job_dir: Path, kind: str) -> None:
+def grant_retry(job_dir: Path, kind: FailureKind) -> None:
     """Record in the job directory that the job is resubmitted after a ``kind`` failure."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     info = read_json(job_dir / RETRY_FILE) or {}
-    info[kind] = int(info.get(kind, 0)) + 1
+    name = FailureKind(kind).value
+    info[name] = int(info.get(name, 0)) + 1
     write_json_atomic(job_dir / RETRY_FILE, info)
