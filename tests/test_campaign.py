@@ -31,6 +31,7 @@ def assert_store_consistent(store: Store):
             assert j["failure_kind"] and j["failure_stage"] and j["failure_message"]
 
 
+@pytest.mark.physics
 def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
     write(tmp_path / "pool.csv", TINY_POOL)
     camp = load_campaign(write(tmp_path / "c.yaml", "name: tiny\npool: pool.csv\n"

@@ -15,6 +15,8 @@ from workflow.job.charges import (
     psi4_available,
 )
 
+pytestmark = pytest.mark.physics  # PySCF SCF runs
+
 
 @pytest.fixture(scope="module")
 def water():

@@ -69,7 +69,10 @@ class Unreliable(OracleEvaluator):
 
 
 def lost(name: str) -> Exception:
-    return type(name, (Exception,), {})("task lost with its manager (block walltime)")
+    """Parsl's own exception for a lost manager or worker (a block's walltime, a node gone)."""
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
+
+    return ManagerLost(b"m1", "node1") if name == "ManagerLost" else WorkerLost(7, "node1")
 
 
 def test_lost_workers_are_timeouts_retried_and_a_written_result_is_ingested(tmp_path):
@@ -81,6 +84,7 @@ def test_lost_workers_are_timeouts_retried_and_a_written_result_is_ingested(tmp_
     assert parsl_ev.failure(lost("ManagerLost")).kind == "timeout"
     assert parsl_ev.failure(lost("WorkerLost")).kind == "timeout"
     assert parsl_ev.failure(PermissionError(13, "Permission denied", "/x")).kind == "io_error"
+    assert parsl_ev.failure(type("ManagerLost", (Exception,), {})()).kind == "internal_error"  # by type, not name
 
     camp = load_campaign(setup(tmp_path))
     ids = [pid for pid, _ in CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]]
@@ -325,6 +329,7 @@ def test_user_strings_are_shortened_and_escaped_and_names_stay_inside_runs(tmp_p
     assert rc == 2 and "root:" not in err and err.count("\n") == 1
 
 
+@pytest.mark.physics  # RadonPy builds the monomer
 def test_an_empty_pickle_is_recomputed_not_a_crash(tmp_path):
     from workflow.job import JobSpec
     from workflow.job.presets import SMOKE

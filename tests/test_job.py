@@ -8,6 +8,8 @@ import pytest
 from workflow.job import JobFailure, JobSpec, run_property_job
 from workflow.job.presets import SMOKE
 
+pytestmark = pytest.mark.physics  # a real smoke job: RadonPy, LAMMPS, PySCF
+
 
 def spec(psmiles, preset=SMOKE, cores=2, seed=0):
     return JobSpec(psmiles, preset, seed=seed, cores=cores)

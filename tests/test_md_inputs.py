@@ -7,6 +7,8 @@ import pytest
 from workflow.job import md as mdmod
 from workflow.job.presets import FULL, SMOKE
 
+pytestmark = pytest.mark.physics  # RadonPy cells and LAMMPS inputs
+
 
 @pytest.fixture(scope="module")
 def cell():

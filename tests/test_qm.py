@@ -4,6 +4,8 @@ import pytest
 from workflow.job.optics import photon_energy_hartree
 from workflow.job.qm import capped_repeat_unit, response_polarizability
 
+pytestmark = pytest.mark.physics  # PySCF SCF and response runs
+
 
 @pytest.fixture(scope="module")
 def water_scf():

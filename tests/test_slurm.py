@@ -20,6 +20,8 @@ from workflow.campaign.store import Store
 from workflow.dispatch.evaluators import make_evaluator
 from workflow.dispatch.profiles import load_profile
 
+pytestmark = pytest.mark.physics  # a real property job through SLURM
+
 
 def slurm_problem() -> str | None:
     if shutil.which("sbatch") is None:

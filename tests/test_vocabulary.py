@@ -117,6 +117,7 @@ def test_failure_of_maps_by_type_and_reports_bugs_as_internal_errors():
     assert failure_of(raised(PhysicsError("LAMMPS exit 1")), "md", FailureKind.MD_FAILED).kind == FailureKind.MD_FAILED
     assert failure_of(raised(PermissionError(errno.EACCES, "denied")), "qm", FailureKind.QM_FAILED).kind == "io_error"
     assert failure_of(raised(OSError(errno.ENOSPC, "full")), "qm", FailureKind.QM_FAILED).kind == "io_error"
+    assert failure_of(raised(NotADirectoryError(errno.ENOTDIR, "jobs")), "prep", FailureKind.QM_FAILED).kind == "io_error"
     try:  # raised inside a physics library: the physics failed
         np.linalg.cholesky(-np.eye(2))
     except np.linalg.LinAlgError as exc:

@@ -6,7 +6,8 @@ kind is one member and one line of :data:`_ATTEMPTS_AND_MEANING`. :func:`failure
 kind an exception is, by its type: a job's own failure keeps its kind, an unwritable or full
 filesystem is ``io_error``, an error of the physics (raised as :class:`PhysicsError` or inside one
 of :data:`PHYSICS_LIBRARIES`) is the stage's kind, and anything else is a bug in PolyScout
-(``internal_error``, never retried).
+(``internal_error``, never retried). An operating-system error is ``io_error`` unless a physics
+library raised it for a reason other than the filesystem's (a missing output of a failed run).
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def failure_of(exc: BaseException, stage: str, physics: FailureKind) -> JobFailu
     if isinstance(exc, JobFailure):
         return exc
     message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError) and exc.errno in IO_ERRNOS:
-        return JobFailure(FailureKind.IO_ERROR, stage, message)
-    if isinstance(exc, PhysicsError) or _raised_inside(exc, PHYSICS_LIBRARIES):
+    in_physics = _raised_inside(exc, PHYSICS_LIBRARIES)
+    if isinstance(exc, OSError) and (exc.errno in IO_ERRNOS or not in_physics):
+        return JobFailure(FailureKind.IO_ERROR, stage, message)  # a library's missing output file is its failure
+    if isinstance(exc, PhysicsError) or in_physics:
         return JobFailure(physics, stage, message)
     where = traceback.extract_tb(exc.__traceback__)
     at = f" at {where[-1].filename.rsplit('/', 1)[-1]}:{where[-1].lineno}" if where else ""
