@@ -304,12 +304,11 @@ def cmd_status(args) -> int:
     name, store = _open_store(args)
     jobs = store.jobs()
     cycles = sorted({r["cycle"] for r in store.cycles()})
-    campaign = store.get_meta("campaign", {})
-    mode = campaign.get("mode", "batch")
-    print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.get('cycles', '?')} "
-          f"(cycle 0 = initial design)" if mode == "batch" else
+    campaign = store.campaign()
+    print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.cycles} "
+          f"(cycle 0 = initial design)" if campaign.mode == "batch" else
           f"campaign {name} (async): {len(jobs)} of "
-          f"{campaign.get('initial_size', 0) + campaign.get('cycles', 0) * campaign.get('batch_size', 0)} jobs submitted")
+          f"{campaign.initial_size + campaign.cycles * campaign.batch_size} jobs submitted")
     counts = Counter(j["state"] for j in jobs)
     print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     now = time.time()
@@ -319,9 +318,9 @@ def cmd_status(args) -> int:
         print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
               f"{_age(now - j['submitted_at'])} ago{retry})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
-    names = list(campaign.get("objectives", {}))
+    names = campaign.targets.names
     frame = results_frame(store)
-    table = hypervolume_per_cycle(frame, campaign.get("objectives", {}))
+    table = hypervolume_per_cycle(frame, campaign.targets)
     hv_by_cycle = dict(zip(table["cycle"], table["hypervolume"]))
     for c in cycles:
         parts = [f"{s} {per_cycle[(c, s)]}" for s in JobState if per_cycle[(c, s)]]
@@ -388,7 +387,7 @@ def cmd_pareto(args) -> int:
         if args.plot:
             print(f"plot: {plot_hypervolume(table, args.plot, f'{name}: hypervolume per cycle')}")
         return 0
-    front = frame[frame["on_front"]].sort_values(names[0], ascending=objectives[names[0]] == "minimize")
+    front = frame[frame["on_front"]].sort_values(names[0], ascending=objectives.sign(names[0]) < 0)
     print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
           f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
     _table(["id", *names, "cycle", "psmiles"],

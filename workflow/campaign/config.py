@@ -25,8 +25,10 @@ from pydantic import (
 )
 
 from surrogate.kernels import KERNELS
+from surrogate.objectives import Objectives
 from surrogate.strategies import QLogNEHVIGreedy, StrategySettings
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
+from workflow.common.files import shipped_dir
 from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKind
 from workflow.job.presets import ProtocolPreset, load_preset
 from workflow.job.record import OBJECTIVE_PROPERTIES
@@ -157,7 +159,7 @@ class Campaign(_Settings):
 
     def resolve(self, base: Path) -> "Campaign":
         """Make relative paths relative to the campaign file's directory."""
-        upd = {"pool": _resolve(self.pool, base), "source": base,
+        upd = {"pool": _resolve_pool(self.pool, base), "source": base,
                "initial_data": [_resolve(p, base) for p in self.initial_data]}
         if self.oracle is not None:
             upd["oracle"] = self.oracle.model_copy(update={"table": _resolve(self.oracle.table, base)})
@@ -179,13 +181,26 @@ class Campaign(_Settings):
         return self.model_dump(mode="json", exclude=OPERATIONAL)
 
     @property
+    def targets(self) -> Objectives:
+        """The objectives, typed: names in order, directions, the maximisation form."""
+        return Objectives.of(self.objectives)
+
+    @property
     def maximize(self) -> list[bool]:
-        return [d == "maximize" for d in self.objectives.values()]
+        return self.targets.maximize
 
 
 def _resolve(p: Path, base: Path) -> Path:
     p = p.expanduser()
     return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_pool(p: Path, base: Path) -> Path:
+    """A pool path relative to the campaign file; a name found only among the pools shipped with PolyScout (the
+    demo's ``demo.csv``) is that one."""
+    here = _resolve(p, base)
+    shipped = shipped_dir("pools") / p
+    return shipped.resolve() if not here.exists() and not p.is_absolute() and shipped.is_file() else here
 
 
 def load_campaign(path: str | Path) -> Campaign:

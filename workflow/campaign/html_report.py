@@ -28,6 +28,7 @@ from workflow.campaign.report import (
     hypervolume_per_cycle,
     results_frame,
 )
+from surrogate.objectives import Objectives
 from workflow.campaign.store import JobState, Store
 from workflow.common.errors import shorten
 from workflow.common.versions import package_versions
@@ -60,8 +61,8 @@ def predictions(store: Store) -> pd.DataFrame:
         if c["predicted_mean"] is None or key not in observed:
             continue
         mean, sd = json.loads(c["predicted_mean"]), json.loads(c["predicted_std"])
-        for k, (name, direction) in enumerate(objectives.items()):
-            sign = 1.0 if direction == "maximize" else -1.0
+        for k, name in enumerate(objectives):
+            sign = objectives.sign(name)
             y = float(observed[key][name])
             m, s = sign * float(mean[k]), float(sd[k])
             rows.append({"polymer_id": key[0], "cycle": key[1], "objective": name, "predicted": m, "sd": s,
@@ -138,8 +139,7 @@ def objective_plane(store: Store, frame: pd.DataFrame):
                  tools="pan,wheel_zoom,box_zoom,reset,save", name="objective-plane")
     front = pts[pts["on_front"]].sort_values(x)
     if len(front):
-        sx = 1 if objectives[x] == "maximize" else -1
-        sy = 1 if objectives[y] == "maximize" else -1
+        sx, sy = objectives.sign(x), objectives.sign(y)
         xs, ys = _staircase(front[x].to_numpy(), front[y].to_numpy(), sx, sy, pts[x].to_numpy(), pts[y].to_numpy())
         fig.patch(xs, ys, color="crimson", alpha=0.08, legend_label="dominated by the front")
         fig.scatter(front[x], front[y], size=14, fill_alpha=0, line_color="crimson", line_width=2,
@@ -200,7 +200,7 @@ def _boundary(fig, pts: pd.DataFrame) -> None:
                     line_color="black", legend_label=f"beyond the boundary ({len(beyond)})")
 
 
-def progress_panels(frame: pd.DataFrame, objectives: dict[str, str]):
+def progress_panels(frame: pd.DataFrame, objectives: Objectives):
     from bokeh.models import BasicTicker
     from bokeh.plotting import figure
 

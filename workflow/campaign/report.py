@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
+from surrogate.objectives import Objectives
+from surrogate.pareto import hypervolume, pareto_mask, reference_point
 from workflow.campaign.store import JobState, Store
 
 
@@ -88,8 +89,8 @@ def beyond_boundary(n: np.ndarray, abbe: np.ndarray, points: tuple[BoundaryPoint
 
 
 # --- results ----------------------------------------------------------------------------------
-def campaign_objectives(store: Store) -> dict[str, str]:
-    return dict(store.get_meta("campaign", {}).get("objectives", {}))
+def campaign_objectives(store: Store) -> Objectives:
+    return store.campaign().targets
 
 
 def results_frame(store: Store) -> pd.DataFrame:
@@ -109,13 +110,13 @@ def results_frame(store: Store) -> pd.DataFrame:
     return frame
 
 
-def objective_matrix(frame: pd.DataFrame, objectives: dict[str, str]) -> torch.Tensor:
+def objective_matrix(frame: pd.DataFrame, objectives: Objectives) -> torch.Tensor:
     """``n x 2`` objectives in maximisation form (campaign order)."""
     Y = torch.tensor(frame[list(objectives)].to_numpy(dtype=float), dtype=torch.float64).reshape(-1, len(objectives))
-    return to_max_form(Y, [d == "maximize" for d in objectives.values()])
+    return objectives.to_max_form(Y)
 
 
-def hypervolume_per_cycle(frame: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
+def hypervolume_per_cycle(frame: pd.DataFrame, objectives: Objectives) -> pd.DataFrame:
     """Hypervolume of everything evaluated up to each cycle; reference point :func:`reference_point` of all results."""
     if frame.empty:
         return pd.DataFrame(columns=["cycle", "evaluated", "front", "hypervolume"])
@@ -142,7 +143,7 @@ def _pyplot():
     return plt
 
 
-def plot_pareto(frame: pd.DataFrame, objectives: dict[str, str], path: str | Path, title: str,
+def plot_pareto(frame: pd.DataFrame, objectives: Objectives, path: str | Path, title: str,
                 boundary: tuple[BoundaryPoint, ...] | None = None) -> Path:
     """All evaluated polymers coloured by cycle, the Pareto front, and (for n_D vs Abbe) the boundary."""
     plt = _pyplot()
@@ -164,7 +165,7 @@ def plot_pareto(frame: pd.DataFrame, objectives: dict[str, str], path: str | Pat
     front = frame[frame["on_front"]].sort_values(xname)
     if len(front):
         # the edge of the region the front dominates (both objectives maximised: a descending staircase)
-        signs = [1 if objectives[k] == "maximize" else -1 for k in (xname, yname)]
+        signs = [objectives.sign(k) for k in (xname, yname)]
         if signs == [1, 1]:
             ax.plot(front[xname], front[yname], color="crimson", lw=1.0, zorder=3, drawstyle="steps-pre")
         else:
@@ -226,7 +227,7 @@ EXPORT_FORMATS = ("parquet", "csv")
 def export_frame(store: Store) -> pd.DataFrame:
     """Every job of the campaign with its result (or failure) and provenance, one row per polymer."""
     meta = store.get_meta("campaign", {})
-    objectives = list(meta.get("objectives", {}))
+    objectives = campaign_objectives(store).names
     pool = {r["polymer_id"]: r for r in store.db.execute("SELECT * FROM pool")}
     results = {r["job_id"]: r for r in store.db.execute("SELECT * FROM results")}
     strategy = {(r["cycle"], r["polymer_id"]): r["strategy"] for r in store.cycles()}

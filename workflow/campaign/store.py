@@ -23,11 +23,16 @@ import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from workflow.common.errors import ConfigError, shorten
+from pydantic import ValidationError
+
+from workflow.common.errors import ConfigError, one_line, shorten
 from workflow.job.failures import FailureKind
 from workflow.job.record import OBJECTIVE_PROPERTIES
+
+if TYPE_CHECKING:
+    from workflow.campaign.config import Campaign
 
 STORE_FORMAT = 2  # 2: absolute job directories, result columns from the record's objective properties
 
@@ -248,6 +253,18 @@ class Store:
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row["value"])
+
+    def campaign(self) -> Campaign:
+        """The campaign this store holds, typed (as it started; its files are not looked at)."""
+        from workflow.campaign.config import Campaign
+
+        saved = self.get_meta("campaign")
+        if saved is None:
+            raise StoreError(f"campaign store {self.path} holds no campaign yet (its driver has not started one)")
+        try:
+            return Campaign.model_validate(saved)
+        except ValidationError as exc:
+            raise StoreError(f"campaign store {self.path}: its campaign settings cannot be read: {one_line(exc)}") from None
 
     # --- pool -------------------------------------------------------------------------------
     def save_pool(self, entries: list[tuple[str, int, str, str, str | None]],

@@ -59,3 +59,12 @@ def file_hash(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def shipped_dir(name: str) -> Path:
+    """A data folder that ships with PolyScout (``hpc_profiles``, ``pools``): inside the installed package
+    (``workflow/shipped/NAME``, where ``setup.py`` puts it in a wheel), else the repository's top-level folder (a
+    source checkout or an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    inside = package / "shipped" / name
+    return inside if inside.is_dir() else package.parent / name

@@ -26,9 +26,10 @@ from pydantic import (
 )
 
 from workflow.common.errors import ConfigError, load_yaml_mapping, one_line
+from workflow.common.files import shipped_dir
 from workflow.job.md import DEFAULT_MPI_LAUNCHER, LammpsCommand
 
-PACKAGE_PROFILES = Path(__file__).resolve().parents[2] / "hpc_profiles"
+PACKAGE_PROFILES = shipped_dir("hpc_profiles")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@+-]+$")  # queue/account names reach scheduler command lines
 
 
