@@ -34,7 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.campaign.calibration import read_reference  # noqa: E402
+from workflow.results.calibrate import read_reference  # noqa: E402
 from workflow.common.chem import unit_mol_weight  # noqa: E402
 from workflow.common.files import safe_name  # noqa: E402
 from workflow.dispatch.profiles import load_profile  # noqa: E402

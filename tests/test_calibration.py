@@ -9,13 +9,8 @@ import yaml
 
 from tests.conftest import SHARED, write
 from tests.test_campaign import ORACLE, SMILES
-from workflow.campaign.calibration import (
-    Calibration,
-    fit_calibration,
-    fit_linear,
-    published_results,
-    read_reference,
-)
+from workflow.campaign.calibration import Calibration
+from workflow.results.calibrate import fit_calibration, fit_linear, published_results, read_reference
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
 from workflow.campaign.store import Store

@@ -11,7 +11,7 @@ from tests.conftest import write
 from tests.test_campaign import ORACLE, SMILES
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
-from workflow.campaign.html_report import honesty, predictions, write_report
+from workflow.results.html_report import honesty, predictions, write_report
 from workflow.campaign.store import Store
 from workflow.dispatch.evaluators import OracleEvaluator
 

@@ -10,7 +10,7 @@ from tests.conftest import write
 from tests.test_campaign import SMILES
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
-from workflow.campaign.report import (
+from workflow.results.report import (
     COMMERCIAL_OPTICAL_POLYMERS,
     BoundaryPoint,
     ReportError,

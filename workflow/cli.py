@@ -10,11 +10,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from workflow.job.failures import FailureKind
-from workflow.campaign.store import JobState
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
+from workflow.campaign.store import JobState
 from workflow.common.errors import ConfigError, shorten
 from workflow.common.progress import progress, summarised_warnings
+from workflow.common.tables import print_table
+from workflow.job.failures import FailureKind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +247,7 @@ def cmd_profile_list(args) -> int:
                          str(p.cores_per_job), p.walltime if p.scheduler != "local" else "-", str(find_profile(name))])
         except ConfigError as exc:
             rows.append([name, "INVALID", str(exc), "", "", "", "", str(find_profile(name))])
-    _table(["name", "scheduler", "queue", "nodes", "cores/node", "cores/job", "walltime", "file"], rows)
+    print_table(["name", "scheduler", "queue", "nodes", "cores/node", "cores/job", "walltime", "file"], rows)
     return 0
 
 
@@ -288,132 +289,24 @@ def _open_store(args):
     return name, Store(store_path(Path(args.runs), name), readonly=True)
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def cmd_status(args) -> int:
-    import time
-
-    from workflow.campaign.report import hypervolume_per_cycle, results_frame
+    from workflow.results.status import print_status
 
     name, store = _open_store(args)
-    jobs = store.jobs()
-    cycles = sorted({r["cycle"] for r in store.cycles()})
-    campaign = store.campaign()
-    print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.cycles} "
-          f"(cycle 0 = initial design)" if campaign.mode == "batch" else
-          f"campaign {name} (async): {len(jobs)} of "
-          f"{campaign.initial_size + campaign.cycles * campaign.batch_size} jobs submitted")
-    counts = Counter(j["state"] for j in jobs)
-    print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    now = time.time()
-    running = [j for j in jobs if j["state"] == JobState.SUBMITTED]
-    for j in running:
-        retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
-        print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
-              f"{_age(now - j['submitted_at'])} ago{retry})")
-    per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
-    names = campaign.targets.names
-    frame = results_frame(store)
-    table = hypervolume_per_cycle(frame, campaign.targets)
-    hv_by_cycle = dict(zip(table["cycle"], table["hypervolume"]))
-    for c in cycles:
-        parts = [f"{s} {per_cycle[(c, s)]}" for s in JobState if per_cycle[(c, s)]]
-        hv = f"; hypervolume {hv_by_cycle[c]:.4g}" if c in hv_by_cycle else ""
-        print(f"  cycle {c}: " + ", ".join(parts) + hv)
-    if hv_by_cycle:
-        print("  (hypervolume of everything evaluated up to that cycle, reference point: worst observed minus "
-              "10% of the range, in maximisation form)")
-        front = frame[frame["on_front"]].sort_values(names[0], ascending=False)
-        print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
-        for r in front.head(5).itertuples():
-            values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
-            print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
-    failed = [j for j in jobs if j["state"] == JobState.FAILED]
-    if failed:
-        print("failures (excluded from selection):")
-        for j in failed:
-            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): "
-                  f"{j['failure_kind']} in "
-                  f"{j['failure_stage']}: {shorten(j['failure_message'], 300)}")
-    problems = store.pool_problems()
-    if problems:
-        print(f"pool entries skipped: {len(problems)}")
-        for p in problems:
-            print(f"  row {p['row']} (id {shorten(p['polymer_id'])}, {p['stage']}): {shorten(p['problem'], 200)}")
+    print_status(store, name)
     return 0
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(header)]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
 def cmd_pareto(args) -> int:
-    from workflow.campaign.report import (
-        COMMERCIAL_OPTICAL_POLYMERS,
-        OPTICAL_OBJECTIVES,
-        beyond_boundary,
-        campaign_objectives,
-        hypervolume_per_cycle,
-        plot_hypervolume,
-        plot_pareto,
-        read_boundary,
-        results_frame,
-    )
+    from workflow.results.status import print_pareto
 
     name, store = _open_store(args)
-    objectives = campaign_objectives(store)
-    names = list(objectives)
-    frame = results_frame(store)
-    if frame.empty:
-        print(f"campaign {name}: no finished polymers yet")
-        return 0
-    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg"):
-        raise ValueError(f"plot file {args.plot}: use a .png or .svg name")
-    if args.hypervolume:
-        table = hypervolume_per_cycle(frame, objectives)
-        print(f"campaign {name}: hypervolume of everything evaluated up to each cycle (reference point "
-              f"{', '.join(f'{v:.4g}' for v in table.attrs['reference_point'])} in maximisation form: the worst "
-              f"result minus 10% of the range)")
-        _table(["cycle", "evaluated", "front", "hypervolume"],
-               [[str(r.cycle), str(r.evaluated), str(r.front), f"{r.hypervolume:.5g}"] for r in table.itertuples()])
-        if args.plot:
-            print(f"plot: {plot_hypervolume(table, args.plot, f'{name}: hypervolume per cycle')}")
-        return 0
-    front = frame[frame["on_front"]].sort_values(names[0], ascending=objectives.sign(names[0]) < 0)
-    print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
-          f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
-    _table(["id", *names, "cycle", "psmiles"],
-           [[shorten(r.polymer_id), *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), shorten(r.smiles)]
-            for r in front.itertuples()])
-    optical = set(names) == set(OPTICAL_OBJECTIVES)
-    boundary = read_boundary(args.boundary) if args.boundary else COMMERCIAL_OPTICAL_POLYMERS
-    if optical:
-        beyond = frame[beyond_boundary(frame["refractive_index"], frame["abbe_number"], boundary)]
-        source = args.boundary or "commercial optical polymers " + ", ".join(
-            f"{p.name} {p.refractive_index}/{p.abbe_number:g}" for p in boundary)
-        print(f"beyond the trade-off boundary ({source}): {len(beyond) or 'none'}")
-        lo, hi = min(p.abbe_number for p in boundary), max(p.abbe_number for p in boundary)
-        for r in beyond.sort_values("refractive_index", ascending=False).itertuples():
-            outside = "; boundary extrapolated there" if not lo <= r.abbe_number <= hi else ""
-            print(f"  {shorten(r.polymer_id)}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
-                  f"(cycle {r.cycle}{outside}) {shorten(r.smiles)}")
-    elif args.boundary:
-        print(f"(the boundary applies to refractive_index vs abbe_number; this campaign optimises {', '.join(names)})")
-    if args.plot:
-        print(f"plot: {plot_pareto(frame, objectives, args.plot, f'{name}: {len(frame)} evaluated', boundary)}")
+    print_pareto(store, name, args.plot, args.boundary, args.hypervolume)
     return 0
 
 
 def cmd_export(args) -> int:
-    from workflow.campaign.report import export_frame, write_export
+    from workflow.results.report import export_frame, write_export
 
     name, store = _open_store(args)
     frame = export_frame(store)
@@ -426,7 +319,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from workflow.campaign.html_report import write_report
+    from workflow.results.html_report import write_report
 
     name, store = _open_store(args)
     out = Path(args.out) if args.out else Path(args.runs) / name / "report.html"
@@ -438,7 +331,7 @@ def cmd_report(args) -> int:
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
-    from workflow.campaign.calibration import (
+    from workflow.results.calibrate import (
         fit_calibration,
         published_results,
         read_reference,
@@ -454,7 +347,7 @@ def cmd_calibrate(args) -> int:
     else:
         raise ConfigError("name the results to fit (exports or campaign stores), or --published")
     cal = fit_calibration(reference, results, Path(args.reference).name)
-    _table(["preset", "property", "n", "slope", "intercept", "MAE raw", "MAE fitted", "MAE leave-one-out"],
+    print_table(["preset", "property", "n", "slope", "intercept", "MAE raw", "MAE fitted", "MAE leave-one-out"],
            [[preset, prop, str(m.n), f"{m.slope:.4f}", f"{m.intercept:.4f}", f"{m.mae_raw:.4g}", f"{m.mae_fit:.4g}",
              f"{m.mae_loo:.4g}"] for preset, maps in cal.maps.items() for prop, m in maps.items()])
     save_calibration(cal, Path(args.out))

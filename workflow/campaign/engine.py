@@ -29,9 +29,9 @@ from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.lock import DriverLock
 from workflow.campaign.store import JobState, Store
-from workflow.job.failures import FailureKind
 from workflow.common.errors import ConfigError, shorten
 from workflow.common.files import file_hash, safe_name
+from workflow.job.failures import FailureKind
 
 Log = Callable[[str], None]
 

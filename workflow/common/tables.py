@@ -25,3 +25,9 @@ def read_table(path: Path, keep_text: bool = True, what: str = "pool") -> pd.Dat
     except Exception as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TableError(f"{what} file {path} cannot be read: {why}") from None
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(header)]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -47,7 +47,14 @@ from workflow.job.presets import (
     SimulationSettings,
     VerdictSettings,
 )
-from workflow.job.record import MDResult, OpticsResult, PrepResult, PropertyRecord, Provenance, QMResult
+from workflow.job.record import (
+    MDResult,
+    OpticsResult,
+    PrepResult,
+    PropertyRecord,
+    Provenance,
+    QMResult,
+)
 
 RECORD_FILE = "record.json"
 RETRY_FILE = "retry.json"

@@ -18,7 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflow.campaign.report import (
+from surrogate.objectives import Objectives
+from workflow.campaign.store import JobState, Store
+from workflow.common.errors import shorten
+from workflow.common.versions import package_versions
+from workflow.results.report import (
     COMMERCIAL_OPTICAL_POLYMERS,
     OPTICAL_OBJECTIVES,
     beyond_boundary,
@@ -28,10 +32,6 @@ from workflow.campaign.report import (
     hypervolume_per_cycle,
     results_frame,
 )
-from surrogate.objectives import Objectives
-from workflow.campaign.store import JobState, Store
-from workflow.common.errors import shorten
-from workflow.common.versions import package_versions
 
 Z68, Z95 = 1.0, 1.959963984540054
 
@@ -125,7 +125,14 @@ style="background:white"><br><code style="font-size:10px">@psmiles</code><br>@va
 
 def objective_plane(store: Store, frame: pd.DataFrame):
     """Every evaluated polymer coloured by cycle, the front, the dominated region, the boundary."""
-    from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, HoverTool, LinearColorMapper, NumeralTickFormatter
+    from bokeh.models import (
+        BasicTicker,
+        ColorBar,
+        ColumnDataSource,
+        HoverTool,
+        LinearColorMapper,
+        NumeralTickFormatter,
+    )
     from bokeh.palettes import Viridis256
     from bokeh.plotting import figure
 

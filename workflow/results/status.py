@@ -1,0 +1,124 @@
+"""``workflow status`` and ``workflow pareto``: what a campaign's store says, as text for the terminal."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from workflow.campaign.store import JobState, Store
+from workflow.common.errors import shorten
+from workflow.common.tables import print_table
+from workflow.results.report import (
+    COMMERCIAL_OPTICAL_POLYMERS,
+    OPTICAL_OBJECTIVES,
+    beyond_boundary,
+    campaign_objectives,
+    hypervolume_per_cycle,
+    plot_hypervolume,
+    plot_pareto,
+    read_boundary,
+    results_frame,
+)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_status(store: Store, name: str) -> None:
+    """``workflow status``: cycles, jobs by state, the hypervolume, the best so far, failures, skipped pool rows."""
+    jobs = store.jobs()
+    cycles = sorted({r["cycle"] for r in store.cycles()})
+    campaign = store.campaign()
+    print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.cycles} "
+          f"(cycle 0 = initial design)" if campaign.mode == "batch" else
+          f"campaign {name} (async): {len(jobs)} of "
+          f"{campaign.initial_size + campaign.cycles * campaign.batch_size} jobs submitted")
+    counts = Counter(j["state"] for j in jobs)
+    print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    now = time.time()
+    running = [j for j in jobs if j["state"] == JobState.SUBMITTED]
+    for j in running:
+        retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
+        print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
+              f"{_age(now - j['submitted_at'])} ago{retry})")
+    per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
+    names = campaign.targets.names
+    frame = results_frame(store)
+    table = hypervolume_per_cycle(frame, campaign.targets)
+    hv_by_cycle = dict(zip(table["cycle"], table["hypervolume"]))
+    for c in cycles:
+        parts = [f"{s} {per_cycle[(c, s)]}" for s in JobState if per_cycle[(c, s)]]
+        hv = f"; hypervolume {hv_by_cycle[c]:.4g}" if c in hv_by_cycle else ""
+        print(f"  cycle {c}: " + ", ".join(parts) + hv)
+    if hv_by_cycle:
+        print("  (hypervolume of everything evaluated up to that cycle, reference point: worst observed minus "
+              "10% of the range, in maximisation form)")
+        front = frame[frame["on_front"]].sort_values(names[0], ascending=False)
+        print(f"best so far ({len(front)} non-dominated; `workflow pareto {name}` lists them):")
+        for r in front.head(5).itertuples():
+            values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
+            print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
+    failed = [j for j in jobs if j["state"] == JobState.FAILED]
+    if failed:
+        print("failures (excluded from selection):")
+        for j in failed:
+            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): "
+                  f"{j['failure_kind']} in "
+                  f"{j['failure_stage']}: {shorten(j['failure_message'], 300)}")
+    problems = store.pool_problems()
+    if problems:
+        print(f"pool entries skipped: {len(problems)}")
+        for p in problems:
+            print(f"  row {p['row']} (id {shorten(p['polymer_id'])}, {p['stage']}): {shorten(p['problem'], 200)}")
+
+
+def print_pareto(store: Store, name: str, plot: str | None = None, boundary_file: str | None = None,
+                 hypervolume: bool = False) -> None:
+    """``workflow pareto``: the non-dominated polymers (or, with ``hypervolume``, the hypervolume per cycle), the
+    polymers beyond the trade-off boundary for n_D vs Abbe number, and a plot to ``plot``."""
+    objectives = campaign_objectives(store)
+    names = list(objectives)
+    frame = results_frame(store)
+    if frame.empty:
+        print(f"campaign {name}: no finished polymers yet")
+        return
+    if plot and Path(plot).suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"plot file {plot}: use a .png or .svg name")
+    if hypervolume:
+        table = hypervolume_per_cycle(frame, objectives)
+        print(f"campaign {name}: hypervolume of everything evaluated up to each cycle (reference point "
+              f"{', '.join(f'{v:.4g}' for v in table.attrs['reference_point'])} in maximisation form: the worst "
+              f"result minus 10% of the range)")
+        print_table(["cycle", "evaluated", "front", "hypervolume"],
+               [[str(r.cycle), str(r.evaluated), str(r.front), f"{r.hypervolume:.5g}"] for r in table.itertuples()])
+        if plot:
+            print(f"plot: {plot_hypervolume(table, plot, f'{name}: hypervolume per cycle')}")
+        return
+    front = frame[frame["on_front"]].sort_values(names[0], ascending=objectives.sign(names[0]) < 0)
+    print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
+          f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
+    print_table(["id", *names, "cycle", "psmiles"],
+           [[shorten(r.polymer_id), *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), shorten(r.smiles)]
+            for r in front.itertuples()])
+    optical = set(names) == set(OPTICAL_OBJECTIVES)
+    boundary = read_boundary(boundary_file) if boundary_file else COMMERCIAL_OPTICAL_POLYMERS
+    if optical:
+        beyond = frame[beyond_boundary(frame["refractive_index"], frame["abbe_number"], boundary)]
+        source = boundary_file or "commercial optical polymers " + ", ".join(
+            f"{p.name} {p.refractive_index}/{p.abbe_number:g}" for p in boundary)
+        print(f"beyond the trade-off boundary ({source}): {len(beyond) or 'none'}")
+        lo, hi = min(p.abbe_number for p in boundary), max(p.abbe_number for p in boundary)
+        for r in beyond.sort_values("refractive_index", ascending=False).itertuples():
+            outside = "; boundary extrapolated there" if not lo <= r.abbe_number <= hi else ""
+            print(f"  {shorten(r.polymer_id)}: n_D {r.refractive_index:.4f}, Abbe number {r.abbe_number:.2f} "
+                  f"(cycle {r.cycle}{outside}) {shorten(r.smiles)}")
+    elif boundary_file:
+        print(f"(the boundary applies to refractive_index vs abbe_number; this campaign optimises {', '.join(names)})")
+    if plot:
+        print(f"plot: {plot_pareto(frame, objectives, plot, f'{name}: {len(frame)} evaluated', boundary)}")
