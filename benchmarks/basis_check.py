@@ -55,7 +55,8 @@ def molecule_alphas(smiles: str, qm: QMSettings, cores: int) -> tuple[list[float
     from pyscf import lib
     from rdkit import Chem
 
-    from workflow.job.qm import isotropic_polarizabilities, lowest_conformer
+    from workflow.job.qm import isotropic_polarizabilities
+    from workflow.job.qm_geometry import lowest_conformer
 
     geometry = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(smiles)), qm.n_conformers)
     with lib.with_omp_threads(cores):

@@ -33,7 +33,7 @@ def solve(mf, qm, kernel_name: str) -> dict:
     import numpy as np
 
     from workflow.job.optics import BOHR3_TO_ANG3, photon_energy_hartree
-    from workflow.job.qm import LinearResponse, _OrbitalXCKernel
+    from workflow.job.qm_response import LinearResponse, _OrbitalXCKernel
 
     t0 = time.monotonic()
     response = LinearResponse(mf, qm.response_grid_level, qm.response_frozen_core)
@@ -75,7 +75,8 @@ def main() -> None:
 
     from pyscf import lib
 
-    from workflow.job.qm import build_scf, capped_repeat_unit, lowest_conformer
+    from workflow.job.qm_geometry import capped_repeat_unit, lowest_conformer
+    from workflow.job.qm_scf import build_scf
 
     qm = load_preset(args.preset).qm
     geometry = lowest_conformer(capped_repeat_unit(POLYMERS[args.polymer], qm.cap), qm.n_conformers)

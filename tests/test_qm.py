@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from workflow.job.optics import photon_energy_hartree
-from workflow.job.qm import capped_repeat_unit, response_polarizability
+from workflow.job.qm_geometry import capped_repeat_unit
+from workflow.job.qm_response import response_polarizability
 
 pytestmark = pytest.mark.physics  # PySCF SCF and response runs
 
@@ -73,7 +74,7 @@ def test_dft_geometry_optimisation_moves_a_stretched_bond_back():
     from rdkit.Chem import AllChem
 
     from workflow.job.presets import QMSettings
-    from workflow.job.qm import optimize_geometry
+    from workflow.job.qm_geometry import optimize_geometry
 
     mol = Chem.AddHs(Chem.MolFromSmiles("O"))
     AllChem.EmbedMolecule(mol, randomSeed=7)
@@ -94,7 +95,7 @@ def test_a_geometry_optimisation_killed_midway_goes_on_from_its_checkpoint(tmp_p
     from rdkit.Chem import AllChem
 
     from workflow.common.files import read_json
-    from workflow.job import qm as qmmod
+    from workflow.job import qm_geometry as qmmod
     from workflow.job.presets import QMSettings
 
     mol = Chem.AddHs(Chem.MolFromSmiles("O"))
@@ -131,7 +132,7 @@ def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(m
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from workflow.job import qm as qmmod
+    from workflow.job import qm_geometry as qmmod
     from workflow.job.presets import QMSettings
 
     mol = Chem.AddHs(Chem.MolFromSmiles("O"))
@@ -155,7 +156,7 @@ def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_
     from rdkit.Chem import AllChem
 
     from workflow.common.files import read_json
-    from workflow.job import qm as qmmod
+    from workflow.job import qm_geometry as qmmod
     from workflow.job.presets import QMSettings
 
     mol = Chem.AddHs(Chem.MolFromSmiles("CO"))  # methanol from RDKit's embedding: its soft OH torsion takes steps
@@ -218,7 +219,7 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
     # density-fitted integrals: (A + B) x and (A - B) x agree to rounding
     from pyscf import dft, scf
 
-    from workflow.job.qm import LinearResponse
+    from workflow.job.qm_response import LinearResponse
 
     mf = (scf.RHF(formaldehyde_water) if xc == "hf" else dft.RKS(formaldehyde_water, xc=xc)).density_fit()
     mf.kernel()
@@ -232,7 +233,7 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
     if ours._df.xc_on_grid is not None:
         # with memory to spare every grid block's orbital values are kept; with room for one block, the others'
         # are computed again at every product, and the products are the same
-        from workflow.job.qm import _OrbitalXCKernel
+        from workflow.job.qm_response import _OrbitalXCKernel
 
         kept_all = ours._df.xc_on_grid
         assert kept_all.kept_fraction == 1.0
@@ -251,7 +252,7 @@ def test_exchange_kept_in_the_mo_basis_gives_the_ao_results(formaldehyde_water, 
     # products agree to single-precision rounding, the polarizabilities to 1e-7
     from pyscf import dft
 
-    from workflow.job.qm import LinearResponse
+    from workflow.job.qm_response import LinearResponse
 
     mf = dft.RKS(formaldehyde_water, xc=xc).density_fit()
     mf.kernel()
@@ -268,7 +269,7 @@ def test_exchange_kept_in_the_mo_basis_gives_the_ao_results(formaldehyde_water, 
 def test_frozen_core_leaves_the_polarizability_within_a_tenth_of_a_percent(formaldehyde_water):
     from pyscf import dft
 
-    from workflow.job.qm import LinearResponse
+    from workflow.job.qm_response import LinearResponse
 
     mf = dft.RKS(formaldehyde_water, xc="cam-b3lyp").density_fit()
     mf.kernel()
@@ -317,7 +318,7 @@ def test_ethane_is_computed_once_per_qm_settings(tmp_path):
 
     settings = QMSettings(functional="b3lyp", basis="sto-3g", grid_level=1, n_conformers=1)
     first, its, seconds = cap_polarizabilities(settings, cache_dir=tmp_path)
-    assert its > 0 and seconds > 0 and len(list(tmp_path.iterdir())) == 1
+    assert its > 0 and seconds > 0 and len(list(tmp_path.glob("*.json"))) == 1
     again, its, seconds = cap_polarizabilities(settings, cache_dir=tmp_path)
     assert (again, its, seconds) == (first, 0, 0.0)
     # settings the cap does not depend on (the MD charges' method, memory) reuse it
@@ -325,7 +326,7 @@ def test_ethane_is_computed_once_per_qm_settings(tmp_path):
     assert cap_polarizabilities(reused, cache_dir=tmp_path)[1:] == (0, 0.0)
     # any QM setting it depends on computes it again, beside the first
     other, its, seconds = cap_polarizabilities(settings.model_copy(update={"grid_level": 2}), cache_dir=tmp_path)
-    assert its > 0 and seconds > 0 and len(list(tmp_path.iterdir())) == 2
+    assert its > 0 and seconds > 0 and len(list(tmp_path.glob("*.json"))) == 2
     assert other[0] == pytest.approx(first[0], rel=1e-3) and other != first
 
 
@@ -386,7 +387,7 @@ def test_every_preset_has_a_basis_for_the_elements_of_optical_polymers(preset):
     from rdkit.Chem import AllChem
 
     from workflow.job.presets import load_preset
-    from workflow.job.qm import basis_per_element, pyscf_molecule
+    from workflow.job.qm_scf import basis_per_element, pyscf_molecule
 
     mol = Chem.AddHs(Chem.MolFromSmiles("FC(Cl)(Br)C(=O)NC[Si](C)(C)CP(C)CSC(I)"))
     AllChem.EmbedMolecule(mol, randomSeed=1)
@@ -405,7 +406,8 @@ def test_smokes_basis_polarises_fluorine_as_a_large_basis_does():
     from rdkit import Chem
 
     from workflow.job.presets import load_preset
-    from workflow.job.qm import isotropic_polarizabilities, lowest_conformer
+    from workflow.job.qm import isotropic_polarizabilities
+    from workflow.job.qm_geometry import lowest_conformer
 
     smoke = load_preset("smoke").qm
     geometry = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles("FC(F)(F)F")), 1)

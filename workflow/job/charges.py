@@ -106,7 +106,7 @@ def esp_charges(mol, method: str = "hf", basis: str = "6-31g(d)", threads: int =
     bisphenol-A polycarbonate's unit: minutes -> seconds)."""
     from pyscf import dft, lib, scf
 
-    from workflow.job.qm import pyscf_molecule
+    from workflow.job.qm_scf import pyscf_molecule
 
     pmol = pyscf_molecule(mol, basis, memory_mb)
     symbols = [pmol.atom_symbol(i) for i in range(pmol.natm)]

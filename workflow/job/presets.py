@@ -73,7 +73,7 @@ class PolarizabilitySettings(DensityFitting):
     opt_max_steps: int = 100
     # the DFT grid of the optimisation's SCF and gradients; None: grid_level
     opt_grid_level: int | None = None
-    # when the optimisation stops (geomeTRIC's criteria, workflow/job/qm.py OPT_CONVERGENCE): "geometric" is its
+    # when the optimisation stops (geomeTRIC's criteria, workflow/job/qm_geometry.py OPT_CONVERGENCE): "geometric" is its
     # default (Gaussian's rms/max gradient and displacement, and |dE| < 1e-6 Eh, all met); "loose" is Gaussian's
     # Opt=Loose thresholds with Q-Chem's rule (rms gradient, and rms displacement or |dE|): fewer of the last, flat
     # torsional steps (benchmarks/opt_convergence.py)

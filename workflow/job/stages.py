@@ -215,11 +215,12 @@ def _qm(run: JobRun) -> QMResult:
 
 
 def _qm_inputs(run: JobRun) -> list[Path]:
-    from workflow.job import qm as qmmod
     from workflow.job.optics import photon_energy_hartree
+    from workflow.job.qm_geometry import capped_repeat_unit, lowest_conformer
+    from workflow.job.qm_scf import basis_per_element
 
     qm = run.preset.qm
-    geometry = qmmod.lowest_conformer(qmmod.capped_repeat_unit(run.spec.psmiles, qm.cap), qm.n_conformers)
+    geometry = lowest_conformer(capped_repeat_unit(run.spec.psmiles, qm.cap), qm.n_conformers)
     conf = geometry.GetConformer()
     xyz = [f"{a.GetSymbol()} {p.x:.6f} {p.y:.6f} {p.z:.6f}"
            for a, p in ((a, conf.GetAtomPosition(a.GetIdx())) for a in geometry.GetAtoms())]
@@ -228,7 +229,7 @@ def _qm_inputs(run: JobRun) -> list[Path]:
         + "\n".join(xyz) + "\n")
     write_json_atomic(run.dir / "qm_input.json", {
         "program": "pyscf", "method": "RKS linear response", "functional": qm.functional, "cap": qm.cap,
-        "basis": qmmod.basis_per_element([a.GetSymbol() for a in geometry.GetAtoms()], qm),
+        "basis": basis_per_element([a.GetSymbol() for a in geometry.GetAtoms()], qm),
         "geometry": "RDKit ETKDG conformers, lowest MMFF94 (below)" + (
             f", then DFT-optimised ({qm.opt_functional}/{qm.opt_basis}, geomeTRIC, up to "
             f"{qm.opt_max_steps} steps, {qm.opt_convergence} convergence criteria) before the polarizability"
