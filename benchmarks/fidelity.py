@@ -3,6 +3,7 @@ RadonPy's published full-protocol results (the same GAFF2_mod force field, so a 
 and the QM's, not the force field's).
 
     python benchmarks/fidelity.py --preset smoke [--jobs 2] [--cores 1] [--dir runs/fidelity] [--only PI1,PI2]
+    python benchmarks/fidelity.py --preset smoke --qm-only     # the QM stage alone: n at the published density
 
 Each polymer runs as a real property job (``workflow job run``, one process each) in ``DIR/PRESET/ID``; a
 rerun resumes from those directories (finished jobs are read back). Printed per polymer: density against the
@@ -65,6 +66,54 @@ def run_job(smiles: str, job_dir: Path, preset: str, cores: int, seed: int) -> d
     return rec
 
 
+def qm_only_figures(pid: str, name: str, cls: str, pub: pd.Series, job_dir: Path, preset, cores: int) -> dict:
+    """The QM stage alone (in this process: PySCF does not change directory): the static and 589.3 nm n at the
+    published density, against the published n (RadonPy's static polarizability at its density)."""
+    from workflow.job import JobSpec
+    from workflow.job.stages import run_stages
+
+    out = {"id": pid, "name": name, "class": cls, "rho_pub": float(pub["density"]), "n_pub": float(pub["refractive_index"])}
+    try:
+        done = run_stages(JobSpec(pub["smiles"], preset, cores=cores), job_dir, ("qm", "prep"))
+    except Exception as exc:  # a failed polymer is a row of the table, not the end of the benchmark
+        return out | {"error": f"{type(exc).__name__}: {exc}"}
+    qm, m = done["qm"], done["prep"].mol_weight
+    n_static = lorentz_lorenz(qm.polarizability_static, out["rho_pub"], m)
+    return out | {"n_static_at_pub_rho_err": n_static - out["n_pub"],
+                  "n_D_at_pub_rho": lorentz_lorenz(qm.polarizability_d, out["rho_pub"], m),
+                  "n_static_at_pub_rho": n_static, "qm_seconds": round(sum(
+                      getattr(qm, f) for f in ("qm_seconds_conformers", "qm_seconds_geometry", "qm_seconds_scf",
+                                               "qm_seconds_response", "qm_seconds_cap")), 1)}
+
+
+def qm_only(chosen, table: pd.DataFrame, preset_dir: Path, preset_name: str, cores: int) -> dict:
+    from workflow.job.presets import load_preset
+
+    preset = load_preset(preset_name)
+    rows = [qm_only_figures(pid, name, cls, table.loc[pid], preset_dir / pid, preset, cores) for pid, name, cls in chosen]
+    print(f"preset {preset_name}, QM stage only: n at the published density against the published n")
+    print(f"{'id':7} {'polymer':27} {'n_st':>6} {'n_D':>6} {'pub':>6} {'dn_st':>7}  QM seconds")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['id']:7} {r['name'][:27]:27} FAILED: {r['error'][:90]}")
+            continue
+        print(f"{r['id']:7} {r['name'][:27]:27} {r['n_static_at_pub_rho']:6.3f} {r['n_D_at_pub_rho']:6.3f} "
+              f"{r['n_pub']:6.3f} {r['n_static_at_pub_rho_err']:+7.3f}  {r['qm_seconds']}")
+    ok = pd.DataFrame([r for r in rows if "error" not in r])
+    summary = {"preset": preset_name, "qm_only": True, "polymers": len(rows), "failed": len(rows) - len(ok)}
+    if len(ok):
+        print("\nper class (means): n_static err at the published density")
+        per_class = {cls: round(g.n_static_at_pub_rho_err.mean(), 4) for cls, g in ok.groupby("class", sort=False)}
+        for cls, v in per_class.items():
+            print(f"  {cls:40} {v:+7.3f}")
+        summary |= {"n_static_at_published_density_mae": round(ok.n_static_at_pub_rho_err.abs().mean(), 4),
+                    "n_static_at_published_density_mean_err": round(ok.n_static_at_pub_rho_err.mean(), 4),
+                    "qm_seconds_median": float(ok.qm_seconds.median()), "per_class": per_class}
+        print(f"\nMAE {summary['n_static_at_published_density_mae']:.4f}, mean error "
+              f"{summary['n_static_at_published_density_mean_err']:+.4f}")
+    return summary
+
+
 def row_figures(pid: str, name: str, cls: str, pub: pd.Series, rec: dict) -> dict:
     out = {"id": pid, "name": name, "class": cls, "rho_pub": float(pub["density"]),
            "n_pub": float(pub["refractive_index"])}
@@ -90,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", type=int, default=1, help="cores per job")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated PI1070 ids")
+    ap.add_argument("--qm-only", action="store_true", help="the QM stage alone, n at the published density")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="PI1070.csv")
     args = ap.parse_args(argv)
     if not args.data.is_file():
@@ -100,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
               if not args.only or pid in args.only.split(",")]
     preset_dir = args.dir.resolve() / Path(args.preset).stem
     t0 = time.monotonic()
+    if args.qm_only:
+        summary = qm_only(chosen, table, preset_dir, args.preset, args.cores)
+        print(json.dumps(summary | {"wall_seconds": round(time.monotonic() - t0, 1)}))
+        return 0 if not summary["failed"] else 1
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         records = list(pool.map(lambda c: run_job(table.loc[c[0], "smiles"], preset_dir / c[0], args.preset,
                                                   args.cores, args.seed), chosen))

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow.job import md as mdmod  # noqa: E402
 from workflow.job.md import LammpsCommand  # noqa: E402
+from workflow.job.md_cell import build_cell, build_monomer  # noqa: E402
 from workflow.job.presets import FULL  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +57,8 @@ def packed_cell(atoms: int, kspace: float, work: Path, cores: int):
     chains = 5 if atoms <= 1500 else 10
     md = FULL.md.model_copy(update={"n_chains": chains, "atoms_per_chain": atoms // chains, "kspace_accuracy": kspace,
                                     "relax_steps": 2000, "heat_steps": 5000, "compress_steps": 20000})
-    monomer = mdmod.build_monomer(PS, "gasteiger", seed=1)
-    cell, _, rng = mdmod.build_cell(monomer, md, "gasteiger", seed=1)
+    monomer = build_monomer(PS, "gasteiger", seed=1)
+    cell, _, rng = build_cell(monomer, md, "gasteiger", seed=1)
     runner = mdmod.MDRunner(work, md, cores, LammpsCommand(), cell_key=f"bench-{atoms}", rng_state=rng)
     packed = runner.pack(cell)
     print(f"  {cell.GetNumAtoms()} atoms packed ({runner.timings.get('packing', 0):.0f} s)", flush=True)

@@ -52,7 +52,11 @@ def main() -> None:
     from pyscf import lib
 
     from workflow.job.qm import cap_polarizabilities, isotropic_polarizabilities
-    from workflow.job.qm_geometry import capped_repeat_unit, lowest_conformer, optimize_geometry
+    from workflow.job.qm_geometry import (
+        capped_repeat_unit,
+        lowest_conformer,
+        optimize_geometry,
+    )
 
     qm = load_preset(args.preset).qm
     if not qm.optimize_geometry:

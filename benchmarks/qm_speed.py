@@ -35,7 +35,7 @@ POLYMERS = {
 
 def charges_seconds(psmiles: str, charge_model: str, qm: QMSettings, cores: int) -> float:
     """Wall time of the MD charges on RadonPy's monomer (what the job's ``monomer`` stage computes)."""
-    from workflow.job.md import build_monomer
+    from workflow.job.md_cell import build_monomer
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.results.html_report import write_report  # noqa: E402
 from workflow.campaign.pool import load_pool  # noqa: E402
 from workflow.campaign.store import Store  # noqa: E402
+from workflow.results.html_report import write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -34,7 +34,6 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow.results.calibrate import read_reference  # noqa: E402
 from workflow.common.chem import unit_mol_weight  # noqa: E402
 from workflow.common.files import safe_name  # noqa: E402
 from workflow.dispatch.profiles import load_profile  # noqa: E402
@@ -43,6 +42,7 @@ from workflow.job.md import LammpsCommand  # noqa: E402
 from workflow.job.optics import abbe_at_index, lorentz_lorenz  # noqa: E402
 from workflow.job.presets import WAVELENGTHS_NM, load_preset  # noqa: E402
 from workflow.job.stages import run_stages  # noqa: E402
+from workflow.results.calibrate import read_reference  # noqa: E402
 
 TEXTBOOK = pd.DataFrame({
     "id": ["polystyrene", "PMMA", "polycarbonate"],

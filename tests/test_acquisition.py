@@ -1,10 +1,18 @@
 import math
+
 import numpy as np
 import pytest
 import torch
 
-from surrogate.acquisition import (JointPosteriorModel, _believe, _lazy_argmax, ehvi, non_domination_probability,
-                                   posterior_moments, prune_baseline)
+from surrogate.acquisition import (
+    JointPosteriorModel,
+    _believe,
+    _lazy_argmax,
+    ehvi,
+    non_domination_probability,
+    posterior_moments,
+    prune_baseline,
+)
 from surrogate.gp import fit_model
 from surrogate.pareto import hypervolume, pareto_mask, reference_point, to_max_form
 from surrogate.strategies import STRATEGIES, SelectionProblem, make_strategy
@@ -151,7 +159,9 @@ def test_joint_posterior_stand_in_gives_the_gps_qlognehvi():
     # the greedy strategy evaluates qLogNEHVI on row indices into one stored joint posterior; with the same
     # quasi-random samples it must give the GP's own values, with pending points too, and the GP's joint
     # posterior (means and covariances, cross terms included) for any set of rows
-    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from botorch.acquisition.multi_objective.logei import (
+        qLogNoisyExpectedHypervolumeImprovement,
+    )
     from botorch.sampling.normal import SobolQMCNormalSampler
 
     torch.manual_seed(4)

@@ -10,13 +10,18 @@ import yaml
 from tests.conftest import SHARED, write
 from tests.test_campaign import ORACLE, SMILES
 from workflow.campaign.calibration import Calibration
-from workflow.results.calibrate import fit_calibration, fit_linear, published_results, read_reference
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
 from workflow.campaign.store import Store
 from workflow.cli import main
 from workflow.common.errors import ConfigError
 from workflow.dispatch.evaluators import OracleEvaluator
+from workflow.results.calibrate import (
+    fit_calibration,
+    fit_linear,
+    published_results,
+    read_reference,
+)
 
 
 def reference_and_results(tmp_path, n=6, noise=0.0):

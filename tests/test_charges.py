@@ -73,7 +73,7 @@ def test_resp_without_psi4_becomes_esp():
 def test_repeat_unit_with_esp_charges_is_neutral_and_keeps_its_model_when_pickled(tmp_path):
     from radonpy.core import utils
 
-    from workflow.job.md import build_monomer
+    from workflow.job.md_cell import build_monomer
     from workflow.job.presets import QMSettings
 
     mol = build_monomer("*CC(*)C(=O)OC", "esp", seed=1, qm=QMSettings(charge_basis="sto-3g"), threads=2)

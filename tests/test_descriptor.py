@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from surrogate.descriptor import N_FEATURES, SETTINGS, featurize, ff_kernel_mean, oligomer_size
+from surrogate.descriptor import (
+    N_FEATURES,
+    SETTINGS,
+    featurize,
+    ff_kernel_mean,
+    oligomer_size,
+)
 
 DIVERSE = {
     "aliphatic": "*CC(*)CC",

@@ -11,9 +11,9 @@ from tests.conftest import write
 from tests.test_campaign import ORACLE, SMILES
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
-from workflow.results.html_report import honesty, predictions, write_report
 from workflow.campaign.store import Store
 from workflow.dispatch.evaluators import OracleEvaluator
+from workflow.results.html_report import honesty, predictions, write_report
 
 
 @pytest.fixture(scope="module")

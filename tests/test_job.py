@@ -178,6 +178,7 @@ def test_a_warning_inside_the_thermo_table_does_not_hide_the_sampling_rows(smoke
     from radonpy.sim.preset.eq import Equilibration_analyze
 
     from workflow.job import md as mdmod
+    from workflow.job import md_analysis
     from workflow.job.presets import SMOKE
 
     job_dir, rec = smoke_record
@@ -192,7 +193,7 @@ def test_a_warning_inside_the_thermo_table_does_not_hide_the_sampling_rows(smoke
         a = Equilibration_analyze(log_file=str(work / log), traj_file=str(work / "eq3.xtc"),
                                   pdb_file=str(work / "cell.pdb"), dat_file=str(work / "eq3.data"),
                                   rg_file=str(work / "rg3.profile"))
-        return mdmod.analyze(a, SMOKE.md).density
+        return md_analysis.analyze(a, SMOKE.md).density
 
     with pytest.raises(mdmod.MDError, match="0 thermo rows"):
         density("eq3.log")
@@ -206,7 +207,7 @@ def test_convergence_limits_scale_with_the_preset(smoke_record):
     vdW one; a limit loose enough for every relative term leaves only the others to decide."""
     from radonpy.sim.preset.eq import Equilibration_analyze
 
-    from workflow.job import md as mdmod
+    from workflow.job import md_analysis
     from workflow.job.presets import SMOKE
 
     job_dir, rec = smoke_record
@@ -216,7 +217,7 @@ def test_convergence_limits_scale_with_the_preset(smoke_record):
         a = Equilibration_analyze(log_file=str(work / "eq3.thermo.log"), traj_file=str(work / "eq3.xtc"),
                                   pdb_file=str(work / "cell.pdb"), dat_file=str(work / "eq3.data"),
                                   rg_file=str(work / "rg3.profile"))
-        eq = mdmod.analyze(a, SMOKE.md.model_copy(update={"convergence_scale": scale}))
+        eq = md_analysis.analyze(a, SMOKE.md.model_copy(update={"convergence_scale": scale}))
         return a, eq
 
     strict, eq1 = run(1.0)
@@ -226,7 +227,7 @@ def test_convergence_limits_scale_with_the_preset(smoke_record):
     assert loose.evdw_sma_sd_crit == strict.evdw_sma_sd_crit == 30.0
     assert eq2.details == eq1.details and eq2.density == eq1.density  # the same numbers, judged differently
     ratio = max(eq1.details[f"{n}_sma_sd"] / abs(eq1.details[f"{n}_mean"]) / getattr(strict, f"{n}_sma_sd_crit")
-                for n in mdmod.RELATIVE_LIMITS if f"{n}_mean" in eq1.details)
+                for n in md_analysis.RELATIVE_LIMITS if f"{n}_mean" in eq1.details)
     assert ratio > 1  # 3,000 steps of a 300-atom cell do not pass RadonPy's limits...
     _, eq3 = run(ratio * 1.01)  # ...but every relative term passes limits just above the worst of them
     vdw_ok = eq1.details["evdw_sma_sd"] <= 30.0

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from workflow.job import md as mdmod
+from workflow.job.md_cell import build_cell, build_monomer
 from workflow.job.presets import FULL, SMOKE
 
 pytestmark = pytest.mark.physics  # RadonPy cells and LAMMPS inputs
@@ -12,8 +13,8 @@ pytestmark = pytest.mark.physics  # RadonPy cells and LAMMPS inputs
 
 @pytest.fixture(scope="module")
 def cell():
-    monomer = mdmod.build_monomer("*CC(*)c1ccccc1", "gasteiger", seed=1)
-    cell, _, _ = mdmod.build_cell(monomer, SMOKE.md, "gasteiger", seed=1)  # a small cell: the inputs are the same
+    monomer = build_monomer("*CC(*)c1ccccc1", "gasteiger", seed=1)
+    cell, _, _ = build_cell(monomer, SMOKE.md, "gasteiger", seed=1)  # a small cell: the inputs are the same
     return cell
 
 
@@ -74,7 +75,7 @@ def test_time_step_and_neighbour_check_reach_the_21_step_and_the_sampling_runs(t
     from radonpy.sim.preset import eq
 
     add = eq.Additional(cell, work_dir=str(tmp_path / "job"), idx=4, solver_path=runner.lmp)
-    assert {wf.time_step for wf in runner._sampling(add.sampling).wf} == {2.0}
+    assert {wf.time_step for wf in runner.inputs.sampling(add.sampling).wf} == {2.0}
 
 
 def test_barostat_drag_reaches_every_npt_line_and_nothing_else(tmp_path, cell):

@@ -10,6 +10,8 @@ from tests.conftest import write
 from tests.test_campaign import SMILES
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
+from workflow.campaign.store import Store
+from workflow.dispatch.evaluators import OracleEvaluator
 from workflow.results.report import (
     COMMERCIAL_OPTICAL_POLYMERS,
     BoundaryPoint,
@@ -18,8 +20,6 @@ from workflow.results.report import (
     boundary_n,
     read_boundary,
 )
-from workflow.campaign.store import Store
-from workflow.dispatch.evaluators import OracleEvaluator
 
 
 def test_boundary_goes_through_the_commercial_polymers_and_extends_its_end_segments():

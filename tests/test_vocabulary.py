@@ -11,7 +11,13 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from workflow.job import JobSpec
-from workflow.job.failures import DEFAULT_ATTEMPTS, FailureKind, JobFailure, PhysicsError, failure_of
+from workflow.job.failures import (
+    DEFAULT_ATTEMPTS,
+    FailureKind,
+    JobFailure,
+    PhysicsError,
+    failure_of,
+)
 from workflow.job.presets import (
     BUILTIN_PRESETS,
     SMOKE,

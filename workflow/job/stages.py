@@ -185,11 +185,11 @@ class MDStageSettings(BaseModel):
 
 
 def _monomer(run: JobRun):
-    from workflow.job import md as mdmod
     from workflow.job.charges import ChargeError
+    from workflow.job.md_cell import build_monomer
 
     try:
-        return mdmod.build_monomer(run.spec.psmiles, run.preset.charge_model, run.spec.seed, run.preset.qm,
+        return build_monomer(run.spec.psmiles, run.preset.charge_model, run.spec.seed, run.preset.qm,
                                    run.spec.cores, run.dir / "charges")
     except ChargeError as exc:  # the charges' QM, not the monomer's chemistry
         raise JobFailure(FailureKind.QM_FAILED, "monomer", f"charges: {exc}") from None
@@ -246,9 +246,9 @@ def _qm_inputs(run: JobRun) -> list[Path]:
 
 def _cell(run: JobRun) -> dict[str, Any]:
     """The cell, and the random stream after building it (LAMMPS inputs draw their velocity seeds from it)."""
-    from workflow.job import md as mdmod
+    from workflow.job.md_cell import build_cell
 
-    cell, n_units, rng = mdmod.build_cell(run.values["monomer"], run.preset.md, run.preset.charge_model,
+    cell, n_units, rng = build_cell(run.values["monomer"], run.preset.md, run.preset.charge_model,
                                           run.spec.seed)
     cell.SetIntProp("n_units_per_chain", int(n_units))
     return {"cell": cell, "rng": rng}
@@ -264,15 +264,15 @@ def _md_runner(run: JobRun):
 def _md(run: JobRun) -> MDResult:
     """Equilibration and sampling; RadonPy's protocol adds sampling runs while its equilibrium check fails
     (a campaign retry of a not_equilibrated job allows one more per retry)."""
-    from workflow.job import md as mdmod
+    from workflow.job.md_analysis import analyze
 
     cell, s = run.values["cell"]["cell"], run.preset.md
     runner = _md_runner(run)
-    eq = mdmod.analyze(runner.run(cell), s)
+    eq = analyze(runner.run(cell), s)
     additional = 0
     while not eq.equilibrated and additional < s.max_additional_runs + run.extra_sampling_runs:
         additional += 1
-        eq = mdmod.analyze(runner.run_additional(cell, additional), s)
+        eq = analyze(runner.run_additional(cell, additional), s)
     try:
         order = runner.nematic_order(cell)
     except Exception as exc:
