@@ -151,6 +151,7 @@ def test_the_optimisation_runs_on_its_own_grid_and_old_results_keep_their_keys(m
     assert _qm_key(QMSettings(opt_grid_level=1)) != _qm_key(QMSettings())  # the qm stage's key hashes the field
 
 
+@pytest.mark.slow  # two DFT optimisations
 def test_loose_criteria_stop_the_optimisation_sooner_near_the_same_geometry(tmp_path, monkeypatch):
     from rdkit import Chem
     from rdkit.Chem import AllChem
@@ -212,6 +213,7 @@ def formaldehyde_water():
                       "H 2.0 -0.94 0", basis="aug-pcseg-0", verbose=0)
 
 
+@pytest.mark.slow  # six functionals
 @pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp", "pbe", "lda,vwn", "tpss", "hf"])
 def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(formaldehyde_water, xc):
     # PolyScout's exchange in the occupied-virtual block and its XC kernel from the orbitals on the grid (LDA,
@@ -246,6 +248,7 @@ def test_density_fitted_kernel_equals_pyscfs_response_for_the_same_integrals(for
     np.testing.assert_allclose(ours._apply(x, True), ref._apply(x, True), atol=1e-9)
 
 
+@pytest.mark.slow  # two functionals, AO and MO paths
 @pytest.mark.parametrize("xc", ["b3lyp", "cam-b3lyp"])
 def test_exchange_kept_in_the_mo_basis_gives_the_ao_results(formaldehyde_water, xc):
     # B^P_vv kept once in single precision ("mo") vs rebuilt from the AO tensors at every product ("ao"): the
@@ -266,6 +269,7 @@ def test_exchange_kept_in_the_mo_basis_gives_the_ao_results(formaldehyde_water, 
     np.testing.assert_allclose(mo.solve(w, 1e-6)[0], ao.solve(w, 1e-6)[0], rtol=1e-7, atol=1e-6)
 
 
+@pytest.mark.slow  # two response solves
 def test_frozen_core_leaves_the_polarizability_within_a_tenth_of_a_percent(formaldehyde_water):
     from pyscf import dft
 
@@ -284,6 +288,7 @@ def test_frozen_core_leaves_the_polarizability_within_a_tenth_of_a_percent(forma
     assert ratio[1] == pytest.approx(ratio[0], rel=1e-3)
 
 
+@pytest.mark.slow  # exact and fitted SCF + response
 def test_density_fitted_polarizability_agrees_with_exact_integrals():
     # stated tolerance, for quick's and full's basis with its JK-fitting set (aug-cc-pVDZ-JKFIT): density fitting
     # changes alpha and its dispersion ratio by < 0.1%. (smoke's aug-pcseg-0 with PySCF's even-tempered set: ~0.3%)
@@ -304,6 +309,7 @@ def test_density_fitted_polarizability_agrees_with_exact_integrals():
     assert ratio[True] == pytest.approx(ratio[False], rel=1e-3)
 
 
+@pytest.mark.slow  # five response solves
 def test_frequencies_solved_together_equal_frequencies_solved_alone(water_scf):
     ws = [0.0, photon_energy_hartree(486.1), photon_energy_hartree(589.3), photon_energy_hartree(656.3)]
     together, _ = response_polarizability(water_scf, ws, tol=1e-8)
@@ -398,6 +404,7 @@ def test_every_preset_has_a_basis_for_the_elements_of_optical_polymers(preset):
     assert set(pmol._ecp) == {"I"} and pmol.nelectron == sum(a.GetAtomicNum() for a in mol.GetAtoms()) - 28
 
 
+@pytest.mark.slow  # an aug-cc-pVTZ reference
 def test_smokes_basis_polarises_fluorine_as_a_large_basis_does():
     """aug-pcseg-0 has no polarisation functions; on fluorine that left alpha ~18% low (hexafluoroethane) and the
     demo's fluoropolymers' n_D ~0.1 low. With aug-pcseg-1 on F, tetrafluoromethane's alpha is within 2% of
