@@ -149,6 +149,44 @@ def row_figures(pid: str, name: str, cls: str, pub: pd.Series, rec: dict) -> dic
     }
 
 
+def report(rows: list[dict], preset: str) -> dict:
+    """Print the per-polymer table, the per-class means and the overall figures; return them."""
+    print(f"preset {preset}: {len(rows)} polymers against PI1070 (RadonPy's published results)")
+    print(f"{'id':7} {'polymer':27} {'rho':>6} {'pub':>6} {'err%':>6} {'n_D':>6} {'n_st':>6} {'pub':>6} "
+          f"{'dn_D':>7} {'dn_st':>7} {'dn@rho':>7}  stage seconds")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['id']:7} {r['name'][:27]:27} FAILED: {r['error'][:90]}")
+            continue
+        secs = ", ".join(f"{k} {v:g}" for k, v in r["seconds"].items() if not k.startswith("md_"))
+        print(f"{r['id']:7} {r['name'][:27]:27} {r['rho']:6.3f} {r['rho_pub']:6.3f} {r['rho_err_pct']:+6.1f} "
+              f"{r['n_D']:6.3f} {r['n_static']:6.3f} {r['n_pub']:6.3f} {r['n_D_err']:+7.3f} {r['n_static_err']:+7.3f} "
+              f"{r['n_static_at_pub_rho_err']:+7.3f}  {secs}")
+    ok = pd.DataFrame([r for r in rows if "error" not in r])
+    summary: dict = {"preset": preset, "polymers": len(rows), "failed": len(rows) - len(ok)}
+    if len(ok):
+        print("\nper class (means):  density err %  |density err| %  n_static err  n_static err at published rho")
+        per_class = {}
+        for cls, g in ok.groupby("class", sort=False):
+            per_class[cls] = {"n": len(g), "rho_err_pct": round(g.rho_err_pct.mean(), 2),
+                              "n_static_err": round(g.n_static_err.mean(), 4),
+                              "n_static_at_pub_rho_err": round(g.n_static_at_pub_rho_err.mean(), 4)}
+            print(f"  {cls:40} {g.rho_err_pct.mean():+6.1f}  {g.rho_err_pct.abs().mean():6.1f}  "
+                  f"{g.n_static_err.mean():+7.3f}  {g.n_static_at_pub_rho_err.mean():+7.3f}")
+        summary |= {"density_err_pct_mean": round(ok.rho_err_pct.mean(), 2),
+                    "density_abs_err_pct_mean": round(ok.rho_err_pct.abs().mean(), 2),
+                    "n_static_mae": round(ok.n_static_err.abs().mean(), 4),
+                    "n_D_mae_vs_published_static": round(ok.n_D_err.abs().mean(), 4),
+                    "n_static_at_published_density_mae": round(ok.n_static_at_pub_rho_err.abs().mean(), 4),
+                    "job_seconds_median": round(float(np.median([sum(v for k, v in r["seconds"].items()
+                                                                     if not k.startswith("md_"))
+                                                                 for r in rows if "error" not in r])), 1),
+                    "per_class": per_class}
+        print(f"\ndensity error mean {summary['density_err_pct_mean']:+.2f}% (|err| {summary['density_abs_err_pct_mean']:.2f}%); "
+              f"n_static MAE {summary['n_static_mae']:.4f} (at the published density {summary['n_static_at_published_density_mae']:.4f})")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="smoke", help="smoke | quick | full | a preset YAML")
@@ -177,42 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         records = list(pool.map(lambda c: run_job(table.loc[c[0], "smiles"], preset_dir / c[0], args.preset,
                                                   args.cores, args.seed), chosen))
     rows = [row_figures(pid, name, cls, table.loc[pid], rec) for (pid, name, cls), rec in zip(chosen, records)]
-    print(f"preset {args.preset}: {len(rows)} polymers against PI1070 (RadonPy's published results)")
-    print(f"{'id':7} {'polymer':27} {'rho':>6} {'pub':>6} {'err%':>6} {'n_D':>6} {'n_st':>6} {'pub':>6} "
-          f"{'dn_D':>7} {'dn_st':>7} {'dn@rho':>7}  stage seconds")
-    for r in rows:
-        if "error" in r:
-            print(f"{r['id']:7} {r['name'][:27]:27} FAILED: {r['error'][:90]}")
-            continue
-        secs = ", ".join(f"{k} {v:g}" for k, v in r["seconds"].items() if not k.startswith("md_"))
-        print(f"{r['id']:7} {r['name'][:27]:27} {r['rho']:6.3f} {r['rho_pub']:6.3f} {r['rho_err_pct']:+6.1f} "
-              f"{r['n_D']:6.3f} {r['n_static']:6.3f} {r['n_pub']:6.3f} {r['n_D_err']:+7.3f} {r['n_static_err']:+7.3f} "
-              f"{r['n_static_at_pub_rho_err']:+7.3f}  {secs}")
-    ok = pd.DataFrame([r for r in rows if "error" not in r])
-    summary: dict = {"preset": args.preset, "polymers": len(rows), "failed": len(rows) - len(ok),
-                     "wall_seconds": round(time.monotonic() - t0, 1)}
-    if len(ok):
-        print("\nper class (means):  density err %  |density err| %  n_static err  n_static err at published rho")
-        per_class = {}
-        for cls, g in ok.groupby("class", sort=False):
-            per_class[cls] = {"n": len(g), "rho_err_pct": round(g.rho_err_pct.mean(), 2),
-                              "n_static_err": round(g.n_static_err.mean(), 4),
-                              "n_static_at_pub_rho_err": round(g.n_static_at_pub_rho_err.mean(), 4)}
-            print(f"  {cls:40} {g.rho_err_pct.mean():+6.1f}  {g.rho_err_pct.abs().mean():6.1f}  "
-                  f"{g.n_static_err.mean():+7.3f}  {g.n_static_at_pub_rho_err.mean():+7.3f}")
-        summary |= {"density_err_pct_mean": round(ok.rho_err_pct.mean(), 2),
-                    "density_abs_err_pct_mean": round(ok.rho_err_pct.abs().mean(), 2),
-                    "n_static_mae": round(ok.n_static_err.abs().mean(), 4),
-                    "n_D_mae_vs_published_static": round(ok.n_D_err.abs().mean(), 4),
-                    "n_static_at_published_density_mae": round(ok.n_static_at_pub_rho_err.abs().mean(), 4),
-                    "job_seconds_median": round(float(np.median([sum(v for k, v in r["seconds"].items()
-                                                                     if not k.startswith("md_"))
-                                                                 for r in rows if "error" not in r])), 1),
-                    "per_class": per_class}
-        print(f"\ndensity error mean {summary['density_err_pct_mean']:+.2f}% (|err| {summary['density_abs_err_pct_mean']:.2f}%); "
-              f"n_static MAE {summary['n_static_mae']:.4f} (at the published density {summary['n_static_at_published_density_mae']:.4f})")
+    summary = report(rows, args.preset) | {"wall_seconds": round(time.monotonic() - t0, 1)}
     print(json.dumps(summary))
-    return 0 if len(ok) == len(rows) else 1
+    return 0 if not summary["failed"] else 1
 
 
 if __name__ == "__main__":
