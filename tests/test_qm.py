@@ -368,13 +368,17 @@ def test_a_cache_file_written_for_other_settings_is_not_used(tmp_path):
 
     settings = QMSettings(functional="b3lyp", basis="sto-3g", grid_level=1, n_conformers=1)
     cap_polarizabilities(settings, cache_dir=tmp_path)
-    (path,) = tmp_path.iterdir()
+    (path,) = tmp_path.glob("*.json")
+    (manifest,) = (tmp_path / "stages").glob("*.json")
     data = json.loads(path.read_text())
-    data["settings"]["qm"]["basis"] = "6-31g"  # a file whose content says other settings
-    data["alphas"] = [1.0, 1.0, 1.0, 1.0]
+    data["alphas"] = [1.0, 1.0, 1.0, 1.0]  # a file made under other settings: its manifest says another key
     path.write_text(json.dumps(data))
+    stamp = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(stamp | {"key": "0" * 16}))
     alphas, its, _ = cap_polarizabilities(settings, cache_dir=tmp_path)
     assert its > 0 and alphas[0] > 1.5
+    # written again under its own key, it is read back
+    assert cap_polarizabilities(settings, cache_dir=tmp_path) == (alphas, 0, 0.0)
 
 
 def test_abbe_number_at_a_given_index_is_lorentz_lorenz_at_fixed_density():
