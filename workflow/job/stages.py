@@ -11,7 +11,8 @@
 
 :func:`run_property_job` and :func:`write_job_inputs` walk :data:`STAGES`. Every stage follows the
 one caching rule of :mod:`workflow.job.cache`: it is done when its output is present, complete and
-made from the same inputs (PSMILES, preset settings, seed, code version, upstream stages).
+made from the same inputs (canonical PSMILES, the settings slice it reads, the seed where it draws random
+numbers, the fields of its typed result, upstream stages).
 A failure raises :class:`JobFailure` with a kind, the stage and the message; it never returns a
 made-up number.
 """
