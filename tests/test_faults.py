@@ -488,3 +488,16 @@ def test_the_driver_and_a_worker_killed_together_resume_the_job(tmp_path):
     assert job["state"] == "done" and job["attempts"] == 1  # resubmitted as unfinished, not as a failure
     assert qm.stat().st_mtime_ns == qm_made
     assert "qm" not in json.loads((job_dir / "record.json").read_text())["timings"]
+
+
+def test_oracle_ids_that_look_like_missing_values_are_ids(tmp_path):
+    """Issue 40, case 7: pandas read the ids NA, nan and None as missing values (a false 'not in the oracle
+    table' and a false duplicate); ids are text, verbatim, while a blank objective cell stays missing."""
+    from workflow.campaign.config import OracleSettings
+
+    table = write(tmp_path / "oracle.csv", "id,density,Cp\nNA,1.0,2.0\nnan,1.1,2.1\nNone,1.2,\nP1,1.3,2.3\n")
+    ev = OracleEvaluator(OracleSettings(table=table), ["density", "Cp"])
+    assert sorted(ev.rows.index) == ["NA", "None", "P1", "nan"]
+    record = ev._lookup(JobRequest("NA", "*CC*", tmp_path / "j", 0))
+    assert record["density"] == 1.0
+    assert ev._lookup(JobRequest("None", "*CC*", tmp_path / "k", 0))["Cp"] is None  # a blank cell: missing

@@ -44,7 +44,7 @@ class OracleEvaluator(Evaluator):
     """
 
     def __init__(self, settings: OracleSettings, objectives: list[str] | None = None):
-        df = read_table(Path(settings.table), keep_text=False, what="oracle table")
+        df = read_table(Path(settings.table), keep_text=False, what="oracle table", id_columns=(settings.id_column,))
         missing = [c for c in (settings.id_column, *(objectives or [])) if c not in df.columns]
         if missing:
             raise ConfigError(f"oracle table {settings.table} has no column(s) {', '.join(map(repr, missing))}")
