@@ -501,3 +501,18 @@ def test_oracle_ids_that_look_like_missing_values_are_ids(tmp_path):
     record = ev._lookup(JobRequest("NA", "*CC*", tmp_path / "j", 0))
     assert record["density"] == 1.0
     assert ev._lookup(JobRequest("None", "*CC*", tmp_path / "k", 0))["Cp"] is None  # a blank cell: missing
+
+
+def test_a_huge_finite_objective_is_that_jobs_invalid_result_and_the_campaign_resumes(tmp_path, capsys):
+    """Issue 40, case 8: Cp x 1e160 stopped the GP with a raw torch error on every rerun."""
+    lines = ORACLE.split("\n")
+    huge = [lines[0]] + [",".join(ln.split(",")[:2] + [f"{float(ln.split(',')[2]) * 1e160:g}"] + ln.split(",")[3:])
+                         if i % 2 else ln for i, ln in enumerate(lines[1:])]
+    setup(tmp_path, oracle="\n".join(huge))
+    assert run(tmp_path, capsys)[0] == 0
+    jobs = store(tmp_path).jobs()
+    odd = [j for j in jobs if int(j["polymer_id"][1:]) % 2]
+    assert odd and all(j["failure_kind"] == "invalid_result" and "e+16" in j["failure_message"] for j in odd)
+    assert any(j["state"] == "done" for j in jobs)
+    assert run(tmp_path, capsys)[0] == 0  # reruns cleanly
+    assert_store_consistent(store(tmp_path))

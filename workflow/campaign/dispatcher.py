@@ -24,6 +24,10 @@ from workflow.job.failures import FailureKind
 
 Log = Callable[[str], None]
 
+MAX_OBJECTIVE_MAGNITUDE = 1e100
+"""An objective beyond this is not a measurement (no property in a record's units comes near): its square overflows
+the GP's standardisation, so it would stop every later fit. Such a result is that job's ``invalid_result``."""
+
 
 def job_seed(seed: int, label: str) -> int:
     """A seed of its own for a job (``label`` its polymer id) or a cycle, from the campaign's seed."""
@@ -124,11 +128,12 @@ class Dispatcher:
                 value = float(record.get(name))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 value = math.nan
-            if not math.isfinite(value):
+            if not (math.isfinite(value) and abs(value) <= MAX_OBJECTIVE_MAGNITUDE):
                 self.store.fail_job(job_id, FailureKind.INVALID_RESULT, "result",
-                                    f"the result has no finite {name!r} (got {str(record.get(name))[:40]!r})")
+                                    f"the result has no finite {name!r} within +-{MAX_OBJECTIVE_MAGNITUDE:g} "
+                                    f"(got {str(record.get(name))[:40]!r})")
                 self.failed[FailureKind.INVALID_RESULT] += 1
-                self.log(f"  {shorten(job.polymer_id)}: FAILED: no finite {name!r} in its result")
+                self.log(f"  {shorten(job.polymer_id)}: FAILED: no usable {name!r} in its result")
                 return
             objectives[name] = value
         if self.calibration is not None:  # the record (and the store's property columns) keep the raw values
