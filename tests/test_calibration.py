@@ -130,3 +130,24 @@ def test_validation_table_prints_a_dash_for_a_blank_reference_cell(tmp_path):
     assert ptfe[:5] == ["PTFE", "2.000", "1.300", "1.350", "-0.050"] and ptfe[6:9] == ["110.0", "-", "-"]
     assert "abbe_err" not in results["PTFE"] and mae(results, "abbe_err") == (pytest.approx(2.0), 1)
     assert mae(results, "n_D_err") == (pytest.approx((0.05 + 0.008) / 2), 2)
+
+
+def test_nan_infinite_and_degenerate_maps_are_refused(tmp_path):
+    """Issue 40, case 6: a map with slope NaN turned every result into NaN; an inf in the reference wrote
+    slope nan; near-constant computed values wrote slope -1e9."""
+    from workflow.campaign.calibration import load_calibration
+
+    bad = write(tmp_path / "cal.yaml", "reference: ref.csv\nmaps:\n  smoke:\n    refractive_index: {slope: .nan, "
+                                       "intercept: 0.1, n: 4, mae_raw: 0.1, mae_fit: 0.01, mae_loo: 0.02}\n")
+    with pytest.raises(ConfigError, match="calibration file"):
+        load_calibration(bad)
+    reference = pd.DataFrame({"id": ["A", "B", "C", "D"], "smiles": ["*CC*", "*CC(*)C", "*CC(*)Cl", "*CC(*)F"],
+                              "exp_refractive_index": [1.49, 1.49, 1.54, 1.42],
+                              "exp_abbe_number": [57.0, 56.0, float("inf"), 60.0]})
+    reference["canonical"] = reference["smiles"]
+    results = reference[["smiles"]].assign(preset="smoke", refractive_index=[1.45, 1.46, 1.50, 1.40],
+                                           abbe_number=[50.0, 51.0, 40.0, 55.0])
+    with pytest.raises(ConfigError, match="reference polymer C: abbe_number 40 / exp_abbe_number inf"):
+        fit_calibration(reference, results, "ref.csv")
+    with pytest.raises(ConfigError, match="hardly differ"):
+        fit_linear(np.array([1.5, 1.5, 1.5 + 1e-9, 1.5]), np.array([1.49, 1.50, 1.52, 1.48]))

@@ -21,7 +21,7 @@ MIN_MATCHES = 4
 class LinearMap(BaseModel):
     """``experimental = slope * computed + intercept``, with how well it did on its data."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a NaN map maps every result to NaN
     slope: float
     intercept: float
     n: int = Field(description="reference polymers matched")

@@ -28,7 +28,11 @@ from workflow.common.tables import read_table
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray) -> LinearMap:
-    """Least-squares line through ``(x, y)``, its in-sample and leave-one-out MAE (``n >= 3`` points)."""
+    """Least-squares line through ``(x, y)``, its in-sample and leave-one-out MAE (``n >= 3`` points). Computed
+    values that hardly differ define no line (its slope would be any number): refused."""
+    if np.ptp(x) <= 1e-6 * max(1.0, float(np.max(np.abs(x)))):
+        raise ConfigError(f"the computed values hardly differ ({np.min(x):.6g} to {np.max(x):.6g}): a line through "
+                          f"them is not determined; calibrate on polymers that differ")
     slope, intercept = np.polyfit(x, y, 1)
     loo = []
     for i in range(len(x)):
@@ -65,7 +69,14 @@ def fit_calibration(reference: pd.DataFrame, results: pd.DataFrame, reference_na
         for prop, exp in CALIBRATED.items():
             if prop not in rows.columns:
                 continue
-            pair = rows[[prop, exp]].apply(pd.to_numeric, errors="coerce").dropna().to_numpy(dtype=float)
+            numbers = rows[[prop, exp]].apply(pd.to_numeric, errors="coerce").dropna()
+            infinite = numbers[~np.isfinite(numbers.to_numpy(dtype=float)).all(axis=1)]
+            if len(infinite):
+                row = rows.loc[infinite.index[0]]
+                raise ConfigError(f"reference polymer {row.get('id', row['smiles'])}: {prop} "
+                                  f"{numbers.loc[infinite.index[0], prop]:g} / {exp} "
+                                  f"{numbers.loc[infinite.index[0], exp]:g} is not a finite pair")
+            pair = numbers.to_numpy(dtype=float)
             if len(pair) < MIN_MATCHES:
                 raise ConfigError(f"preset {preset}: only {len(pair)} polymer(s) of the reference have a computed "
                                   f"{prop} (need {MIN_MATCHES} to fit and check a line)")
