@@ -165,3 +165,19 @@ def test_shipped_default_pool():
     names = set(pd.read_csv(monomers)["name"])
     assert all(m in names or m.startswith(("carbon monoxide", "formaldehyde"))
                for ms in df["monomers"].head(2000) for m in ms.split(" + "))
+
+
+def test_a_parquet_pool_with_a_null_id_and_bytes_psmiles_reports_both_rows(tmp_path):
+    """Issue 40, case 10: a null id raised AttributeError ('float' has no 'strip'); bytes PSMILES read as empty
+    (a binary column's UTF-8 is its text; bytes that are not UTF-8 are named)."""
+    import pandas as pd
+
+    from workflow.campaign.pool import load_pool
+
+    path = tmp_path / "pool.parquet"
+    pd.DataFrame({"id": ["P1", None, "P3", "P4"], "smiles": [b"*CC*", b"*CC(*)C", b"*CC(*)Cl", b"\xff*C*"]}
+                 ).to_parquet(path)
+    pool = load_pool(path)
+    assert list(pool.entries["id"]) == ["P1", "P3"] and list(pool.entries["smiles"]) == ["*CC*", "*CC(*)Cl"]
+    assert [(p.row, p.kind) for p in pool.problems] == [(2, "empty_id"), (4, "unparsable")]
+    assert "bytes" in pool.problems[1].problem and "not text" in pool.problems[1].problem

@@ -82,6 +82,16 @@ def gaff2_mod_problem(psmiles: str) -> str | None:
     return "GAFF2_mod cannot type it" + (f" ({why[0].strip()})" if why else "")
 
 
+def _text(value):
+    """A PSMILES cell: a Parquet binary column's UTF-8 bytes are its text; anything else is left for the check."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
 def load_pool(path: str | Path) -> Pool:
     """Read and validate a pool; invalid rows go to ``Pool.problems``."""
     path = Path(path)
@@ -90,7 +100,8 @@ def load_pool(path: str | Path) -> Pool:
     if missing:
         raise PoolError(f"pool file {path} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
     df = df.copy()
-    df["id"] = df["id"].astype(str)
+    df["id"] = ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in df["id"]]  # null: empty
+    df["smiles"] = [_text(v) for v in df["smiles"]]
     problems: list[PoolProblem] = []
     keep: list[int] = []
     canon: list[str] = []

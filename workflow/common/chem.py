@@ -23,8 +23,11 @@ def check_psmiles(psmiles: str) -> str | None:
 
 def classify_psmiles(psmiles: str) -> tuple[str, str] | None:
     """None for a usable repeat unit, else ``(kind, one-line description)``."""
-    if not isinstance(psmiles, str) or not psmiles.strip():
+    if psmiles is None or (isinstance(psmiles, float) and psmiles != psmiles) or (
+            isinstance(psmiles, str) and not psmiles.strip()):
         return "unparsable", "empty PSMILES"
+    if not isinstance(psmiles, str):
+        return "unparsable", f"PSMILES is {type(psmiles).__name__} ({shorten(repr(psmiles))}), not text"
     RDLogger.DisableLog("rdApp.*")
     try:
         mol = Chem.MolFromSmiles(psmiles)
