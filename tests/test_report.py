@@ -168,3 +168,19 @@ def test_initial_data_without_the_objectives_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="old.csv lacks column.*refractive_index"):
         _run(tmp_path, "bad", "initial_data: [old.csv]\n")
+
+
+def test_initial_data_rewritten_between_runs_is_refused(tmp_path, _in_tmp):
+    """Issue 40, case 5: an export rewritten in place (``workflow export`` overwrites) shrank the training set of a
+    campaign naming it, silently; its content is now checked like the pool's."""
+    from workflow.common.errors import ConfigError
+
+    _optical_oracle(tmp_path)
+    _run(tmp_path, "first")
+    _workflow(tmp_path, "export", "first", "--format", "csv", "--out", str(tmp_path / "first.csv"))
+    _run(tmp_path, "second", "initial_data: [first.csv]\n")
+    _run(tmp_path, "second", "initial_data: [first.csv]\n")  # unchanged: resumes
+    lines = (tmp_path / "first.csv").read_text().splitlines()
+    write(tmp_path / "first.csv", "\n".join(lines[:5]) + "\n")
+    with pytest.raises(ConfigError, match=r"initial_data content \(first.csv changed"):
+        _run(tmp_path, "second", "initial_data: [first.csv]\n")

@@ -71,6 +71,7 @@ class CampaignRunner:
         if self.runs_dir.exists() and not self.runs_dir.is_dir():
             raise ConfigError(f"runs directory {self.runs_dir} is a file")
         self.pool_hash = file_hash(campaign.pool)
+        self.initial_data_hashes = [file_hash(p) for p in campaign.initial_data]  # an export rewritten in place
         path = store_path(self.runs_dir, campaign.name)
         if dry_run or not path.exists():  # read what exists; a new store is made once the inputs are checked
             self.store = Store(path, readonly=True) if path.is_file() else None
@@ -105,6 +106,9 @@ class CampaignRunner:
             changed = [k for k in changed if k not in unwritten]
         if self.store.get_meta("pool_sha256", self.pool_hash) != self.pool_hash:
             changed.append("pool content")
+        saved_data = self.store.get_meta("initial_data_sha256", self.initial_data_hashes)
+        changed += [f"initial_data content ({path.name} changed since the campaign started)" for path, was, now in
+                    zip(self.campaign.initial_data, saved_data, self.initial_data_hashes) if was != now]
         if changed:
             raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
                               f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
@@ -125,6 +129,7 @@ class CampaignRunner:
             self.store = Store(store_path(self.runs_dir, self.campaign.name), journal=self.campaign.store.journal)
         self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
         self.store.set_meta("pool_sha256", self.pool_hash)
+        self.store.set_meta("initial_data_sha256", self.initial_data_hashes)
         if self.profile is not None:
             self.store.set_meta("profile", self.profile)
 
