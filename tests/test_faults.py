@@ -516,3 +516,23 @@ def test_a_huge_finite_objective_is_that_jobs_invalid_result_and_the_campaign_re
     assert any(j["state"] == "done" for j in jobs)
     assert run(tmp_path, capsys)[0] == 0  # reruns cleanly
     assert_store_consistent(store(tmp_path))
+
+
+def test_a_resume_from_a_file_without_the_oracle_line_runs_the_oracle_it_started_with(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """Issue 40, case 1: the runner kept `oracle` as the campaign started, but `cmd_run` built the evaluator from
+    the file as written (property jobs inside an oracle campaign)."""
+    import workflow.dispatch.evaluators as evaluators
+
+    computed = CAMPAIGN.replace("Cp: maximize", "density: maximize")  # objectives a property job computes too
+    setup(tmp_path, campaign=computed, oracle=ORACLE.replace(",Cp,", ",density,", 1))
+    assert run(tmp_path, capsys)[0] == 0
+    made = []
+    real = evaluators.make_evaluator
+    monkeypatch.setattr(evaluators, "make_evaluator", lambda c, p, d: made.append(c) or real(c, p, d))
+    write(tmp_path / "c.yaml", computed.replace("oracle: {table: oracle.csv}\n", ""))
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0 and "kept as the campaign started" in out
+    assert made and made[0].oracle is not None and made[0].oracle.table.name == "oracle.csv"
+    rc, out, _ = run(tmp_path, capsys, "--dry-run")
+    assert rc == 0 and ("oracle table" in out or "nothing left" in out) and "property jobs" not in out

@@ -192,13 +192,15 @@ def cmd_run(args) -> int:
     runs = Path(args.runs)
     if args.dry_run:
         return _dry_run(campaign, profile, runs)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    runner = CampaignRunner(campaign, runs, log=log, profile=profile.model_dump(mode="json"))
+    campaign = runner.campaign  # a resumed campaign: what the file leaves out is what it started with
     print(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
           f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
           f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
           f"{profile.cores_per_job} core(s))", flush=True)
-    evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)  # checks its inputs first
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    runner = CampaignRunner(campaign, runs, log=log, profile=profile.model_dump(mode="json"))
+    # from the settings the campaign runs with, checked before anything is written (a new store comes later)
+    evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)
     with summarised_warnings("campaign", log):
         runner.run(evaluator)
     print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
@@ -215,6 +217,7 @@ def _dry_run(campaign, profile, runs: Path) -> int:
     from workflow.campaign.engine import CampaignRunner, job_dir_name
 
     runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), dry_run=True)
+    campaign = runner.campaign  # a resumed campaign: what the file leaves out is what it started with
     cycle, strategy, picks = runner.plan()
     print(f"dry run: nothing is submitted or written (campaign {campaign.name}, profile {profile.name})")
     if cycle is None:
