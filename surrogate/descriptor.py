@@ -182,14 +182,17 @@ class DescriptorCache:
                         "PRIMARY KEY (settings, smiles))")
 
     def get_many(self, smiles: list[str]) -> dict[str, np.ndarray]:
+        """The cached descriptors among ``smiles``. The read ends its transaction: a snapshot left open would make
+        this connection's next write fail at once (SQLite's stale WAL snapshot) after another process wrote."""
         out: dict[str, np.ndarray] = {}
-        cur = self.db.cursor()
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS want (smiles TEXT PRIMARY KEY)")
-        cur.execute("DELETE FROM want")
-        cur.executemany("INSERT OR IGNORE INTO want VALUES (?)", ((s,) for s in smiles))
-        for s, blob in cur.execute("SELECT d.smiles, d.x FROM descriptors d JOIN want w ON d.smiles = w.smiles "
-                                   "WHERE d.settings = ?", (self.key,)):
-            out[s] = np.frombuffer(blob, dtype=np.float64)
+        with self.db:
+            cur = self.db.cursor()
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS want (smiles TEXT PRIMARY KEY)")
+            cur.execute("DELETE FROM want")
+            cur.executemany("INSERT OR IGNORE INTO want VALUES (?)", ((s,) for s in smiles))
+            for s, blob in cur.execute("SELECT d.smiles, d.x FROM descriptors d JOIN want w ON d.smiles = w.smiles "
+                                       "WHERE d.settings = ?", (self.key,)).fetchall():
+                out[s] = np.frombuffer(blob, dtype=np.float64)
         return out
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:

@@ -117,3 +117,18 @@ def test_pool_featurize_writes_parquet_with_ids(tmp_path):
     np.testing.assert_array_equal(df.iloc[0, 2:].to_numpy(dtype=float), ff_kernel_mean("*CC*"))
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0 and "2 from cache, 0 computed" in again.stdout
+
+
+def test_a_cache_read_does_not_leave_a_snapshot_that_fails_the_next_write(tmp_path):
+    """Issue 40, case 3: get_many left a transaction open; after another campaign wrote the cache, this one's write
+    met a stale WAL snapshot and failed at once ('database is locked', the busy timeout never applied)."""
+    from surrogate.descriptor import DescriptorCache
+
+    a, b = DescriptorCache(tmp_path / "d.sqlite"), DescriptorCache(tmp_path / "d.sqlite")
+    a.put_many({"*CC*": np.zeros(3)})
+    assert set(a.get_many(["*CC*", "*CC(*)C"])) == {"*CC*"}
+    b.put_many({"*CC(*)C": np.ones(3)})  # another campaign writes meanwhile
+    a.put_many({"*CC(*)Cl": np.full(3, 2.0)})  # failed with the snapshot still open
+    assert set(a.get_many(["*CC*", "*CC(*)C", "*CC(*)Cl"])) == {"*CC*", "*CC(*)C", "*CC(*)Cl"}
+    a.close()
+    b.close()
