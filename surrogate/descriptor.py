@@ -266,12 +266,31 @@ def _context():
     return ctx
 
 
+SAVE_EVERY = 100
+SAVE_SECONDS = 10.0
+"""How often computed descriptors reach the cache while a pool is featurized."""
+
+
 def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
-             advance: Callable[[int], None] | None) -> tuple[dict, dict]:
+             advance: Callable[[int], None] | None,
+             save: Callable[[dict[int, np.ndarray]], None] | None = None) -> tuple[dict, dict]:
+    """Descriptors of ``tasks`` on ``workers`` processes; ``save`` receives the new results in chunks (every
+    :data:`SAVE_EVERY` results or :data:`SAVE_SECONDS`, and what is left when this ends, also by an exception):
+    a driver stopped mid-way keeps what it computed."""
     results: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
     if not tasks:
         return results, failures
+    unsaved: list[int] = []
+    last_save = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_save
+        if save is not None and unsaved:
+            save({i: results[i] for i in unsaved})
+        unsaved.clear()
+        last_save = time.monotonic()
+
     ctx = _context()
     pool = [_Worker(ctx) for _ in range(max(1, min(workers, len(tasks))))]
     queue = list(reversed(tasks))
@@ -294,6 +313,7 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
                         pool[pool.index(w)] = _Worker(ctx)
                     if err is None:
                         results[idx] = x
+                        unsaved.append(idx)
                     else:
                         failures[idx] = err
                     w.task = None
@@ -302,9 +322,12 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
                     w.kill()
                     pool[pool.index(w)] = _Worker(ctx)
             finished = len(results) + len(failures) - before
+            if len(unsaved) >= SAVE_EVERY or (unsaved and time.monotonic() - last_save > SAVE_SECONDS):
+                flush()
             if advance is not None and finished:
                 advance(finished)
     finally:
+        flush()
         for w in pool:
             if w.proc.is_alive():
                 try:
@@ -342,12 +365,13 @@ def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: 
             tasks.append((i, s))
     if advance is not None and len(smiles) - len(tasks):
         advance(len(smiles) - len(tasks))  # from the cache (or repeats)
-    results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, advance)
+    save = (lambda chunk: cache.put_many({smiles[i]: x for i, x in chunk.items()})) if cache and write_cache else None
+    try:
+        results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, advance, save)
+    finally:
+        if cache is not None:
+            cache.close()
     new = {smiles[i]: x for i, x in results.items()}
-    if cache is not None:
-        if write_cache:
-            cache.put_many(new)
-        cache.close()
     failures: dict[int, str] = {}
     failed_smiles = {smiles[i]: r for i, r in failures_first.items()}
     for i, s in enumerate(smiles):

@@ -132,3 +132,22 @@ def test_a_cache_read_does_not_leave_a_snapshot_that_fails_the_next_write(tmp_pa
     assert set(a.get_many(["*CC*", "*CC(*)C", "*CC(*)Cl"])) == {"*CC*", "*CC(*)C", "*CC(*)Cl"}
     a.close()
     b.close()
+
+
+def test_descriptors_reach_the_cache_as_they_are_computed_not_only_at_the_end(tmp_path, monkeypatch):
+    """Issue 40, case 4: a driver stopped while featurizing (walltime SIGTERM, Ctrl-C) cached nothing."""
+    import surrogate.descriptor as d
+
+    monkeypatch.setattr(d, "SAVE_EVERY", 2, raising=False)
+    pool = ["*CC*", "*CC(*)C", "*CC(*)Cl", "*CC(*)F", "*CC(*)CC", "*CC(*)(C)C"]
+    seen = []
+
+    def stop_after_four(n):
+        seen.append(n)
+        if sum(seen) >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        d.featurize(pool, cache_path=tmp_path / "c.sqlite", workers=1, advance=stop_after_four)
+    again = d.featurize(pool, cache_path=tmp_path / "c.sqlite", workers=1)
+    assert again.cached >= 4 and again.cached + again.computed == len(pool)
