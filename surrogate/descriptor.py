@@ -365,7 +365,8 @@ def featurize(smiles: list[str], cache_path: str | Path | None = None, workers: 
             tasks.append((i, s))
     if advance is not None and len(smiles) - len(tasks):
         advance(len(smiles) - len(tasks))  # from the cache (or repeats)
-    save = (lambda chunk: cache.put_many({smiles[i]: x for i, x in chunk.items()})) if cache and write_cache else None
+    save = ((lambda chunk: cache.put_many({smiles[i]: x for i, x in chunk.items()}))
+            if cache is not None and write_cache else None)
     try:
         results, failures_first = _compute(tasks, workers or mp.cpu_count(), timeout_s, advance, save)
     finally:

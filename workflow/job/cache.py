@@ -4,9 +4,10 @@ A step is done when its manifest ``stages/<name>.json`` holds the same key and e
 lists is present. The key is a hash of what made the outputs: the step's inputs (canonical
 PSMILES, the seed, and the typed slice of the preset the step reads: every field of the slice,
 so a field added to it changes the key) and the keys of the steps it reads from. The same rule
-serves the job's stages, its LAMMPS segments and the cap reference jobs share. Outputs are written atomically before the manifest, so a killed job
-leaves either a complete step or none; a directory made for another polymer or preset is never
-reused (its keys differ), and its steps are computed again.
+serves the job's stages, its LAMMPS segments and the cap reference jobs share. Outputs are
+written atomically before the manifest, so a killed job leaves either a complete step or none; a
+directory made for another polymer or preset is never reused (its keys differ), and its steps are
+computed again.
 """
 
 from __future__ import annotations
