@@ -536,3 +536,19 @@ def test_a_resume_from_a_file_without_the_oracle_line_runs_the_oracle_it_started
     assert made and made[0].oracle is not None and made[0].oracle.table.name == "oracle.csv"
     rc, out, _ = run(tmp_path, capsys, "--dry-run")
     assert rc == 0 and ("oracle table" in out or "nothing left" in out) and "property jobs" not in out
+
+
+def test_a_descriptor_failure_names_the_files_row_not_the_row_among_kept_rows(tmp_path, capsys):
+    """Issue 40, case 11: with a row skipped above it, a descriptor failure in file row 4 was 'row 3' (and the
+    store's pool rows were off the same way)."""
+    pool = [SMILES[0], SMILES[0], SMILES[1], "[1*]CC([2*])CCCC", *SMILES[2:8]]  # row 2: a duplicate of row 1
+    setup(tmp_path, pool=pool)
+    assert run(tmp_path, capsys)[0] == 0
+    s = store(tmp_path)
+    assert [(p["row"], p["polymer_id"], p["stage"]) for p in s.pool_problems()] == [
+        (2, "Q01", "validation"), (4, "Q03", "descriptor")]
+    rows = {r["polymer_id"]: r["row"] for r in s.db.execute("SELECT polymer_id, row FROM pool")}
+    assert rows["Q00"] == 1 and rows["Q02"] == 3 and rows["Q04"] == 5
+    capsys.readouterr()
+    assert main(["status", "faults", "--runs", str(tmp_path / "runs")]) == 0
+    assert "row 4 (id Q03, descriptor)" in capsys.readouterr().out

@@ -96,13 +96,13 @@ def prepare_pool(campaign: Campaign, cache_path: Path, log: Log, write_cache: bo
     with progress(len(df), "descriptors") as advance:
         feats = featurize(df["canonical"].tolist(), cache_path=cache_path, workers=campaign.descriptors.workers,
                           timeout_s=campaign.descriptors.timeout_s, advance=advance, write_cache=write_cache)
-    rows = df.index.to_numpy()
+    rows = pool.rows  # each entry's 1-based row in the file (rows skipped above included)
     for i, reason in sorted(feats.failures.items()):
-        problems.append((int(rows[i]) + 1, df["id"].iloc[i], "descriptor", reason))
+        problems.append((rows[i], df["id"].iloc[i], "descriptor", reason))
         log(f"pool {pool.path.name}: id {df['id'].iloc[i]}: descriptor failed ({reason}); skipped")
     ok = np.array([i not in feats.failures for i in range(len(df))], dtype=bool)
     names = df["name"] if "name" in df.columns else pd.Series([None] * len(df))
-    entries = [(pid, int(r) + 1, smi, can, (nm or None))
+    entries = [(pid, r, smi, can, (nm or None))
                for pid, r, smi, can, nm in zip(df["id"], rows, df["smiles"], df["canonical"], names)]
     candidates = Candidates(df["id"][ok].tolist(), dict(zip(df["id"][ok], df["smiles"][ok])),
                             torch.as_tensor(feats.X[ok], dtype=DTYPE))

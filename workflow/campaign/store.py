@@ -278,7 +278,9 @@ class Store:
                                  f"polymer this campaign knows as {shorten(pid)} ({shorten(known[pid])}); restore "
                                  f"the row or give the new polymer a new id")
         with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?, ?, ?)", entries)
+            # the file row follows the file (an older store recorded the row among kept rows)
+            self.db.executemany("INSERT INTO pool VALUES (?, ?, ?, ?, ?) ON CONFLICT(polymer_id) DO UPDATE SET "
+                                "row = excluded.row, smiles = excluded.smiles, name = excluded.name", entries)
             self.db.execute("DELETE FROM pool_problems")
             self.db.executemany("INSERT INTO pool_problems VALUES (?, ?, ?, ?)", problems)
 
