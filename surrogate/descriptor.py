@@ -38,6 +38,7 @@ import multiprocessing as mp
 import sqlite3
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -169,6 +170,10 @@ def ff_kernel_mean(psmiles: str, cyclic: int | None = None) -> np.ndarray:
     return x
 
 
+class DescriptorCacheError(ValueError):
+    """A descriptor cache that cannot be read or written (corrupt, locked past its timeout); one line."""
+
+
 class DescriptorCache:
     """SQLite table (settings, canonical PSMILES) -> float64 blob; safe for several readers."""
 
@@ -176,16 +181,27 @@ class DescriptorCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = settings_key(settings)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS descriptors (settings TEXT, smiles TEXT, x BLOB, "
-                        "PRIMARY KEY (settings, smiles))")
+        with self._named():
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS descriptors (settings TEXT, smiles TEXT, x BLOB, "
+                            "PRIMARY KEY (settings, smiles))")
+
+    @contextmanager
+    def _named(self):
+        """SQLite's errors as :class:`DescriptorCacheError`, naming this file (not the campaign store)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            hint = ("; it holds only descriptors, which are recomputed: move it aside"
+                    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc) else "")
+            raise DescriptorCacheError(f"descriptor cache {self.path}: {exc}{hint}") from None
 
     def get_many(self, smiles: list[str]) -> dict[str, np.ndarray]:
         """The cached descriptors among ``smiles``. The read ends its transaction: a snapshot left open would make
         this connection's next write fail at once (SQLite's stale WAL snapshot) after another process wrote."""
         out: dict[str, np.ndarray] = {}
-        with self.db:
+        with self._named(), self.db:
             cur = self.db.cursor()
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS want (smiles TEXT PRIMARY KEY)")
             cur.execute("DELETE FROM want")
@@ -196,7 +212,7 @@ class DescriptorCache:
         return out
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
-        with self.db:
+        with self._named(), self.db:
             self.db.executemany("INSERT OR REPLACE INTO descriptors VALUES (?, ?, ?)",
                                 ((self.key, s, np.asarray(x, dtype=np.float64).tobytes()) for s, x in items.items()))
 

@@ -552,3 +552,106 @@ def test_a_descriptor_failure_names_the_files_row_not_the_row_among_kept_rows(tm
     capsys.readouterr()
     assert main(["status", "faults", "--runs", str(tmp_path / "runs")]) == 0
     assert "row 4 (id Q03, descriptor)" in capsys.readouterr().out
+
+
+# --- issue 40, case 12: small things that printed tracebacks, wrong names or nothing -------------------------
+def test_a_corrupt_descriptor_cache_is_named_as_such(tmp_path, capsys):
+    setup(tmp_path)
+    write(tmp_path / "runs" / "descriptor_cache.sqlite", "garbage " * 100)
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, "descriptor cache")
+    assert "campaign store" not in err and "move it aside" in err
+
+
+def test_a_store_deleted_mid_run_stops_the_run_and_keeps_what_it_held(tmp_path, capsys, monkeypatch):
+    """The run directory deleted while jobs ran: the run ended 'done; store at X', exit 0, and nothing was kept."""
+    import shutil
+
+    from workflow.campaign.dispatcher import Dispatcher
+
+    setup(tmp_path)
+    real, seen = Dispatcher.record, []
+
+    def record_then_delete(self, *args):
+        real(self, *args)
+        seen.append(1)
+        if len(seen) == 5:
+            shutil.rmtree(tmp_path / "runs" / "faults")
+
+    monkeypatch.setattr(Dispatcher, "record", record_then_delete)
+    rc, out, err = run(tmp_path, capsys)
+    assert rc == 2 and "done; store at" not in out
+    one_line_error(err, "was deleted while the campaign ran")
+    assert len([j for j in store(tmp_path).jobs() if j["state"] == "done"]) >= 5  # kept at its own path
+    monkeypatch.undo()
+    assert run(tmp_path, capsys)[0] == 0
+    assert_store_consistent(store(tmp_path))
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    setup(tmp_path, pool=SMILES * 1)
+    assert run(tmp_path, capsys)[0] == 0
+    cmd = f"'{sys.executable}' -m workflow.cli status faults --runs '{tmp_path / 'runs'}' | head -n1"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("campaign faults") and done.stdout.count("\n") == 1
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("group", ["profile", "job", "pool"])
+def test_a_command_group_without_its_action_prints_its_own_usage(capsys, group):
+    assert main([group]) == 2
+    assert f"usage: workflow {group} " in capsys.readouterr().out
+
+
+def test_output_paths_are_made_or_refused_before_anything_is_printed(tmp_path, capsys):
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    runs = str(tmp_path / "runs")
+    assert main(["pareto", "faults", "--runs", runs, "--plot", str(tmp_path / "new" / "dir" / "x.png")]) == 0
+    assert (tmp_path / "new" / "dir" / "x.png").stat().st_size > 0
+    capsys.readouterr()
+    (tmp_path / "out").mkdir()
+    assert main(["export", "faults", "--runs", runs, "--out", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr()
+    one_line_error(out.err, "is a directory: name a file")
+    assert not list((tmp_path / "out").iterdir()) and ".tmp" not in out.err
+
+
+@pytest.mark.parametrize("argv", [["pool", "featurize", "p.csv", "--out", "x", "--timeout", "-5"],
+                                  ["pool", "featurize", "p.csv", "--out", "x", "--workers", "0"],
+                                  ["job", "run", "*CC*", "--dir", "d", "--cores", "0"]])
+def test_a_number_that_must_be_positive_is_refused(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "give a number above 0" in capsys.readouterr().err
+
+
+def test_a_setting_kept_as_the_campaign_started_is_named_briefly(tmp_path, capsys):
+    setup(tmp_path, campaign=CAMPAIGN + "preset: quick\n")
+    assert run(tmp_path, capsys)[0] == 0
+    write(tmp_path / "c.yaml", CAMPAIGN)
+    rc, out, _ = run(tmp_path, capsys)
+    kept = [ln for ln in out.splitlines() if "kept as the campaign started" in ln]
+    assert rc == 0 and kept and "preset: quick" in kept[0] and len(kept[0]) < 200, kept
+
+
+def test_a_full_disk_while_the_store_is_made_leaves_nothing_beside_it(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import workflow.campaign.store as store_module
+
+    setup(tmp_path)
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "replace", full)
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, "No space left on device")
+    assert not [p.name for p in (tmp_path / "runs" / "faults").iterdir() if ".new" in p.name]

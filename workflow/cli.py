@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import sqlite3
 import sys
 from collections import Counter
@@ -21,11 +23,14 @@ from workflow.job.failures import FailureKind
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
+    if getattr(args, "func", None) is None:  # no command, or a command group without its action
+        getattr(args, "group", parser).print_help()
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader stopped (`workflow status | head -n1`): quiet, as `yes | head` is
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # pool, preset, profile, store, campaign files
         return _error(str(exc))
     except sqlite3.Error as exc:
@@ -63,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="select the next batch and show what would be submitted, and where; change nothing")
     run.set_defaults(func=cmd_run)
 
-    prof = sub.add_parser("profile", help="site profiles (hpc_profiles/)").add_subparsers(metavar="ACTION")
+    prof = _group(sub, "profile", "site profiles (hpc_profiles/)")
     pl = prof.add_parser("list", help="the profiles this directory and the package know")
     pl.set_defaults(func=cmd_profile_list)
     ps = prof.add_parser("show", help="a profile's settings, or with --script its batch script")
@@ -112,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="HTML file to write (default: runs/NAME/report.html)")
     rp.set_defaults(func=cmd_report)
 
-    job = sub.add_parser("job", help="one property job").add_subparsers(metavar="ACTION")
+    job = _group(sub, "job", "one property job")
     for action, func, text, dir_text in (
             ("run", cmd_job_run, "run one property job and print its record as JSON", "job directory (reused to resume)"),
             ("inputs", cmd_job_inputs, "write every input of one property job (QM, cell, LAMMPS); run nothing",
@@ -121,19 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         jp.add_argument("psmiles")
         jp.add_argument("--preset", default="smoke", help="smoke | quick | full | a preset YAML file")
         jp.add_argument("--dir", required=True, help=dir_text)
-        jp.add_argument("--cores", type=int, default=1)
+        jp.add_argument("--cores", type=positive(int), default=1)
         jp.add_argument("--seed", type=int, default=0)
         jp.add_argument("--profile", help="run LAMMPS as this profile says (executable, accelerator arguments, OpenMP "
                                           "threads, MPI launcher); default: the wheel's lmp, plain")
         jp.set_defaults(func=func)
 
-    pool = sub.add_parser("pool", help="pool tools").add_subparsers(metavar="ACTION")
+    pool = _group(sub, "pool", "pool tools")
     pf = pool.add_parser("featurize", help="write the 170-d descriptors of a pool (Parquet)")
     pf.add_argument("pool")
     pf.add_argument("--out", required=True)
     pf.add_argument("--cache", default="runs/descriptor_cache.sqlite")
-    pf.add_argument("--workers", type=int, default=None)
-    pf.add_argument("--timeout", type=float, default=120.0, help="per-polymer time limit, seconds")
+    pf.add_argument("--workers", type=positive(int), default=None)
+    pf.add_argument("--timeout", type=positive(float), default=120.0, help="per-polymer time limit, seconds")
     pf.set_defaults(func=cmd_pool_featurize)
     pg = pool.add_parser("generate", help="homo- and co-polymers from a monomer list (SMiPoly rules)",
                          description="Generate a virtual pool with SMiPoly: repeat units with two links, one entry "
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--classes", default="all",
                     help="comma-separated SMiPoly polymer classes (polyolefin, polyester, polyether, polyamide, "
                          "polyimide, polyurethane, polyoxazolidone), 'all' or 'exc_ole' (default: all)")
-    pg.add_argument("--workers", type=int, default=None, help="processes for the GAFF2_mod check (default: all cores)")
+    pg.add_argument("--workers", type=positive(int), default=None, help="processes for the GAFF2_mod check (default: all cores)")
     pg.add_argument("--id-prefix", default="SP", help="ids are PREFIX00001, ... (default: SP)")
     pg.set_defaults(func=cmd_pool_generate)
     pv = pool.add_parser("validate", help="every problem of a pool file, by row, and a summary")
@@ -152,9 +157,31 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--preset", default="full",
                     help="flag repeat units too large for this preset's chains (default: full)")
     pv.add_argument("--gaff2", action="store_true", help="also check GAFF2_mod typing (about 70 ms a row)")
-    pv.add_argument("--max-listed", type=int, default=50, help="problems printed per kind (default: 50)")
+    pv.add_argument("--max-listed", type=positive(int), default=50, help="problems printed per kind (default: 50)")
     pv.set_defaults(func=cmd_pool_validate)
     return p
+
+
+def _group(sub, name: str, text: str):
+    """A command group (``workflow pool ACTION``); without its action it prints its own usage."""
+    parser = sub.add_parser(name, help=text)
+    parser.set_defaults(func=None, group=parser)
+    return parser.add_subparsers(metavar="ACTION")
+
+
+def positive(kind: type):
+    """An argparse type: a number of ``kind`` above zero (``--timeout -5`` is refused in one line)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
 
 
 def _versions() -> str:

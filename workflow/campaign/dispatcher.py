@@ -83,6 +83,7 @@ class Dispatcher:
         t0 = last = time.monotonic()
         every = self.campaign.driver.report_every_s
         while self.futures:
+            self.store.check_in_place()  # a store deleted under the driver stops it, not after every job
             done, _ = wait(list(self.futures), timeout=self.campaign.driver.poll_s, return_when=FIRST_COMPLETED)
             for fut in done:
                 self.settle(fut)

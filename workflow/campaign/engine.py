@@ -55,6 +55,13 @@ class Pick:
     n_train: int
 
 
+def _brief(value: object) -> str:
+    """A setting for a one-line message: a preset or strategy by its name, anything else shortened."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return f"{shorten(value['name'])} (as stored)"
+    return shorten(json.dumps(value), 80)
+
+
 class CampaignRunner:
     """Runs a campaign; ``strategy`` replaces the campaign's own (benchmarks replay other methods)."""
 
@@ -102,7 +109,7 @@ class CampaignRunner:
         if unwritten:
             self.campaign = self.campaign.model_copy(update={k: getattr(started, k) for k in unwritten})
             self.log(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
-                     f"campaign started ({', '.join(f'{k}: {json.dumps(saved[k])}' for k in unwritten)})")
+                     f"campaign started ({', '.join(f'{k}: {_brief(saved[k])}' for k in unwritten)})")
             changed = [k for k in changed if k not in unwritten]
         if self.store.get_meta("pool_sha256", self.pool_hash) != self.pool_hash:
             changed.append("pool content")
@@ -212,6 +219,7 @@ class CampaignRunner:
                     self._run_async(dispatcher)
                 else:
                     self._run_batches(dispatcher)
+                self.store.check_in_place()  # "done" only when what was stored is where it is read
             finally:
                 self.failed = dict(dispatcher.failed)
 
@@ -219,6 +227,7 @@ class CampaignRunner:
         dispatcher.drain()
         last = self.store.last_cycle()
         for cycle in range(0 if last is None else last + 1, self.campaign.cycles + 1):
+            self.store.check_in_place()
             rows = self.open_rows()
             if not rows:
                 self.log("every usable polymer of the pool has been evaluated")

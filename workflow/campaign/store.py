@@ -184,10 +184,33 @@ class Store:
         _check_file(self.path)
         db = sqlite3.connect(self.path, timeout=30)
         self.db = db
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)  # the file this connection writes (see check_in_place)
         self._check_tables()  # before anything changes the file
         db.execute(f"PRAGMA journal_mode={journal_mode(self.path, journal)}")
         db.execute("PRAGMA foreign_keys=ON")
         return db
+
+    def check_in_place(self) -> None:
+        """Stop when the store file was deleted or replaced under this writer (what it writes would reach no one):
+        what the connection still holds is copied to the store's path (or, where another file took it, beside
+        it) and a :class:`StoreError` says where."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            why, rescue = "deleted", self.path
+        else:
+            if (st.st_dev, st.st_ino) == self._identity:
+                return
+            why, rescue = "replaced", self.path.with_name(f"{self.path.name}.kept-{int(time.time())}")
+        rescue.parent.mkdir(parents=True, exist_ok=True)
+        out = sqlite3.connect(rescue)
+        try:
+            self.db.backup(out)
+        finally:
+            out.close()
+        raise StoreError(f"campaign store {self.path} was {why} while the campaign ran: what it held is saved to "
+                         f"{rescue}; this run stops (jobs still running resume with the next run)")
 
     def _create(self) -> None:
         """A new store, made beside its place and renamed into it: an empty or half-made store file is never
@@ -195,13 +218,19 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
         tmp.unlink(missing_ok=True)
-        db = sqlite3.connect(tmp)
-        db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    " for p in OBJECTIVE_PROPERTIES),
-                                       job_states=_sql_list(JobState)))
-        with db:
-            db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
-        db.close()
-        os.replace(tmp, self.path)
+        try:
+            db = sqlite3.connect(tmp)
+            try:
+                db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    "
+                                                                        for p in OBJECTIVE_PROPERTIES),
+                                               job_states=_sql_list(JobState)))
+                with db:
+                    db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
+            finally:
+                db.close()
+            os.replace(tmp, self.path)
+        finally:  # a full disk: nothing is left beside the store
+            tmp.unlink(missing_ok=True)
 
     def _check_tables(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

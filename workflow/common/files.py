@@ -7,16 +7,40 @@ import json
 import os
 import pickle
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from workflow.common.errors import ConfigError
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write, renamed onto ``path`` when the block ends: a reader sees the old
+    file or the whole new one. When the block fails (a full disk) the temporary file is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file and a rename: a reader sees the old file or the whole new one."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def output_file(path: str | Path, what: str, example: str) -> Path:
+    """Where a command writes ``what``: its folder is made; a folder in the file's place is refused in one line
+    naming ``example``, a file name that would do."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory: name a file (e.g. {path / example})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import pandas as pd
 from surrogate.objectives import Objectives
 from workflow.campaign.store import JobState, Store
 from workflow.common.errors import shorten
+from workflow.common.files import output_file, write_bytes_atomic
 from workflow.common.versions import package_versions
 from workflow.results.report import (
     COMMERCIAL_OPTICAL_POLYMERS,
@@ -331,9 +332,6 @@ def build_report(store: Store, name: str) -> str:
 
 
 def write_report(store: Store, name: str, out: Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(build_report(store, name), encoding="utf-8")
-    tmp.replace(out)
+    out = output_file(out, "report --out", "report.html")
+    write_bytes_atomic(out, build_report(store, name).encode("utf-8"))
     return out

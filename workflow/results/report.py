@@ -21,6 +21,7 @@ import torch
 from surrogate.objectives import Objectives
 from surrogate.pareto import hypervolume, pareto_mask, reference_point
 from workflow.campaign.store import JobState, Store
+from workflow.common.files import atomic_output, output_file
 
 
 @dataclass(frozen=True)
@@ -266,11 +267,10 @@ def write_export(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:
     path = Path(path)
     if fmt not in EXPORT_FORMATS:
         raise ReportError(f"export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    path = output_file(path, "export --out", f"export.{fmt}")
+    with atomic_output(path) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
     return path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from workflow.campaign.store import JobState, Store
 from workflow.common.errors import shorten
+from workflow.common.files import output_file
 from workflow.common.tables import print_table
 from workflow.results.report import (
     COMMERCIAL_OPTICAL_POLYMERS,
@@ -90,6 +91,8 @@ def print_pareto(store: Store, name: str, plot: str | None = None, boundary_file
         return
     if plot and Path(plot).suffix.lower() not in (".png", ".svg"):
         raise ValueError(f"plot file {plot}: use a .png or .svg name")
+    if plot:  # checked, and its folder made, before anything is printed
+        plot = str(output_file(plot, "plot file", "pareto.png"))
     if hypervolume:
         table = hypervolume_per_cycle(frame, objectives)
         print(f"campaign {name}: hypervolume of everything evaluated up to each cycle (reference point "
