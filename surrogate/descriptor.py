@@ -245,20 +245,27 @@ def _die_with_parent() -> None:
 def _worker(conn) -> None:
     from radonpy.core import const
 
+    import signal
+
     const.print_level = 2  # RadonPy's info lines (empirical parameters used) would flood the terminal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver stops us
     _die_with_parent()
     while True:
         try:
             task = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the driver is gone
             return
         if task is None:
             return
         idx, smi = task
         try:
-            conn.send((idx, ff_kernel_mean(smi), None))
+            answer = (idx, ff_kernel_mean(smi), None)
         except Exception as exc:  # RadonPy raises bare Exceptions
-            conn.send((idx, None, f"{type(exc).__name__}: {exc}"))
+            answer = (idx, None, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(answer)
+        except OSError:  # BrokenPipeError: the driver stopped while this one computed
+            return
 
 
 class _Worker:

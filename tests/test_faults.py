@@ -133,7 +133,7 @@ def test_a_non_numeric_objective_fails_its_job_and_a_rerun_does_not_crash(tmp_pa
 
 def test_an_ingested_record_without_a_number_is_invalid_result(tmp_path, capsys):
     setup(tmp_path, campaign=CAMPAIGN.replace("oracle: {table: oracle.csv}", "oracle: {table: oracle.csv, "
-                                                                            "duration_s: [30, 30]}"))
+                                                                            "duration_s: [8, 8]}"))
     camp = load_campaign(tmp_path / "c.yaml")
     runner = CampaignRunner(camp, tmp_path / "runs", log=print)
     runner.prepare()
@@ -655,3 +655,85 @@ def test_a_full_disk_while_the_store_is_made_leaves_nothing_beside_it(tmp_path, 
     assert rc == 2
     one_line_error(err, "No space left on device")
     assert not [p.name for p in (tmp_path / "runs" / "faults").iterdir() if ".new" in p.name]
+
+
+# --- issue 40, case 9: Ctrl-C and SIGTERM say one line --------------------------------------------------------
+def _driver(tmp_path: Path):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(tmp_path / "c.yaml"), "--runs",
+                             str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_for(path: Path, proc, limit: float = 120) -> None:
+    import time
+
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None and time.time() - t0 < limit, proc.communicate()
+        time.sleep(0.1)
+
+
+def test_ctrl_c_while_descriptors_compute_is_one_line_and_keeps_them(tmp_path):
+    import signal
+    import time
+
+    pool = [f"*CC(*){'C' * k}" for k in range(1, 41)] + [f"*CC(*)C(=O)O{'C' * k}" for k in range(1, 41)]
+    setup(tmp_path, pool=pool)
+    proc = _driver(tmp_path)
+    _wait_for(tmp_path / "runs" / "descriptor_cache.sqlite", proc)
+    time.sleep(4)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in out + err and "Error" not in err, err
+    stopped = [ln for ln in err.splitlines() if ln.startswith("workflow: stopped by SIGINT")]
+    assert len(stopped) == 1 and "run the same command again to resume" in stopped[0]
+    kept = sqlite3.connect(tmp_path / "runs" / "descriptor_cache.sqlite").execute(
+        "SELECT COUNT(*) FROM descriptors").fetchone()[0]
+    assert kept > 0
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the driver", "SIGINT to the group"])
+def test_a_signal_while_jobs_run_is_one_line_and_the_campaign_resumes(tmp_path, capsys, how):
+    import signal
+    import time
+
+    setup(tmp_path, campaign=CAMPAIGN.replace("{table: oracle.csv}", "{table: oracle.csv, duration_s: [8, 8]}"))
+    proc = _driver(tmp_path)
+    _wait_for(tmp_path / "runs" / "faults" / "campaign.sqlite", proc)
+    time.sleep(3)  # cycle 0's jobs are running
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    name = how.split()[0]
+    assert proc.returncode == 128 + getattr(signal, name), (out, err)
+    assert "Traceback" not in out + err and err.count("\n") == 1 and f"stopped by {name}" in err, err
+    assert len(store(tmp_path).jobs()) == 4  # cycle 0 recorded, its jobs left to resume
+    write(tmp_path / "c.yaml", CAMPAIGN)
+    rc, out, _ = run(tmp_path, capsys)
+    # the oracle's look-ups (threads) finish before the interpreter exits; a real job's worker would be left running
+    assert rc == 0 and out.count("finished while the driver was away") + 4 * ("resuming 4 unfinished" in out) == 4
+    assert_store_consistent(store(tmp_path))
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_parsl_job_runs_is_one_line_and_the_job_resumes(tmp_path):
+    import signal
+
+    campaign, profile = real_setup(tmp_path)
+    driver = start_driver(tmp_path, campaign, profile)  # its own process group, as a terminal's foreground job
+    wait_for_file("runs/real/jobs/*/md/stages/packing.json", tmp_path, driver)
+    os.killpg(driver.pid, signal.SIGINT)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out
+    assert "Traceback" not in out and out.count("workflow: stopped by SIGINT") == 1, out
+    driver = start_driver(tmp_path, campaign, profile)
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0 and "resuming 1 unfinished job(s)" in out, out
+    job = Store(store_path(tmp_path / "runs", "real"), readonly=True).jobs()[0]
+    assert job["state"] == "done" and job["attempts"] == 1

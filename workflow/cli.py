@@ -14,7 +14,7 @@ from pathlib import Path
 
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
 from workflow.campaign.store import JobState
-from workflow.common.errors import ConfigError, shorten
+from workflow.common.errors import ConfigError, Terminated, shorten
 from workflow.common.progress import progress, summarised_warnings
 from workflow.common.tables import print_table
 from workflow.job.failures import FailureKind
@@ -26,8 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:  # no command, or a command group without its action
         getattr(args, "group", parser).print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback
+        return _stopped(args, exc)
     except BrokenPipeError:  # the reader stopped (`workflow status | head -n1`): quiet, as `yes | head` is
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE
@@ -38,6 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # permissions, a full disk, a path that is a file
         where = f" {exc.filename}" if exc.filename else ""
         return _error(f"{exc.strerror or type(exc).__name__}:{where}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stopped(args, exc: KeyboardInterrupt) -> int:
+    """The line a stopped command leaves, and the shell's exit code for the signal (130 SIGINT, 143 SIGTERM)."""
+    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    said = f"workflow: stopped by {signum.name}"
+    if getattr(args, "func", None) is cmd_run and not args.dry_run:
+        said += ("; every result that arrived is in the campaign store and jobs keep their directories: run the "
+                 "same command again to resume")
+    print(said, file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 def _note(message: str) -> None:

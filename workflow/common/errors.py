@@ -8,6 +8,11 @@ import yaml
 from pydantic import ValidationError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's walltime, ``kill``), raised in the main thread as Ctrl-C raises KeyboardInterrupt: the
+    same ``finally`` blocks run (workers stopped, descriptors cached, the store closed)."""
+
+
 class ConfigError(ValueError):
     """A campaign, profile, preset or table that cannot be used; the message is one line."""
 

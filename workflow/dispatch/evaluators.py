@@ -100,9 +100,18 @@ class ParslEvaluator(Evaluator):
         self.dfk = None
 
     def __enter__(self) -> "ParslEvaluator":
+        import signal
+
         import parsl
 
-        self.dfk = parsl.load(self.profile.parsl_config(self.run_dir / "parsl"))
+        # Parsl's interchange is a child process in the driver's process group: a terminal's Ctrl-C would kill it
+        # too, and the driver's cleanup would then wait on it for ever. Started with SIGINT ignored, it keeps
+        # running until the driver, stopping, shuts it down with the blocks.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.dfk = parsl.load(self.profile.parsl_config(self.run_dir / "parsl"))
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return self
 
     def failure(self, exc: BaseException) -> JobFailure:
