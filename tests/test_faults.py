@@ -110,11 +110,17 @@ def test_a_job_directory_that_cannot_be_written_is_an_io_error_not_a_crash(tmp_p
     (tmp_path / "runs" / "faults").mkdir(parents=True)
     (tmp_path / "runs" / "faults" / "jobs").write_text("a file where the job directories go")
     rc, out, err = run(tmp_path, capsys)
-    assert rc == 1 and "io_error" in err  # the batch script sees it
+    assert rc == 3  # the whole batch failed for the machine's reason: the campaign stops (issue 40, case 2)
+    one_line_error(err, "cycle 0: all 4 job(s) failed (io_error 4")
     jobs = store(tmp_path).jobs()
-    assert jobs and all(j["state"] == "failed" and j["failure_kind"] == "io_error" for j in jobs)
+    assert jobs and all(j["state"] == "returned" and j["failure_kind"] == "io_error" for j in jobs)
     assert all(j["attempts"] == 2 for j in jobs)  # io_error: 2 attempts by default
     assert "io_error" in out
+    (tmp_path / "runs" / "faults" / "jobs").unlink()  # fixed
+    assert run(tmp_path, capsys)[0] == 0
+    s = store(tmp_path)
+    assert_store_consistent(s)
+    assert len([j for j in s.jobs() if j["state"] == "done"]) == 4 + 3 + 3  # the returned cycle spent nothing
 
 
 # --- 2. a non-numeric objective is that job's failure -------------------------------------------------------
@@ -737,3 +743,97 @@ def test_ctrl_c_while_a_parsl_job_runs_is_one_line_and_the_job_resumes(tmp_path)
     assert driver.returncode == 0 and "resuming 1 unfinished job(s)" in out, out
     job = Store(store_path(tmp_path / "runs", "real"), readonly=True).jobs()[0]
     assert job["state"] == "done" and job["attempts"] == 1
+
+
+# --- issue 40, case 2: a batch lost to the machine stops the campaign, not its budget -----------------------------
+def _read_only_bind(path: Path) -> bool:
+    """Remount ``path`` read-only over itself (as a read-only bind mount on a cluster); False where not allowed."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return False
+    made = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True)
+    if made.returncode != 0:
+        return False
+    if subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", str(path)], capture_output=True)
+        return False
+    return True
+
+
+def test_a_read_only_jobs_mount_stops_the_campaign_and_gives_the_batch_back(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    from workflow.campaign.dispatcher import Dispatcher
+
+    setup(tmp_path)
+    jobs_dir = tmp_path / "runs" / "faults" / "jobs"
+    real, seen, mounted = Dispatcher.record, [], []
+
+    def record(self, *args):
+        real(self, *args)
+        seen.append(1)
+        if len(seen) == 4:  # cycle 0 done: the jobs filesystem goes read-only
+            mounted.append(_read_only_bind(jobs_dir))
+
+    monkeypatch.setattr(Dispatcher, "record", record)
+    try:
+        rc, out, err = run(tmp_path, capsys)
+        if not mounted[0]:
+            pytest.skip("a read-only bind mount needs root and mount(8)")
+        assert rc == 3, out + err
+        one_line_error(err, "cycle 1: all 3 job(s) failed (io_error 3")
+        assert "Read-only file system" in err and "back in the pool" in err
+        s = store(tmp_path)
+        returned = [j for j in s.jobs() if j["state"] == "returned"]
+        assert len(returned) == 3 and {j["cycle"] for j in returned} == {1}
+        assert "cycle 2" not in out  # no cycle spent after the stop
+    finally:
+        if mounted and mounted[0]:
+            subprocess.run(["umount", str(jobs_dir)], check=True)
+    monkeypatch.undo()
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0, out
+    s = store(tmp_path)
+    assert_store_consistent(s)
+    assert len([j for j in s.jobs() if j["state"] == "done"]) == 4 + 3 + 3  # the full budget, after the fix
+    assert {c["cycle"] for c in s.cycles()} == {0, 1, 2, 3}  # cycle 1 given back; cycles 2 and 3 replace it
+
+
+def test_an_oracle_holding_none_of_the_pools_ids_is_refused_before_anything_runs(tmp_path, capsys):
+    setup(tmp_path, oracle=ORACLE.replace("\nQ", "\nX"))
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, "none of the pool's 30 ids is in it")
+    assert not store(tmp_path).jobs()
+
+
+def test_a_store_made_before_returned_jobs_existed_gains_the_state_and_keeps_its_rows(tmp_path):
+    """The jobs table's CHECK is written from JobState: an older store's table is rebuilt, every row kept."""
+    from workflow.campaign.store import JobState
+
+    path = tmp_path / "campaign.sqlite"
+    s = Store(path)
+    s.save_pool([("A", 1, "*CC*", "*CC*", None)], [])
+    [job] = s.record_selection(0, ["A"], "random", [None], None, None, 0, job_dir_for=lambda j, p: f"/x/{j}")
+    s.fail_job(job, "timeout", "dispatch", "lost")
+    old = [x for x in JobState if x != JobState.RETURNED]
+    sql = s.db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()[0]
+    s.db.execute("PRAGMA foreign_keys=OFF")
+    with s.db:  # the table as a store of the last release made it
+        s.db.execute(sql.replace("CREATE TABLE jobs", "CREATE TABLE jobs_old").replace(
+            ", 'returned'", ""))
+        s.db.execute("INSERT INTO jobs_old SELECT * FROM jobs")
+        s.db.execute("DROP TABLE jobs")
+        s.db.execute("ALTER TABLE jobs_old RENAME TO jobs")
+    s.close()
+    with pytest.raises(sqlite3.IntegrityError):  # the old CHECK refuses the new state
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET state = 'returned'")
+    assert len(old) == 3
+    s = Store(path)
+    s.return_jobs([job], "test")
+    [row] = s.jobs()
+    assert row["state"] == "returned" and row["failure_kind"] == "timeout" and "lost [returned" in row[
+        "failure_message"]
+    assert s.submitted_polymers() == set()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from workflow.campaign.config import DEMO_CAMPAIGN, load_campaign
 from workflow.campaign.store import JobState
-from workflow.common.errors import ConfigError, Terminated, shorten
+from workflow.common.errors import CampaignStopped, ConfigError, Terminated, shorten
 from workflow.common.progress import progress, summarised_warnings
 from workflow.common.tables import print_table
 from workflow.job.failures import FailureKind
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback
         return _stopped(args, exc)
+    except CampaignStopped as exc:
+        _error(str(exc))
+        return 3
     except BrokenPipeError:  # the reader stopped (`workflow status | head -n1`): quiet, as `yes | head` is
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE

@@ -44,6 +44,7 @@ class Dispatcher:
         self.calibration = calibration
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
         self.failed: Counter[FailureKind] = Counter()  # failure kinds of this run's jobs
+        self.settled: list[int] = []  # job ids in the order their outcome (result or failure) was stored
 
     def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
         """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
@@ -119,6 +120,7 @@ class Dispatcher:
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
         self.failed[failure.kind] += 1
+        self.settled.append(job_id)
         self.log(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
@@ -134,11 +136,13 @@ class Dispatcher:
                                     f"the result has no finite {name!r} within +-{MAX_OBJECTIVE_MAGNITUDE:g} "
                                     f"(got {str(record.get(name))[:40]!r})")
                 self.failed[FailureKind.INVALID_RESULT] += 1
+                self.settled.append(job_id)
                 self.log(f"  {shorten(job.polymer_id)}: FAILED: no usable {name!r} in its result")
                 return
             objectives[name] = value
         if self.calibration is not None:  # the record (and the store's property columns) keep the raw values
             objectives = self.calibration.apply(str(record.get("preset")), objectives)
         self.store.finish_job(job_id, job.polymer_id, record, objectives)
+        self.settled.append(job_id)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
         self.log(f"  {shorten(job.polymer_id)}: done, {shown}")

@@ -13,6 +13,7 @@ The evaluator is given to :meth:`CampaignRunner.run`; this module knows only its
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,7 @@ from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.lock import DriverLock
 from workflow.campaign.store import JobState, Store
-from workflow.common.errors import ConfigError, shorten
+from workflow.common.errors import CampaignStopped, ConfigError, shorten
 from workflow.common.files import file_hash, safe_name
 from workflow.job.failures import FailureKind
 
@@ -175,7 +176,7 @@ class CampaignRunner:
         X_train, Y_train = cand.training_data(results, list(c.objectives), c.maximize)
         n_train = int(X_train.shape[0])
         strategy, label = self.strategy, None
-        if cycle == 0 and c.initial_size > cand.n_prior:
+        if not (self.store is not None and self.store.counted_cycles()) and c.initial_size > cand.n_prior:
             q, strategy, label = c.initial_size - cand.n_prior, RandomStrategy(), "random (initial design)"
             n_train = cand.n_prior
         elif n_train < 2 and strategy.needs_model:
@@ -186,13 +187,41 @@ class CampaignRunner:
             sel = strategy.select(problem)
         return Pick([cand.ids[rows[i]] for i in sel.indices], sel, label or sel.strategy, n_train)
 
-    def submit_pick(self, cycle: int, pick: Pick, dispatcher: Dispatcher) -> None:
-        """Record the cycle's picks and their jobs in one transaction, then submit the jobs."""
+    def submit_pick(self, cycle: int, pick: Pick, dispatcher: Dispatcher) -> list[int]:
+        """Record the cycle's picks and their jobs in one transaction, then submit the jobs; their ids."""
         sel = pick.selection
         job_ids = self.store.record_selection(cycle, pick.ids, pick.label, sel.acquisition, sel.mean, sel.std,
                                               pick.n_train, job_dir_for=self.job_dir)
         for job_id, pid in zip(job_ids, pick.ids):
             dispatcher.submit(job_id, pid, self.job_dir(job_id, pid))
+        return job_ids
+
+    def next_cycle(self) -> int:
+        last = self.store.last_cycle() if self.store is not None else None
+        return 0 if last is None else last + 1
+
+    def cycles_left(self) -> int:
+        """Cycles the campaign may still select: the initial design and ``cycles`` more, less those that spent
+        (a cycle whose every job was given back, or one of ``workflow retry``, spends none)."""
+        spent = len(self.store.counted_cycles()) if self.store is not None else 0
+        return self.campaign.cycles + 1 - spent
+
+    def stop_if_all_failed(self, job_ids: list[int], what: str) -> None:
+        """Stop the campaign when every one of ``job_ids`` failed for reasons of the machine or of PolyScout
+        (:attr:`FailureKind.infrastructure`), not of the polymers: going on would spend the budget on a broken setup.
+        Their polymers go back to the pool and their cycle is not counted."""
+        jobs = [self.store.job(j) for j in job_ids]
+        if not jobs or any(j["state"] != JobState.FAILED for j in jobs):
+            return
+        kinds = Counter(FailureKind(j["failure_kind"]) for j in jobs)
+        if not all(k.infrastructure for k in kinds):
+            return
+        self.store.return_jobs(job_ids, f"every job of {what} failed")
+        said = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+        raise CampaignStopped(f"{what}: all {len(jobs)} job(s) failed ({said}; first: "
+                              f"{shorten(jobs[0]['failure_message'], 160)}): the machine or the setup, not the "
+                              f"polymers. They are back in the pool and the cycle is not counted: fix the cause "
+                              f"(see workflow status {self.campaign.name}) and run again")
 
     # --- running ------------------------------------------------------------------------------
     def run(self, evaluator: Evaluator) -> None:
@@ -206,6 +235,7 @@ class CampaignRunner:
 
     def _run(self, evaluator: Evaluator) -> None:
         self.prepare()
+        evaluator.check_pool(self.candidates.ids)
         with evaluator:
             dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
                                     self.calibration)
@@ -218,24 +248,25 @@ class CampaignRunner:
                 if self.campaign.mode == "async":
                     self._run_async(dispatcher)
                 else:
-                    self._run_batches(dispatcher)
+                    self._run_batches(dispatcher, [r["job_id"] for r in pending])
                 self.store.check_in_place()  # "done" only when what was stored is where it is read
             finally:
                 self.failed = dict(dispatcher.failed)
 
-    def _run_batches(self, dispatcher: Dispatcher) -> None:
+    def _run_batches(self, dispatcher: Dispatcher, resumed: list[int]) -> None:
         dispatcher.drain()
-        last = self.store.last_cycle()
-        for cycle in range(0 if last is None else last + 1, self.campaign.cycles + 1):
+        self.stop_if_all_failed(resumed, "the jobs resumed from an earlier run")
+        while self.cycles_left() > 0:
             self.store.check_in_place()
-            rows = self.open_rows()
+            cycle, rows = self.next_cycle(), self.open_rows()
             if not rows:
                 self.log("every usable polymer of the pool has been evaluated")
                 break
             pick = self.choose(cycle, rows)
-            self.submit_pick(cycle, pick, dispatcher)
+            job_ids = self.submit_pick(cycle, pick, dispatcher)
             self.log(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(map(shorten, pick.ids))}")
             dispatcher.drain()
+            self.stop_if_all_failed(job_ids, f"cycle {cycle}")
 
     def _run_async(self, dispatcher: Dispatcher) -> None:
         """Keep ``in_flight`` jobs running; whenever one finishes, refit and pick one more, the running
@@ -243,15 +274,18 @@ class CampaignRunner:
         c = self.campaign
         slots = c.in_flight or c.batch_size
         budget = max(c.initial_size - self.candidates.n_prior, 0) + c.cycles * c.batch_size  # prior data counts
-        if self.store.last_cycle() is None:
-            self._async_pick(0, dispatcher)
+        if not self.store.counted_cycles():
+            self._async_pick(self.next_cycle(), dispatcher)
         while True:
-            while len(dispatcher.futures) < slots and len(self.store.jobs()) < budget:
-                if not self._async_pick((self.store.last_cycle() or 0) + 1, dispatcher):
+            while len(dispatcher.futures) < slots and self.store.live_jobs() < budget:
+                if not self._async_pick(self.next_cycle(), dispatcher):
                     break
             if not dispatcher.futures:
                 return
             dispatcher.drain(until_one=True)
+            recent = dispatcher.settled[-slots:]  # the last `slots` jobs all failed: as a batch would
+            if len(recent) == slots:
+                self.stop_if_all_failed(recent, f"the last {slots} jobs")
 
     def _async_pick(self, cycle: int, dispatcher: Dispatcher) -> bool:
         rows = self.open_rows()
@@ -271,10 +305,8 @@ class CampaignRunner:
         ``cycle`` is ``None`` when the campaign has nothing left to select.
         """
         cand = self.prepare()
-        last = self.store.last_cycle() if self.store is not None else None
-        cycle = 0 if last is None else last + 1
-        rows = self.open_rows()
-        if cycle > self.campaign.cycles or not rows:
+        cycle, rows = self.next_cycle(), self.open_rows()
+        if self.cycles_left() <= 0 or not rows:
             return None, "", []
         pick = self.choose(cycle, rows)
         return cycle, pick.label, [(pid, cand.smiles[pid]) for pid in pick.ids]

@@ -44,6 +44,9 @@ class Evaluator(ABC):
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
         """The record this very job already wrote to its directory (while no driver listened), else None."""
 
+    def check_pool(self, polymer_ids: list[str]) -> None:
+        """Refuse (a ConfigError) a pool this evaluator cannot evaluate at all, before anything is submitted."""
+
     def prepare_retry(self, job: JobRequest, kind: FailureKind) -> None:
         """Called before a failed job is resubmitted after a ``kind`` failure (nothing by default)."""
 

@@ -44,6 +44,7 @@ class JobState(StrEnum):
     SUBMITTED = "submitted"  # picked and handed to the evaluator; running, queued, or to be resubmitted
     DONE = "done"            # its result is in ``results``
     FAILED = "failed"        # its last attempt failed; ``failure_kind`` says why
+    RETURNED = "returned"    # failed, then given back to the pool (kept as history; the polymer may run again)
 
 
 def _sql_list(values) -> str:
@@ -104,6 +105,10 @@ CREATE TABLE IF NOT EXISTS cycles (
     PRIMARY KEY (cycle, rank)
 );
 """
+
+
+RETRY_LABEL = "retry (workflow retry)"
+"""The strategy recorded for a cycle of polymers given back by ``workflow retry``: it spends no cycle."""
 
 
 class StoreError(ConfigError):
@@ -241,8 +246,27 @@ class Store:
     def _check_schema(self, readonly: bool) -> None:
         self._check_tables()
         if not readonly:
+            self._job_states()
             self._add_property_columns()
             self._absolute_job_dirs()
+
+    def _job_states(self) -> None:
+        """A store whose ``jobs`` CHECK predates a :class:`JobState` (``returned``): the table is rebuilt with today's
+        CHECK, every row kept (SQLite's documented way to change a constraint)."""
+        sql = self.db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()[0]
+        if all(f"'{state}'" in sql for state in JobState):
+            return
+        table = SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs (", 1)[1].split(");", 1)[0]
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self.db:
+                self.db.execute(f"CREATE TABLE jobs_new ({table.format(job_states=_sql_list(JobState))})")
+                self.db.execute("INSERT INTO jobs_new SELECT * FROM jobs")
+                self.db.execute("DROP TABLE jobs")
+                self.db.execute("ALTER TABLE jobs_new RENAME TO jobs")
+                self.db.execute("CREATE INDEX IF NOT EXISTS jobs_polymer ON jobs(polymer_id)")
+        finally:
+            self.db.execute("PRAGMA foreign_keys=ON")
 
     def _absolute_job_dirs(self) -> None:
         """Stores written before job directories were absolute: ``runs/NAME/jobs/X`` becomes absolute."""
@@ -355,7 +379,28 @@ class Store:
         return self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY job_id", (state,)).fetchall()
 
     def submitted_polymers(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT DISTINCT polymer_id FROM jobs")}
+        """Polymers with a job that was not given back to the pool."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT polymer_id FROM jobs WHERE state != ?",
+                                               (JobState.RETURNED.value,))}
+
+    def return_jobs(self, job_ids: Iterable[int], why: str) -> None:
+        """Give failed jobs' polymers back to the pool: the jobs stay, as history, in state ``returned``."""
+        note = f" [returned to the pool {time.strftime('%Y-%m-%d %H:%M')}: {why}]"
+        with self.db:
+            self.db.executemany("UPDATE jobs SET state = ?, failure_message = COALESCE(failure_message, '') || ? "
+                                "WHERE job_id = ? AND state = ?",
+                                ((JobState.RETURNED.value, note, j, JobState.FAILED.value) for j in job_ids))
+
+    def counted_cycles(self) -> set[int]:
+        """Cycles that spend the campaign's budget: each with a job not given back, ``workflow retry``'s excepted."""
+        return {r[0] for r in self.db.execute(
+            "SELECT DISTINCT j.cycle FROM jobs j WHERE j.state != ? AND NOT EXISTS (SELECT 1 FROM cycles c WHERE "
+            "c.cycle = j.cycle AND c.strategy = ?)", (JobState.RETURNED.value, RETRY_LABEL))}
+
+    def live_jobs(self) -> int:
+        """Jobs not given back to the pool (an async campaign's budget counts these)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM jobs WHERE state != ?",
+                                   (JobState.RETURNED.value,)).fetchone()[0])
 
     def results(self) -> list[sqlite3.Row]:
         return self.db.execute(

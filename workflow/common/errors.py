@@ -13,6 +13,11 @@ class Terminated(KeyboardInterrupt):
     same ``finally`` blocks run (workers stopped, descriptors cached, the store closed)."""
 
 
+class CampaignStopped(RuntimeError):
+    """A campaign stopped because going on would spend its budget for nothing (every job of a batch failed: the
+    machine or the setup, not the polymers); one line, exit code 3."""
+
+
 class ConfigError(ValueError):
     """A campaign, profile, preset or table that cannot be used; the message is one line."""
 

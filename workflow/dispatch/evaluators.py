@@ -54,8 +54,15 @@ class OracleEvaluator(Evaluator):
             raise ConfigError(f"oracle table {settings.table}: id {shorten(twice.iloc[0])} is on more than one row "
                               f"(row {int(twice.index[0]) + 1})")
         self.rows = df.set_index(settings.id_column)
+        self.table = settings.table
         self.duration_s = settings.duration_s
         self._threads = ThreadPoolExecutor(max_workers=settings.threads) if settings.duration_s[1] > 0 else None
+
+    def check_pool(self, polymer_ids: list[str]) -> None:
+        """A table that holds none of the pool's ids is the wrong table (every job would fail)."""
+        if polymer_ids and not self.rows.index.isin(polymer_ids).any():
+            raise ConfigError(f"oracle table {self.table}: none of the pool's {len(polymer_ids)} ids is in it (the pool "
+                              f"has e.g. {shorten(polymer_ids[0])}, the table {shorten(str(self.rows.index[0]))})")
 
     def _lookup(self, job: JobRequest) -> dict[str, Any]:
         started = time.time()

@@ -37,6 +37,17 @@ class FailureKind(StrEnum):
     def meaning(self) -> str:
         return _ATTEMPTS_AND_MEANING[self][1]
 
+    @property
+    def infrastructure(self) -> bool:
+        """The machine's or PolyScout's failure, not the polymer's: a batch failing only so stops the campaign and
+        gives its polymers back; ``workflow retry`` gives these back without being named."""
+        return self in (FailureKind.IO_ERROR, FailureKind.TIMEOUT, FailureKind.INTERNAL_ERROR)
+
+    @property
+    def permanent(self) -> bool:
+        """The polymer's chemistry or input refused: ``workflow retry`` gives it back only when named."""
+        return self in (FailureKind.INVALID_INPUT, FailureKind.INVALID_RESULT)
+
 
 _ATTEMPTS_AND_MEANING: dict[FailureKind, tuple[int, str]] = {
     FailureKind.INVALID_INPUT: (1, "the PSMILES or its chemistry cannot be used; a retry cannot help"),

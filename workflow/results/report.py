@@ -226,7 +226,8 @@ EXPORT_FORMATS = ("parquet", "csv")
 
 
 def export_frame(store: Store) -> pd.DataFrame:
-    """Every job of the campaign with its result (or failure) and provenance, one row per polymer."""
+    """Every job of the campaign with its result (or failure) and provenance: one row per job, so a polymer given
+    back to the pool (``returned``) and run again has its earlier attempt's row too."""
     campaign = store.campaign()
     objectives = campaign.targets.names
     pool = {r["polymer_id"]: r for r in store.db.execute("SELECT * FROM pool")}
@@ -245,7 +246,7 @@ def export_frame(store: Store) -> pd.DataFrame:
                "name": p["name"] if p else None, "status": j["state"], "cycle": j["cycle"],
                "strategy": strategy.get((j["cycle"], j["polymer_id"])), "evaluator": evaluator,
                "attempts": j["attempts"], "job_dir": j["job_dir"], "submitted_at": j["submitted_at"],
-               "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] == JobState.FAILED else None,
+               "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] != JobState.DONE else None,
                "failure_stage": j["failure_stage"], "failure_message": j["failure_message"]}
         if res is not None:
             obj = json.loads(res["objectives"])

@@ -72,6 +72,12 @@ def print_status(store: Store, name: str) -> None:
             print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}, {j['attempts']} attempt(s)): "
                   f"{j['failure_kind']} in "
                   f"{j['failure_stage']}: {shorten(j['failure_message'], 300)}")
+    returned = [j for j in jobs if j["state"] == JobState.RETURNED]
+    if returned:
+        print(f"given back to the pool (history; they may run again): {len(returned)}")
+        for j in returned[-10:]:
+            print(f"  {shorten(j['polymer_id'])} (cycle {j['cycle']}): {j['failure_kind']}: "
+                  f"{shorten(j['failure_message'], 200)}")
     problems = store.pool_problems()
     if problems:
         print(f"pool entries skipped: {len(problems)}")
