@@ -837,3 +837,29 @@ def test_a_store_made_before_returned_jobs_existed_gains_the_state_and_keeps_its
     assert row["state"] == "returned" and row["failure_kind"] == "timeout" and "lost [returned" in row[
         "failure_message"]
     assert s.submitted_polymers() == set()
+
+
+# --- issue 40, case 13: a campaign moved, copied or extended ----------------------------------------------------
+def test_a_copied_campaign_folder_resumes_elsewhere_with_more_cycles_and_leaves_the_original_alone(tmp_path, capsys):
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    setup(a)
+    assert run(a, capsys)[0] == 0
+    before = [dict(j) for j in store(a).jobs()]
+    shutil.copytree(a, b)
+    write(b / "c.yaml", CAMPAIGN.replace("cycles: 2", "cycles: 3"))  # one more cycle, in the copy
+    rc, out, err = run(b, capsys)
+    assert rc == 0, err
+    assert "cycles 2 -> 3" in out
+    s = store(b)
+    assert_store_consistent(s)
+    assert max(c["cycle"] for c in s.cycles()) == 3 and len(s.jobs()) == 4 + 3 * 3
+    assert all(Path(j["job_dir"]).is_relative_to(b / "runs" / "faults" / "jobs") for j in s.jobs())
+    assert [dict(j) for j in store(a).jobs()] == before  # the original is untouched
+    write(b / "c.yaml", CAMPAIGN.replace("cycles: 2", "cycles: 3").replace("seed: 4", "seed: 5"))
+    rc, _, err = run(b, capsys)
+    assert rc == 2
+    one_line_error(err, "different settings (seed)")
+    assert "remove" not in err and "delete" not in err

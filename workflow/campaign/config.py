@@ -83,6 +83,12 @@ class DriverSettings(_Settings):
 
 # settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them
 OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "oracle": {"threads", "duration_s"}}
+"""Settings that do not change what a campaign computes: a resumed campaign may change them."""
+BY_CONTENT: dict[str, Any] = {"pool": True, "initial_data": True, "calibration": True, "oracle": {"table"}}
+"""Input files, identified by their content (hashes in the store), not their path: a campaign folder copied or moved
+elsewhere, with its inputs, resumes."""
+EXTENSIBLE: frozenset[str] = frozenset({"cycles"})
+"""Settings a resumed campaign may raise (more cycles) or lower (it ends sooner)."""
 Count = Annotated[int, Strict()]  # `batch_size: true` is not 1
 
 
@@ -177,8 +183,20 @@ class Campaign(_Settings):
                 raise ConfigError(f"campaign {self.name}: key '{key}': {file} does not exist")
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed campaign must keep (everything but :data:`OPERATIONAL`), as JSON."""
-        return self.model_dump(mode="json", exclude=OPERATIONAL)
+        """The settings a resumed campaign must keep, as JSON: everything but :data:`OPERATIONAL`, :data:`EXTENSIBLE` and the
+        input files' paths (:data:`BY_CONTENT`: their content is compared instead)."""
+        exclude = {k: True for k in EXTENSIBLE} | OPERATIONAL | BY_CONTENT
+        exclude["oracle"] = OPERATIONAL["oracle"] | BY_CONTENT["oracle"]
+        return self.model_dump(mode="json", exclude=exclude)
+
+    def input_files(self) -> dict[str, Path]:
+        """The input files identified by content (:data:`BY_CONTENT`), by a label naming the key."""
+        files = {"pool": self.pool, **{f"initial_data[{i}] ({p.name})": p for i, p in enumerate(self.initial_data)}}
+        if self.oracle is not None:
+            files["oracle.table"] = self.oracle.table
+        if self.calibration is not None:
+            files["calibration"] = self.calibration
+        return files
 
     @property
     def targets(self) -> Objectives:

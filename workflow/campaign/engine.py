@@ -78,8 +78,8 @@ class CampaignRunner:
         campaign.check_files()
         if self.runs_dir.exists() and not self.runs_dir.is_dir():
             raise ConfigError(f"runs directory {self.runs_dir} is a file")
-        self.pool_hash = file_hash(campaign.pool)
-        self.initial_data_hashes = [file_hash(p) for p in campaign.initial_data]  # an export rewritten in place
+        # inputs by content: a folder moved elsewhere resumes, an export rewritten in place is caught
+        self.input_hashes = {label: file_hash(p) for label, p in campaign.input_files().items()}
         path = store_path(self.runs_dir, campaign.name)
         if dry_run or not path.exists():  # read what exists; a new store is made once the inputs are checked
             self.store = Store(path, readonly=True) if path.is_file() else None
@@ -112,14 +112,28 @@ class CampaignRunner:
             self.log(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
                      f"campaign started ({', '.join(f'{k}: {_brief(saved[k])}' for k in unwritten)})")
             changed = [k for k in changed if k not in unwritten]
-        if self.store.get_meta("pool_sha256", self.pool_hash) != self.pool_hash:
-            changed.append("pool content")
-        saved_data = self.store.get_meta("initial_data_sha256", self.initial_data_hashes)
-        changed += [f"initial_data content ({path.name} changed since the campaign started)" for path, was, now in
-                    zip(self.campaign.initial_data, saved_data, self.initial_data_hashes) if was != now]
+        if unwritten:  # an input the file leaves out (the oracle) is the campaign's own
+            self.input_hashes = {label: file_hash(p) for label, p in self.campaign.input_files().items()}
+        changed += self._changed_inputs()
         if changed:
             raise ConfigError(f"runs/{self.campaign.name} holds a campaign with different settings "
-                              f"({', '.join(changed)}); rename the campaign or remove {self.run_dir}")
+                              f"({', '.join(changed)}): restore them to go on, or give the campaign file another "
+                              f"name: to start a new campaign beside this one")
+        if started is not None and started.cycles != self.campaign.cycles:
+            self.log(f"campaign {self.campaign.name}: cycles {started.cycles} -> {self.campaign.cycles} "
+                     f"(the campaign file says so)")
+
+    def _changed_inputs(self) -> list[str]:
+        """The input files whose content differs from the campaign's start (paths may differ)."""
+        saved = self.store.get_meta("input_sha256")
+        if saved is None:  # a store written before inputs were hashed together: the pool's hash alone
+            saved = {"pool": self.store.get_meta("pool_sha256", self.input_hashes["pool"])}
+            saved |= {k: v for k, v in self.input_hashes.items() if k != "pool"}
+        changed = [f"{label} content" for label in sorted(saved.keys() & self.input_hashes.keys())
+                   if saved[label] != self.input_hashes[label]]
+        if saved.keys() != self.input_hashes.keys():
+            changed.append(f"input files ({', '.join(sorted(saved.keys() ^ self.input_hashes.keys()))})")
+        return changed
 
     def _calibration(self) -> Calibration | None:
         c = self.campaign
@@ -136,8 +150,7 @@ class CampaignRunner:
         if self.store is None or self.store.readonly:
             self.store = Store(store_path(self.runs_dir, self.campaign.name), journal=self.campaign.store.journal)
         self.store.set_meta("campaign", self.campaign.model_dump(mode="json"))
-        self.store.set_meta("pool_sha256", self.pool_hash)
-        self.store.set_meta("initial_data_sha256", self.initial_data_hashes)
+        self.store.set_meta("input_sha256", self.input_hashes)
         if self.profile is not None:
             self.store.set_meta("profile", self.profile)
 

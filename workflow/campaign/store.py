@@ -248,7 +248,7 @@ class Store:
         if not readonly:
             self._job_states()
             self._add_property_columns()
-            self._absolute_job_dirs()
+            self._job_dirs_here()
 
     def _job_states(self) -> None:
         """A store whose ``jobs`` CHECK predates a :class:`JobState` (``returned``): the table is rebuilt with today's
@@ -268,11 +268,12 @@ class Store:
         finally:
             self.db.execute("PRAGMA foreign_keys=ON")
 
-    def _absolute_job_dirs(self) -> None:
-        """Stores written before job directories were absolute: ``runs/NAME/jobs/X`` becomes absolute."""
+    def _job_dirs_here(self) -> None:
+        """Job directories live in ``jobs/`` beside the store: a store written before they were absolute
+        (``runs/NAME/jobs/X``), or one whose campaign folder was copied or moved, points at this one's."""
         jobs_dir = self.path.parent.resolve() / "jobs"
         rows = self.db.execute("SELECT job_id, job_dir FROM jobs").fetchall()
-        fix = [(str(jobs_dir / Path(d).name), j) for j, d in rows if d and not Path(d).is_absolute()]
+        fix = [(str(jobs_dir / Path(d).name), j) for j, d in rows if d and Path(d) != jobs_dir / Path(d).name]
         if fix:
             with self.db:
                 self.db.executemany("UPDATE jobs SET job_dir = ? WHERE job_id = ?", fix)
