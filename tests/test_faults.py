@@ -682,6 +682,7 @@ def _wait_for(path: Path, proc, limit: float = 120) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # real processes
 def test_ctrl_c_while_descriptors_compute_is_one_line_and_keeps_them(tmp_path):
     import signal
     import time
@@ -702,6 +703,7 @@ def test_ctrl_c_while_descriptors_compute_is_one_line_and_keeps_them(tmp_path):
     assert kept > 0
 
 
+@pytest.mark.slow  # real processes
 @pytest.mark.parametrize("how", ["SIGTERM to the driver", "SIGINT to the group"])
 def test_a_signal_while_jobs_run_is_one_line_and_the_campaign_resumes(tmp_path, capsys, how):
     import signal
@@ -863,3 +865,36 @@ def test_a_copied_campaign_folder_resumes_elsewhere_with_more_cycles_and_leaves_
     assert rc == 2
     one_line_error(err, "different settings (seed)")
     assert "remove" not in err and "delete" not in err
+
+
+@pytest.mark.slow  # real processes
+def test_two_campaigns_sharing_a_runs_directory_both_finish(tmp_path):
+    """Issue 40, case 3, end to end with real processes: one campaign featurizes (writing the shared descriptor
+    cache) while another starts beside it in the same runs directory; both finish, each with its own store."""
+    import subprocess
+    import sys
+    import time
+
+    big = [f"*CC(*){'C' * k}" for k in range(1, 31)] + [f"*CC(*)C(=O)O{'C' * k}" for k in range(1, 31)]
+    write(tmp_path / "big.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(big)))
+    write(tmp_path / "small.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES[:12])))
+    oracle = "id,refractive_index,Cp\n" + "\n".join(f"Q{i:02d},{1.4 + 0.01 * (i % 7)},{1000 + 37 * ((i * 5) % 11)}"
+                                                   for i in range(60))
+    write(tmp_path / "oracle.csv", oracle)
+    for name, pool in (("b", "big.csv"), ("small", "small.csv")):
+        write(tmp_path / f"{name}.yaml", CAMPAIGN.replace("name: faults", f"name: {name}").replace("pool.csv", pool)
+              .replace("{table: oracle.csv}", "{table: oracle.csv, duration_s: [0.5, 1]}"))
+    procs = {}
+    for name in ("b", "small"):
+        procs[name] = subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(tmp_path / f"{name}.yaml"),
+                                        "--runs", str(tmp_path / "re")], stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+        time.sleep(4)  # b is featurizing when small starts
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}: {out}"
+        s = Store(store_path(tmp_path / "re", name), readonly=True)
+        assert len([j for j in s.jobs() if j["state"] == "done"]) == 4 + 3 + 3, name
+    kept = sqlite3.connect(tmp_path / "re" / "descriptor_cache.sqlite").execute(
+        "SELECT COUNT(DISTINCT smiles) FROM descriptors").fetchone()[0]
+    assert kept == len(set(big) | set(SMILES[:12]))
