@@ -37,7 +37,7 @@ def run(job: tuple[str, dict]) -> dict:
                     initial_size=o["slots"], batch_size=o["slots"], cycles=o["cycles"], seed=0, mode=mode,
                     in_flight=o["slots"], oracle=OracleSettings(table=Path(o["data"]), id_column=ID_COLUMN,
                                                                 duration_s=(o["low"], o["high"])))
-    runner = CampaignRunner(camp, runs, log=lambda m: None)
+    runner = CampaignRunner(camp, runs)
     runner.run(OracleEvaluator(camp.oracle))
     jobs = Store(runs / name / "campaign.sqlite", readonly=True).jobs()
     start = min(j["started_at"] for j in jobs)

@@ -185,7 +185,7 @@ def run_campaign(job: tuple[str, int, dict]) -> dict:
                         seed=seed, oracle=OracleSettings(table=Path(opts["data"]), id_column=ID_COLUMN))
     replica = BASELINE_STRATEGIES[base]() if base in BASELINE_STRATEGIES else None
     t0 = time.perf_counter()
-    runner = CampaignRunner(campaign, runs, log=lambda m: None, strategy=replica)
+    runner = CampaignRunner(campaign, runs, strategy=replica)
     runner.run(OracleEvaluator(campaign.oracle))
     seconds = time.perf_counter() - t0
     db = sqlite3.connect(store_path(runs, name))

@@ -85,7 +85,7 @@ def test_a_calibrated_campaign_ranks_on_calibrated_values_and_exports_both(tmp_p
                                "objectives: {refractive_index: maximize, Cp: maximize}\ninitial_size: 5\n"
                                "batch_size: 3\ncycles: 1\nseed: 1\noracle: {table: oracle.csv}\n"
                                "calibration: cal.yaml\n"))
-    CampaignRunner(camp, tmp_path / "runs", log=print).run(OracleEvaluator(camp.oracle))
+    CampaignRunner(camp, tmp_path / "runs").run(OracleEvaluator(camp.oracle))
     store = Store(store_path(tmp_path / "runs", "cal"), readonly=True)
     for r in store.results():
         raw = json.loads(r["properties"])["refractive_index"]

@@ -37,7 +37,7 @@ def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
     camp = load_campaign(write(tmp_path / "c.yaml", "name: tiny\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
                                "initial_size: 2\nbatch_size: 2\ncycles: 2\npreset: smoke\nseed: 5\n"))
-    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(make_evaluator(camp, load_profile("local"), runner.run_dir))
     store = Store(store_path(tmp_path / "runs", "tiny"), readonly=True)
     assert_store_consistent(store)
@@ -75,7 +75,7 @@ def oracle_campaign(tmp_path):
 @pytest.mark.parametrize("strategy", ["ehvi-topk", "qlognehvi-greedy", "ehvi-believer", "random"])
 def test_oracle_campaign_records_failures_and_never_reselects(tmp_path, oracle_campaign, strategy):
     campaign = oracle_campaign.model_copy(update={"strategy": make_strategy(strategy)})
-    runner = CampaignRunner(campaign, tmp_path / "runs", log=print)
+    runner = CampaignRunner(campaign, tmp_path / "runs")
     runner.run(OracleEvaluator(campaign.oracle))
     store = Store(store_path(tmp_path / "runs", "replay"), readonly=True)
     assert_store_consistent(store)
@@ -99,7 +99,7 @@ def test_status_and_pareto_commands(tmp_path, oracle_campaign, capsys):
 
     from workflow.cli import main
 
-    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle))
+    CampaignRunner(oracle_campaign, tmp_path / "runs").run(OracleEvaluator(oracle_campaign.oracle))
 
     def run(*a):
         capsys.readouterr()
@@ -121,25 +121,25 @@ def test_status_and_pareto_commands(tmp_path, oracle_campaign, capsys):
 
 
 def test_changed_campaign_settings_are_refused(tmp_path, oracle_campaign):
-    CampaignRunner(oracle_campaign, tmp_path / "runs", log=print).run(OracleEvaluator(oracle_campaign.oracle))
+    CampaignRunner(oracle_campaign, tmp_path / "runs").run(OracleEvaluator(oracle_campaign.oracle))
     changed = oracle_campaign.model_copy(update={"batch_size": 7})
     with pytest.raises(Exception, match="different settings"):
-        CampaignRunner(changed, tmp_path / "runs", log=print)
+        CampaignRunner(changed, tmp_path / "runs")
 
 
-def test_a_setting_the_file_leaves_out_keeps_the_value_the_campaign_started_with(tmp_path, oracle_campaign):
+def test_a_setting_the_file_leaves_out_keeps_the_value_the_campaign_started_with(tmp_path, oracle_campaign, caplog):
     # a campaign started with another strategy than today's default resumes with it when its file names none
     # (the default changed in session 9); a file that names another strategy is still refused
     started = oracle_campaign.model_copy(update={"strategy": make_strategy("ehvi-topk")})
-    CampaignRunner(started, tmp_path / "runs", log=print).run(OracleEvaluator(started.oracle))
+    CampaignRunner(started, tmp_path / "runs").run(OracleEvaluator(started.oracle))
     assert "strategy" not in oracle_campaign.model_fields_set
     assert oracle_campaign.strategy.name != "ehvi-topk"
-    lines = []
-    resumed = CampaignRunner(oracle_campaign, tmp_path / "runs", log=lines.append)
+    caplog.set_level("INFO", logger="workflow")
+    resumed = CampaignRunner(oracle_campaign, tmp_path / "runs")
     assert resumed.campaign.strategy.name == "ehvi-topk" and resumed.strategy.name == "ehvi-topk"
     assert any("strategy not in the campaign file: kept as the campaign started" in ln and "ehvi-topk" in ln
-               for ln in lines)
+               for ln in caplog.messages)
     named = oracle_campaign.model_copy(update={"strategy": make_strategy("ehvi-believer")})
     named.model_fields_set.add("strategy")
     with pytest.raises(Exception, match=r"different settings \(strategy\)"):
-        CampaignRunner(named, tmp_path / "runs", log=print)
+        CampaignRunner(named, tmp_path / "runs")

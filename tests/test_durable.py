@@ -73,7 +73,7 @@ def reference(tmp_path_factory):
     """The uninterrupted run (no simulated durations: the results do not depend on them)."""
     tmp = tmp_path_factory.mktemp("reference")
     camp = load_campaign(setup(tmp, 0.0, 0.0))
-    CampaignRunner(camp, tmp / "runs", log=lambda m: None).run(OracleEvaluator(camp.oracle))
+    CampaignRunner(camp, tmp / "runs").run(OracleEvaluator(camp.oracle))
     return picks_by_cycle(tmp / "runs")
 
 
@@ -121,7 +121,7 @@ def test_result_written_while_the_driver_was_away_is_ingested_and_corrupt_ones_a
     Path(corrupt["job_dir"]).mkdir(parents=True, exist_ok=True)
     Path(corrupt["job_dir"], "record.json").write_text('{"refractive_index": 1.4, "Cp"')  # truncated
     camp = load_campaign(campaign)  # resume with instant look-ups (the durations only simulate slow jobs)
-    CampaignRunner(camp, runs, log=print).run(OracleEvaluator(camp.oracle.model_copy(update={"duration_s": (0.0, 0.0)})))
+    CampaignRunner(camp, runs).run(OracleEvaluator(camp.oracle.model_copy(update={"duration_s": (0.0, 0.0)})))
     store = Store(store_path(runs, "durable"), readonly=True)
     res = {r["polymer_id"]: json.loads(r["properties"]) for r in store.results()}
     assert res[finished["polymer_id"]]["note"] == "written by the job after the driver died"
@@ -182,11 +182,11 @@ class FlakyOracle(OracleEvaluator):
 
 def test_failure_policy_retries_per_kind_and_gives_up(tmp_path):
     camp = load_campaign(setup(tmp_path, 0.0, 0.0)).model_copy(update={"cycles": 1})
-    plan = CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]  # this seed's initial design
+    plan = CampaignRunner(camp, tmp_path / "plan", dry_run=True).plan()[2]  # this seed's initial design
     once, always, bad, slow = plan[0][0], plan[1][0], plan[2][0], plan[3][0]
     camp = camp.model_copy(update={"retries": camp.retries | {"not_equilibrated": 3}})
     ev = FlakyOracle(camp.oracle, timeouts={once: 1, always: 99}, invalid={bad}, unequilibrated={slow: 2})
-    CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
+    CampaignRunner(camp, tmp_path / "runs").run(ev)
     store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
     jobs = {j["polymer_id"]: j for j in store.jobs()}
     assert jobs[once]["state"] == "done" and jobs[once]["attempts"] == 2 and ev.calls[once] == 2
@@ -204,7 +204,7 @@ def test_async_mode_keeps_the_slots_busy_and_never_picks_twice(tmp_path):
     camp = load_campaign(setup(tmp_path, 2.0, 6.0)).model_copy(
         update={"mode": "async", "in_flight": 3, "initial_size": 3, "batch_size": 3, "cycles": 3,
                 "strategy": make_strategy("ehvi-topk")})
-    CampaignRunner(camp, tmp_path / "runs", log=print).run(
+    CampaignRunner(camp, tmp_path / "runs").run(
         OracleEvaluator(camp.oracle))
     store = Store(store_path(tmp_path / "runs", "durable"), readonly=True)
     jobs = store.jobs()

@@ -87,7 +87,7 @@ def test_lost_workers_are_timeouts_retried_and_a_written_result_is_ingested(tmp_
     assert parsl_ev.failure(type("ManagerLost", (Exception,), {})()).kind == "internal_error"  # by type, not name
 
     camp = load_campaign(setup(tmp_path))
-    ids = [pid for pid, _ in CampaignRunner(camp, tmp_path / "plan", log=print, dry_run=True).plan()[2]]
+    ids = [pid for pid, _ in CampaignRunner(camp, tmp_path / "plan", dry_run=True).plan()[2]]
     walltime, gone, written = ids[0], ids[1], ids[2]
 
     class Lost(Unreliable):
@@ -96,7 +96,7 @@ def test_lost_workers_are_timeouts_retried_and_a_written_result_is_ingested(tmp_
 
     ev = Lost(camp.oracle, {walltime: [lost("ManagerLost")], gone: [lost("WorkerLost")] * 5,
                             written: [lost("ManagerLost")]}, after_writing={written})
-    CampaignRunner(camp, tmp_path / "runs", log=print).run(ev)
+    CampaignRunner(camp, tmp_path / "runs").run(ev)
     jobs = {j["polymer_id"]: j for j in store(tmp_path).jobs()}
     assert jobs[walltime]["state"] == "done" and jobs[walltime]["attempts"] == 2  # retried, then done
     assert jobs[gone]["state"] == "failed" and jobs[gone]["failure_kind"] == "timeout"
@@ -141,7 +141,7 @@ def test_an_ingested_record_without_a_number_is_invalid_result(tmp_path, capsys)
     setup(tmp_path, campaign=CAMPAIGN.replace("oracle: {table: oracle.csv}", "oracle: {table: oracle.csv, "
                                                                             "duration_s: [8, 8]}"))
     camp = load_campaign(tmp_path / "c.yaml")
-    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner = CampaignRunner(camp, tmp_path / "runs")
     runner.prepare()
     pick = runner.choose(0, runner.open_rows())
     job_ids = runner.store.record_selection(0, pick.ids, pick.label, pick.selection.acquisition, None, None, 0,
@@ -151,7 +151,7 @@ def test_an_ingested_record_without_a_number_is_invalid_result(tmp_path, capsys)
                                              "Cp": "abc"}))
     runner.store.close()
     fast = camp.model_copy(update={"oracle": camp.oracle.model_copy(update={"duration_s": (0.0, 0.0)})})
-    CampaignRunner(fast, tmp_path / "runs", log=print).run(OracleEvaluator(fast.oracle))
+    CampaignRunner(fast, tmp_path / "runs").run(OracleEvaluator(fast.oracle))
     job = store(tmp_path).job(job_ids[0])
     assert job["state"] == "failed" and job["failure_kind"] == "invalid_result" and "'abc'" in job["failure_message"]
 

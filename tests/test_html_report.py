@@ -25,7 +25,7 @@ def finished(tmp_path_factory):
     camp = load_campaign(write(tmp / "c.yaml", "name: seen\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, Cp: minimize}\ninitial_size: 6\n"
                                "batch_size: 4\ncycles: 4\nseed: 3\noracle: {table: oracle.csv}\n"))
-    CampaignRunner(camp, tmp / "runs", log=print).run(OracleEvaluator(camp.oracle))
+    CampaignRunner(camp, tmp / "runs").run(OracleEvaluator(camp.oracle))
     store = Store(store_path(tmp / "runs", "seen"), readonly=True)
     return tmp, store, write_report(store, "seen", tmp / "report.html")
 

@@ -65,7 +65,7 @@ def _run(tmp_path, name, extra="", pool="pool.csv"):
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
                                "initial_size: 6\nbatch_size: 4\ncycles: 3\nseed: 1\nstrategy: random\n"
                                "oracle: {table: oracle.csv}\n" + extra))
-    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(OracleEvaluator(camp.oracle))
     return Store(store_path(tmp_path / "runs", name), readonly=True)
 

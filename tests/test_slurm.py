@@ -58,7 +58,7 @@ worker_init:
     camp = load_campaign(write(tmp_path / "c.yaml", "name: on-slurm\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
                                "initial_size: 1\nbatch_size: 1\ncycles: 0\npreset: smoke\nseed: 3\n"))
-    runner = CampaignRunner(camp, tmp_path / "runs", log=print)
+    runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(make_evaluator(camp, load_profile(str(profile)), runner.run_dir))
 
     store = Store(store_path(tmp_path / "runs", "on-slurm"), readonly=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", default="runs", help="directory holding campaign outputs (default: ./runs)")
     run.add_argument("--dry-run", action="store_true",
                      help="select the next batch and show what would be submitted, and where; change nothing")
+    loud = run.add_mutually_exclusive_group()
+    loud.add_argument("--quiet", action="store_true", help="the terminal shows warnings and errors only "
+                                                           "(campaign.log keeps everything)")
+    loud.add_argument("--verbose", action="store_true", help="the terminal shows debug messages too")
     run.set_defaults(func=cmd_run)
 
     prof = _group(sub, "profile", "site profiles (hpc_profiles/)")
@@ -113,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: CYTOP 1.34/90, PMMA 1.492/58, polycarbonate 1.584/31, polystyrene 1.592/31")
     pa.add_argument("--hypervolume", action="store_true", help="hypervolume per cycle instead of the front")
     pa.set_defaults(func=cmd_pareto)
+
+    rt = _campaign_parser(sub, "retry", help="give failed polymers back: the next `workflow run` runs them first",
+                          description="Give failed polymers back to the campaign: each gets a new job, in its old "
+                                      "directory (it resumes from its last finished stage), which the next `workflow "
+                                      "run` submits before selecting more; the failed attempt stays in the store and "
+                                      "the export (state 'returned'). Without --kind, every failure except the "
+                                      "permanent kinds (invalid_input, invalid_result: the polymer's chemistry or "
+                                      "input), which are given back only when named.")
+    rt.add_argument("--kind", action="append", default=[], metavar="KIND",
+                    help="failure kinds to give back (repeatable): " + ", ".join(FailureKind))
+    rt.add_argument("--polymer", action="append", default=[], metavar="ID", help="only these polymers (repeatable)")
+    rt.set_defaults(func=cmd_retry)
 
     ex = _campaign_parser(sub, "export", help="every result with its provenance (training data for other campaigns)")
     ex.add_argument("--format", choices=("parquet", "csv"), default="parquet")
@@ -233,29 +250,49 @@ def _campaign_name(arg: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from workflow.campaign.engine import CampaignRunner
-    from workflow.dispatch.evaluators import make_evaluator
+    from workflow.common.logs import campaign_logging
     from workflow.dispatch.profiles import load_profile
 
     campaign = load_campaign(args.campaign)
     profile = load_profile(args.profile)
     runs = Path(args.runs)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     if args.dry_run:
-        return _dry_run(campaign, profile, runs)
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    runner = CampaignRunner(campaign, runs, log=log, profile=profile.model_dump(mode="json"))
+        with campaign_logging(None, level):
+            return _dry_run(campaign, profile, runs)
+    if runs.exists() and not runs.is_dir():
+        raise ConfigError(f"runs directory {runs} is a file")
+    with campaign_logging(runs / campaign.name / "campaign.log", level):
+        log = logging.getLogger("workflow.cli")
+        try:
+            return _run(campaign, profile, runs, log)
+        except CampaignStopped as exc:
+            log.error(str(exc))
+            raise
+        except KeyboardInterrupt as exc:
+            log.error(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}")
+            raise
+
+
+def _run(campaign, profile, runs: Path, log: logging.Logger) -> int:
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.dispatch.evaluators import make_evaluator
+
+    log.debug(f"workflow run {campaign.name}: PolyScout {_versions().splitlines()[0].split()[-1]}")
+    runner = CampaignRunner(campaign, runs, profile=profile.model_dump(mode="json"))
     campaign = runner.campaign  # a resumed campaign: what the file leaves out is what it started with
-    print(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
-          f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
-          f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
-          f"{profile.cores_per_job} core(s))", flush=True)
+    log.info(f"campaign {campaign.name}: pool {campaign.pool}, objectives {campaign.objectives}, "
+             f"{campaign.initial_size} initial + {campaign.cycles} cycles x {campaign.batch_size}, "
+             f"preset {campaign.preset.name}, profile {profile.name} ({profile.workers_per_node} worker(s) x "
+             f"{profile.cores_per_job} core(s))")
     # from the settings the campaign runs with, checked before anything is written (a new store comes later)
     evaluator = make_evaluator(campaign, profile, runs.resolve() / campaign.name)
-    with summarised_warnings("campaign", log):
+    with summarised_warnings("campaign", log.warning):
         runner.run(evaluator)
-    print(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; workflow pareto {campaign.name}")
+    log.info(f"done; store at {runner.store.path}. See: workflow status {campaign.name}; "
+             f"workflow pareto {campaign.name}")
     if runner.failed:
-        print("failed in this run: " + ", ".join(f"{k} {n}" for k, n in sorted(runner.failed.items())))
+        log.warning("failed in this run: " + ", ".join(f"{k} {n}" for k, n in sorted(runner.failed.items())))
     if runner.failed.get(FailureKind.IO_ERROR):  # the machine, not the polymers: say so to the batch script too
         print(f"workflow: {runner.failed[FailureKind.IO_ERROR]} job(s) could not read or write their directories "
               f"(io_error); see workflow status {campaign.name}", file=sys.stderr)
@@ -266,7 +303,7 @@ def cmd_run(args) -> int:
 def _dry_run(campaign, profile, runs: Path) -> int:
     from workflow.campaign.engine import CampaignRunner, job_dir_name
 
-    runner = CampaignRunner(campaign, runs, log=lambda m: print(m, flush=True), dry_run=True)
+    runner = CampaignRunner(campaign, runs, dry_run=True)
     campaign = runner.campaign  # a resumed campaign: what the file leaves out is what it started with
     cycle, strategy, picks = runner.plan()
     print(f"dry run: nothing is submitted or written (campaign {campaign.name}, profile {profile.name})")
@@ -355,6 +392,55 @@ def cmd_pareto(args) -> int:
 
     name, store = _open_store(args)
     print_pareto(store, name, args.plot, args.boundary, args.hypervolume)
+    return 0
+
+
+def cmd_retry(args) -> int:
+    from workflow.campaign.engine import store_path
+    from workflow.campaign.lock import DriverLock
+    from workflow.campaign.store import Store
+    from workflow.job import grant_retry
+
+    name = _campaign_name(args.campaign)
+    kinds = []
+    for text in args.kind:
+        try:
+            kinds.append(FailureKind(text))
+        except ValueError:
+            raise ConfigError(f"--kind {shorten(text)}: no such failure kind (kinds: {', '.join(FailureKind)})") from None
+    path = store_path(Path(args.runs), name)
+    if not path.is_file():
+        raise ConfigError(f"no campaign {shorten(name)} under {args.runs} ({path} does not exist)")
+    with DriverLock(path.parent / "driver.lock"):  # not while a driver runs the campaign
+        store = Store(path)
+        try:
+            failed = store.jobs(JobState.FAILED)
+            unknown = [p for p in args.polymer if p not in {j["polymer_id"] for j in store.jobs()}]
+            if unknown:
+                raise ConfigError(f"--polymer {shorten(unknown[0])}: campaign {name} has no job of that polymer")
+            chosen = [j for j in failed if (not args.polymer or j["polymer_id"] in args.polymer)
+                      and (FailureKind(j["failure_kind"]) in kinds if kinds
+                           else not FailureKind(j["failure_kind"]).permanent)]
+            chosen_ids = {j["job_id"] for j in chosen}
+            held = [j for j in failed if j["job_id"] not in chosen_ids and j["polymer_id"] in args.polymer]
+            if held:
+                j = held[0]
+                raise ConfigError(f"{shorten(j['polymer_id'])} failed with {j['failure_kind']}"
+                                  + (" (permanent: the polymer's chemistry or input)" if not kinds else "")
+                                  + f"; name --kind {j['failure_kind']} to give it back")
+            if not chosen:
+                print(f"campaign {name}: no failed polymer to give back"
+                      + (f" (kinds {', '.join(kinds)})" if kinds else
+                         " (permanent failures, invalid_input and invalid_result, only with --kind)"))
+                return 0
+            for j in chosen:
+                grant_retry(Path(j["job_dir"]), FailureKind(j["failure_kind"]))  # not_equilibrated: one more run
+            cycle, _ = store.resubmit([j["job_id"] for j in chosen])
+        finally:
+            store.close()
+    counts = Counter(j["failure_kind"] for j in chosen)
+    print(f"campaign {name}: {len(chosen)} polymer(s) given back ({', '.join(f'{k} {n}' for k, n in counts.items())}),"
+          f" as cycle {cycle} (not counted against `cycles`); `workflow run` submits them first")
     return 0
 
 

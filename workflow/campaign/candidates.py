@@ -7,10 +7,11 @@ and count toward the initial design; pool polymers among them are never submitte
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from workflow.common.errors import ConfigError
 from workflow.common.progress import progress
 from workflow.common.tables import read_table
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,12 +87,12 @@ class PreparedPool:
     problems: list[tuple[int, str, str, str]]  # file row, id, stage, problem
 
 
-def prepare_pool(campaign: Campaign, cache_path: Path, log: Log, write_cache: bool = True) -> PreparedPool:
+def prepare_pool(campaign: Campaign, cache_path: Path, write_cache: bool = True) -> PreparedPool:
     """Load and validate the pool, compute (or read) its descriptors, and read the prior data."""
     pool = load_pool(campaign.pool)
     problems = [(p.row, p.id, "validation", p.problem) for p in pool.problems]
     for p in pool.problems:
-        log(f"pool {pool.path.name}: {p}; skipped")
+        log.warning(f"pool {pool.path.name}: {p}; skipped")
     df = pool.entries
     with progress(len(df), "descriptors") as advance:
         feats = featurize(df["canonical"].tolist(), cache_path=cache_path, workers=campaign.descriptors.workers,
@@ -99,18 +100,17 @@ def prepare_pool(campaign: Campaign, cache_path: Path, log: Log, write_cache: bo
     rows = pool.rows  # each entry's 1-based row in the file (rows skipped above included)
     for i, reason in sorted(feats.failures.items()):
         problems.append((rows[i], df["id"].iloc[i], "descriptor", reason))
-        log(f"pool {pool.path.name}: id {df['id'].iloc[i]}: descriptor failed ({reason}); skipped")
+        log.warning(f"pool {pool.path.name}: id {df['id'].iloc[i]}: descriptor failed ({reason}); skipped")
     ok = np.array([i not in feats.failures for i in range(len(df))], dtype=bool)
     names = df["name"] if "name" in df.columns else pd.Series([None] * len(df))
     entries = [(pid, r, smi, can, (nm or None))
                for pid, r, smi, can, nm in zip(df["id"], rows, df["smiles"], df["canonical"], names)]
     candidates = Candidates(df["id"][ok].tolist(), dict(zip(df["id"][ok], df["smiles"][ok])),
                             torch.as_tensor(feats.X[ok], dtype=DTYPE))
-    log(f"pool: {len(candidates.ids)} usable polymers ({feats.cached} descriptors cached, "
+    log.info(f"pool: {len(candidates.ids)} usable polymers ({feats.cached} descriptors cached, "
         f"{feats.computed} computed in {feats.seconds:.1f} s, {len(problems)} skipped)")
     if campaign.initial_data:
-        candidates.prior = load_prior(campaign, candidates, df["canonical"][ok].tolist(), cache_path, log,
-                                      write_cache)
+        candidates.prior = load_prior(campaign, candidates, df["canonical"][ok].tolist(), cache_path, write_cache)
     return PreparedPool(candidates, entries, problems)
 
 
@@ -135,7 +135,7 @@ def read_prior_results(paths: list[Path], objectives: list[str]) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True).drop_duplicates("canonical")
 
 
-def load_prior(campaign: Campaign, candidates: Candidates, canonical: list[str], cache_path: Path, log: Log,
+def load_prior(campaign: Campaign, candidates: Candidates, canonical: list[str], cache_path: Path,
                write_cache: bool) -> PriorData:
     """The prior data: pool polymers take their pool row's descriptor, the others are featurized."""
     names = list(campaign.objectives)
@@ -153,7 +153,7 @@ def load_prior(campaign: Campaign, candidates: Candidates, canonical: list[str],
                          torch.as_tensor(feats.X[usable], dtype=DTYPE).reshape(-1, X.shape[1])])
     Y_prior = torch.as_tensor(np.concatenate([Y[inside], Y[~inside][usable]]), dtype=DTYPE)
     known = {candidates.ids[int(r)] for r in rows[inside]}
-    log(f"initial data: {X_prior.shape[0]} finished polymer(s) from {len(campaign.initial_data)} file(s) "
+    log.info(f"initial data: {X_prior.shape[0]} finished polymer(s) from {len(campaign.initial_data)} file(s) "
         f"({len(known)} in this pool, not run again; {int(usable.sum())} outside it, used for training)")
     return PriorData(X_prior, to_max_form(Y_prior.reshape(-1, len(names)), campaign.maximize), known)
 

@@ -191,7 +191,7 @@ class Campaign(_Settings):
 
     def input_files(self) -> dict[str, Path]:
         """The input files identified by content (:data:`BY_CONTENT`), by a label naming the key."""
-        files = {"pool": self.pool, **{f"initial_data[{i}] ({p.name})": p for i, p in enumerate(self.initial_data)}}
+        files = {"pool": self.pool, **{f"initial_data[{i}]": p for i, p in enumerate(self.initial_data)}}
         if self.oracle is not None:
             files["oracle.table"] = self.oracle.table
         if self.calibration is not None:

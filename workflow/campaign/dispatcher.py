@@ -8,12 +8,13 @@ failure, never the driver's.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from workflow.campaign.calibration import Calibration
 from workflow.campaign.config import Campaign
@@ -22,7 +23,7 @@ from workflow.campaign.store import Store
 from workflow.common.errors import shorten
 from workflow.job.failures import FailureKind
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 MAX_OBJECTIVE_MAGNITUDE = 1e100
 """An objective beyond this is not a measurement (no property in a record's units comes near): its square overflows
@@ -38,9 +39,9 @@ def job_seed(seed: int, label: str) -> int:
 class Dispatcher:
     """Submits jobs through an evaluator, settles their futures under the retry policy, records results."""
 
-    def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str], log: Log,
+    def __init__(self, campaign: Campaign, store: Store, evaluator: Evaluator, smiles: dict[str, str],
                  calibration: Calibration | None = None):
-        self.campaign, self.store, self.evaluator, self.smiles, self.log = campaign, store, evaluator, smiles, log
+        self.campaign, self.store, self.evaluator, self.smiles = campaign, store, evaluator, smiles
         self.calibration = calibration
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
         self.failed: Counter[FailureKind] = Counter()  # failure kinds of this run's jobs
@@ -74,7 +75,7 @@ class Dispatcher:
             if record is None:  # missing, truncated or made by another job: the job runs (resumes) again
                 left.append(r)
                 continue
-            self.log(f"  {shorten(job.polymer_id)}: finished while the driver was away; result ingested from "
+            log.info(f"  {shorten(job.polymer_id)}: finished while the driver was away; result ingested from "
                      f"{job.job_dir}")
             self.record(r["job_id"], job, record)
         return left
@@ -92,7 +93,7 @@ class Dispatcher:
                 return
             if not done and time.monotonic() - last > every:
                 last = time.monotonic()
-                self.log(f"  waiting on {len(self.futures)} job(s) ({', '.join(map(shorten, self.running))}); "
+                log.info(f"  waiting on {len(self.futures)} job(s) ({', '.join(map(shorten, self.running))}); "
                          f"{(last - t0) / 60:.0f} min so far")
 
     def settle(self, fut: Future) -> None:
@@ -104,7 +105,7 @@ class Dispatcher:
             return
         done = self.evaluator.finished(job)  # a job that wrote its result before its worker was lost
         if done is not None:
-            self.log(f"  {shorten(job.polymer_id)}: its worker failed ({type(exc).__name__}) after the job finished; "
+            log.info(f"  {shorten(job.polymer_id)}: its worker failed ({type(exc).__name__}) after the job finished; "
                      f"result ingested from {job.job_dir}")
             self.record(job_id, job, done)
             return
@@ -114,14 +115,14 @@ class Dispatcher:
         if attempts < allowed:
             self.evaluator.prepare_retry(job, failure.kind)  # not_equilibrated: the job samples once more
             n = self.store.retry_job(job_id, failure.kind, failure.message)
-            self.log(f"  {shorten(job.polymer_id)}: {failure.kind} in {failure.stage} ({failure.message}); "
+            log.warning(f"  {shorten(job.polymer_id)}: {failure.kind} in {failure.stage} ({failure.message}); "
                      f"attempt {n} of {allowed}, resuming from its last completed stage")
             self.futures[self.evaluator.submit(job)] = (job_id, job)
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
         self.failed[failure.kind] += 1
         self.settled.append(job_id)
-        self.log(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
+        log.warning(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
         """Store a job's record; one without a finite value of every objective is the job's failure."""
@@ -137,7 +138,7 @@ class Dispatcher:
                                     f"(got {str(record.get(name))[:40]!r})")
                 self.failed[FailureKind.INVALID_RESULT] += 1
                 self.settled.append(job_id)
-                self.log(f"  {shorten(job.polymer_id)}: FAILED: no usable {name!r} in its result")
+                log.warning(f"  {shorten(job.polymer_id)}: FAILED: no usable {name!r} in its result")
                 return
             objectives[name] = value
         if self.calibration is not None:  # the record (and the store's property columns) keep the raw values
@@ -145,4 +146,4 @@ class Dispatcher:
         self.store.finish_job(job_id, job.polymer_id, record, objectives)
         self.settled.append(job_id)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
-        self.log(f"  {shorten(job.polymer_id)}: done, {shown}")
+        log.info(f"  {shorten(job.polymer_id)}: done, {shown}")

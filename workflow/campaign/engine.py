@@ -13,10 +13,10 @@ The evaluator is given to :meth:`CampaignRunner.run`; this module knows only its
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from workflow.common.errors import CampaignStopped, ConfigError, shorten
 from workflow.common.files import file_hash, safe_name
 from workflow.job.failures import FailureKind
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def store_path(runs_dir: Path, name: str) -> Path:
@@ -66,14 +66,13 @@ def _brief(value: object) -> str:
 class CampaignRunner:
     """Runs a campaign; ``strategy`` replaces the campaign's own (benchmarks replay other methods)."""
 
-    def __init__(self, campaign: Campaign, runs_dir: Path, log: Log = print, strategy: Strategy | None = None,
+    def __init__(self, campaign: Campaign, runs_dir: Path, strategy: Strategy | None = None,
                  dry_run: bool = False, profile: dict | None = None):
         self.campaign = campaign
         self.profile = profile  # the site profile of this run, recorded for the report
         self._replay_strategy = strategy
         self.runs_dir = Path(runs_dir).resolve()
         self.run_dir = self.runs_dir / campaign.name
-        self.log = log
         self.dry_run = dry_run
         campaign.check_files()
         if self.runs_dir.exists() and not self.runs_dir.is_dir():
@@ -109,7 +108,7 @@ class CampaignRunner:
                      and k not in self.campaign.model_fields_set]
         if unwritten:
             self.campaign = self.campaign.model_copy(update={k: getattr(started, k) for k in unwritten})
-            self.log(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
+            log.info(f"campaign {self.campaign.name}: {', '.join(unwritten)} not in the campaign file: kept as the "
                      f"campaign started ({', '.join(f'{k}: {_brief(saved[k])}' for k in unwritten)})")
             changed = [k for k in changed if k not in unwritten]
         if unwritten:  # an input the file leaves out (the oracle) is the campaign's own
@@ -120,7 +119,7 @@ class CampaignRunner:
                               f"({', '.join(changed)}): restore them to go on, or give the campaign file another "
                               f"name: to start a new campaign beside this one")
         if started is not None and started.cycles != self.campaign.cycles:
-            self.log(f"campaign {self.campaign.name}: cycles {started.cycles} -> {self.campaign.cycles} "
+            log.info(f"campaign {self.campaign.name}: cycles {started.cycles} -> {self.campaign.cycles} "
                      f"(the campaign file says so)")
 
     def _changed_inputs(self) -> list[str]:
@@ -129,8 +128,9 @@ class CampaignRunner:
         if saved is None:  # a store written before inputs were hashed together: the pool's hash alone
             saved = {"pool": self.store.get_meta("pool_sha256", self.input_hashes["pool"])}
             saved |= {k: v for k, v in self.input_hashes.items() if k != "pool"}
-        changed = [f"{label} content" for label in sorted(saved.keys() & self.input_hashes.keys())
-                   if saved[label] != self.input_hashes[label]]
+        files = self.campaign.input_files()
+        changed = [f"{label.split('[')[0]} content ({files[label].name} changed since the campaign started)"
+                   for label in sorted(saved.keys() & self.input_hashes.keys()) if saved[label] != self.input_hashes[label]]
         if saved.keys() != self.input_hashes.keys():
             changed.append(f"input files ({', '.join(sorted(saved.keys() ^ self.input_hashes.keys()))})")
         return changed
@@ -158,8 +158,7 @@ class CampaignRunner:
         return str(self.run_dir / "jobs" / job_dir_name(job_id, polymer_id))
 
     def prepare(self) -> Candidates:
-        prepared = prepare_pool(self.campaign, self.runs_dir / "descriptor_cache.sqlite", self.log,
-                                write_cache=not self.dry_run)
+        prepared = prepare_pool(self.campaign, self.runs_dir / "descriptor_cache.sqlite", write_cache=not self.dry_run)
         if not prepared.candidates.ids:
             raise ConfigError(f"pool {self.campaign.pool} has no usable polymer ({len(prepared.problems)} row(s) "
                               f"skipped, listed above)")
@@ -250,11 +249,10 @@ class CampaignRunner:
         self.prepare()
         evaluator.check_pool(self.candidates.ids)
         with evaluator:
-            dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.log,
-                                    self.calibration)
+            dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.calibration)
             pending = dispatcher.ingest(self.store.jobs(JobState.SUBMITTED))
             if pending:
-                self.log(f"resuming {len(pending)} unfinished job(s) from an earlier run")
+                log.info(f"resuming {len(pending)} unfinished job(s) from an earlier run")
             for r in pending:
                 dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
             try:
@@ -273,11 +271,11 @@ class CampaignRunner:
             self.store.check_in_place()
             cycle, rows = self.next_cycle(), self.open_rows()
             if not rows:
-                self.log("every usable polymer of the pool has been evaluated")
+                log.info("every usable polymer of the pool has been evaluated")
                 break
             pick = self.choose(cycle, rows)
             job_ids = self.submit_pick(cycle, pick, dispatcher)
-            self.log(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(map(shorten, pick.ids))}")
+            log.info(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(map(shorten, pick.ids))}")
             dispatcher.drain()
             self.stop_if_all_failed(job_ids, f"cycle {cycle}")
 
@@ -303,13 +301,13 @@ class CampaignRunner:
     def _async_pick(self, cycle: int, dispatcher: Dispatcher) -> bool:
         rows = self.open_rows()
         if not rows:
-            self.log("every usable polymer of the pool has been evaluated")
+            log.info("every usable polymer of the pool has been evaluated")
             return False
         index, X = self.candidates.index, self.candidates.X
         running = [index[pid] for pid in dispatcher.running if pid in index]
         pick = self.choose(cycle, rows, X_pending=X[running] if running else None)
         self.submit_pick(cycle, pick, dispatcher)
-        self.log(f"pick {cycle}: submitted {', '.join(map(shorten, pick.ids))} ({len(dispatcher.futures)} running)")
+        log.info(f"pick {cycle}: submitted {', '.join(map(shorten, pick.ids))} ({len(dispatcher.futures)} running)")
         return True
 
     def plan(self) -> tuple[int | None, str, list[tuple[str, str]]]:

@@ -392,6 +392,30 @@ class Store:
                                 "WHERE job_id = ? AND state = ?",
                                 ((JobState.RETURNED.value, note, j, JobState.FAILED.value) for j in job_ids))
 
+    def resubmit(self, job_ids: list[int]) -> tuple[int, list[int]]:
+        """Give failed jobs back and run their polymers again (``workflow retry``), in one transaction: each job
+        becomes ``returned`` (history) and its polymer gets a new submitted job, in its old directory (it resumes
+        from its last finished stage), in a new cycle recorded as :data:`RETRY_LABEL` (it spends no cycle).
+        Returns the cycle and the new job ids."""
+        now = time.time()
+        cycle = (self.last_cycle() if self.last_cycle() is not None else -1) + 1
+        new: list[int] = []
+        with self.db:
+            for rank, job_id in enumerate(job_ids):
+                old = self.job(job_id)
+                if old is None or old["state"] != JobState.FAILED:
+                    raise StoreError(f"job {job_id} is not a failed job")
+                self.db.execute("UPDATE jobs SET state = ?, failure_message = COALESCE(failure_message, '') || ? "
+                                "WHERE job_id = ?", (JobState.RETURNED.value, f" [given back by workflow retry "
+                                                     f"{time.strftime('%Y-%m-%d %H:%M')}]", job_id))
+                self.db.execute("INSERT INTO cycles VALUES (?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
+                                (cycle, rank, old["polymer_id"], RETRY_LABEL, now))
+                cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) VALUES "
+                                      "(?, ?, ?, ?, ?)", (old["polymer_id"], cycle, JobState.SUBMITTED.value, now,
+                                                          old["job_dir"]))
+                new.append(int(cur.lastrowid))
+        return cycle, new
+
     def counted_cycles(self) -> set[int]:
         """Cycles that spend the campaign's budget: each with a job not given back, ``workflow retry``'s excepted."""
         return {r[0] for r in self.db.execute(

@@ -1,0 +1,100 @@
+"""Running a campaign one leaves on a cluster (issue 39): the log, giving failures back, the QM dataset."""
+
+import re
+
+from tests.conftest import write
+from tests.test_campaign import ORACLE, assert_store_consistent
+from tests.test_faults import CAMPAIGN, one_line_error, run, setup, store
+from workflow.cli import main
+
+STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR|DEBUG) +workflow\.[a-z_.]+: "
+
+
+def test_campaign_log_holds_every_submission_ingestion_and_failure_with_a_timestamp(tmp_path, capsys):
+    setup(tmp_path, oracle=ORACLE.replace("\nQ05,", "\nX05,"))  # Q05 is not in the oracle: its job fails
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0
+    lines = (tmp_path / "runs" / "faults" / "campaign.log").read_text().splitlines()
+    assert lines and all(re.match(STAMP, ln) for ln in lines), lines[:3]
+    text = "\n".join(lines)
+    s = store(tmp_path)
+    for j in s.jobs():  # every job's submission and outcome, with its polymer id
+        assert re.search(rf"cycle {j['cycle']}: submitted .*\b{j['polymer_id']}\b", text)
+        outcome = "done, " if j["state"] == "done" else "FAILED"
+        assert re.search(rf"(INFO|WARNING) +workflow\.campaign\.dispatcher:   {j['polymer_id']}: {outcome}", text)
+    if any(j["polymer_id"] == "Q05" for j in s.jobs()):
+        assert re.search(r"WARNING +workflow\.campaign\.dispatcher:   Q05: FAILED \(invalid_input", text)
+    assert "cycle 0: submitted" in out  # the terminal as before
+    rc, out, _ = run(tmp_path, capsys, "--quiet")  # nothing left to do: the terminal stays silent
+    assert rc == 0 and out == ""
+    assert "done; store at" in (tmp_path / "runs" / "faults" / "campaign.log").read_text().split("\n")[-2]
+
+
+def _timeout_campaign(tmp_path):
+    """An oracle campaign whose first polymer's worker is lost three times (``timeout``, 3 attempts) and whose second
+    polymer is not in the oracle (``invalid_input``)."""
+    from tests.test_faults import Unreliable, lost
+    from workflow.campaign.config import load_campaign
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.dispatch.evaluators import ParslEvaluator
+    from workflow.dispatch.profiles import load_profile
+    from workflow.job.presets import SMOKE
+
+    camp = load_campaign(setup(tmp_path))
+    ids = [pid for pid, _ in CampaignRunner(camp, tmp_path / "plan", dry_run=True).plan()[2]]
+    parsl_ev = ParslEvaluator(load_profile("local"), SMOKE, tmp_path)
+
+    class Lost(Unreliable):
+        def failure(self, exc):
+            return parsl_ev.failure(exc)
+
+    from workflow.job import JobFailure
+
+    refused = JobFailure("invalid_input", "oracle", "id is not in the oracle table")
+    CampaignRunner(camp, tmp_path / "runs").run(Lost(camp.oracle, {ids[0]: [lost("WorkerLost")] * 3,
+                                                                   ids[1]: [refused]}))
+    return ids[0], ids[1]
+
+
+def test_retry_gives_a_timeout_back_and_the_next_run_runs_it_first(tmp_path, capsys):
+    lost_one, refused = _timeout_campaign(tmp_path)
+    jobs = {j["polymer_id"]: j for j in store(tmp_path).jobs()}
+    assert jobs[lost_one]["failure_kind"] == "timeout" and jobs[refused]["failure_kind"] == "invalid_input"
+    runs = str(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["retry", "faults", "--runs", runs]) == 0
+    said = capsys.readouterr().out
+    assert "1 polymer(s) given back (timeout 1)" in said and "cycle 3" in said
+    write(tmp_path / "c.yaml", CAMPAIGN.replace("cycles: 2", "cycles: 3"))  # and one more cycle
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0 and "resuming 1 unfinished job(s)" in out and f"{lost_one}: done" in out
+    s = store(tmp_path)
+    assert_store_consistent(s)
+    mine = [j for j in s.jobs() if j["polymer_id"] == lost_one]
+    assert [j["state"] for j in mine] == ["returned", "done"] and mine[0]["job_dir"] == mine[1]["job_dir"]
+    assert mine[1]["cycle"] == 3 and max(c["cycle"] for c in s.cycles()) == 4  # the retry spent no cycle
+    assert [j["state"] for j in s.jobs() if j["polymer_id"] == refused] == ["failed"]  # permanent: kept
+    capsys.readouterr()
+    assert main(["export", "faults", "--runs", runs, "--format", "csv", "--out", str(tmp_path / "e.csv")]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "e.csv")
+    assert sorted(frame[frame["polymer_id"] == lost_one]["status"]) == ["done", "returned"]  # history kept
+
+
+def test_retry_refuses_a_permanent_failure_unless_its_kind_is_named_and_bad_input_changes_nothing(tmp_path, capsys):
+    _, refused = _timeout_campaign(tmp_path)
+    runs = str(tmp_path / "runs")
+    before = [dict(j) for j in store(tmp_path).jobs()]
+    for argv, needle in ((["--polymer", refused], "failed with invalid_input (permanent"),
+                         (["--kind", "timeot"], "--kind timeot: no such failure kind"),
+                         (["--polymer", "NOPE"], "--polymer NOPE: campaign faults has no job"),
+                         ([], None)):
+        capsys.readouterr()
+        rc = main(["retry", "faults" if needle or argv else "nosuch", "--runs", runs, *argv])
+        err = capsys.readouterr().err
+        assert rc == 2
+        one_line_error(err, needle or "no campaign nosuch")
+        assert [dict(j) for j in store(tmp_path).jobs()] == before  # nothing changed
+    assert main(["retry", "faults", "--runs", runs, "--kind", "invalid_input", "--polymer", refused]) == 0
+    assert [j["state"] for j in store(tmp_path).jobs() if j["polymer_id"] == refused] == ["returned", "submitted"]
