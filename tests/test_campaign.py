@@ -48,6 +48,44 @@ def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
     for r in store.results():
         assert 0.5 < r["density"] < 2.0 and r["refractive_index"] > 1 and r["abbe_number"] > 0
         assert r["preset"] == "smoke" and "lammps" in r["versions"]
+    assert_qm_dataset_matches_the_records(tmp_path, store)
+
+
+def assert_qm_dataset_matches_the_records(tmp_path, store: Store):
+    """Issue 39, item 5: the QM dataset (extxyz and an ASE database) read back with ASE holds each finished job's
+    molecule with its record's values: energy, polarizabilities (the capped unit's tensors), method, ids."""
+    import json
+
+    import ase.db
+    import ase.io
+    import numpy as np
+
+    from workflow.cli import main
+    from workflow.common.versions import package_versions
+    from workflow.results.qm_dataset import HARTREE_EV
+
+    records = {r["polymer_id"]: json.loads(r["properties"]) for r in store.results()}
+    smiles = {r["polymer_id"]: r["smiles"] for r in store.results()}
+    version = package_versions(["polyscout"])["polyscout"]
+    for suffix in ("extxyz", "db"):
+        path = tmp_path / "data" / f"qm.{suffix}"
+        assert main(["export", "tiny", "--runs", str(tmp_path / "runs"), "--qm-dataset", str(path)]) == 0
+        frames = ase.io.read(path, ":")
+        infos = ([a.info for a in frames] if suffix == "extxyz" else
+                 [{**row.key_value_pairs, **row.data} for row in ase.db.connect(path).select()])
+        assert len(frames) == len(infos) == len(records) == 4
+        for atoms, info in zip(frames, infos):
+            rec = records[info["polymer_id"]]
+            assert info["psmiles"] == smiles[info["polymer_id"]] and info["polyscout_version"] == version
+            assert info["functional"] == rec["functional"] and json.loads(info["basis"])["C"] == rec["basis"]
+            assert abs(atoms.get_potential_energy() / HARTREE_EV - rec["scf_energy_hartree"]) < 1e-8
+            assert len(atoms) > 6 and atoms.get_dipole_moment().shape == (3,)
+            static = np.asarray(info["polarizability_static"]).reshape(3, 3)
+            assert np.trace(static) / 3 == pytest.approx(rec["polarizability_capped_static"], rel=1e-9)
+            for wl in ("486.1", "589.3", "656.3"):
+                tensor = np.asarray(info[f"polarizability_{wl.replace('.', '_')}nm"]).reshape(3, 3)
+                unit = np.trace(tensor) / 3 - rec[f"polarizability_cap_{wl}nm"]  # the repeat unit's, as recorded
+                assert unit == pytest.approx(rec[f"polarizability_{wl}nm"], rel=1e-9)
 
 
 # like PI1070: text and integer columns beside the objectives (records must still be JSON)

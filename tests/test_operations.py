@@ -98,3 +98,22 @@ def test_retry_refuses_a_permanent_failure_unless_its_kind_is_named_and_bad_inpu
         assert [dict(j) for j in store(tmp_path).jobs()] == before  # nothing changed
     assert main(["retry", "faults", "--runs", runs, "--kind", "invalid_input", "--polymer", refused]) == 0
     assert [j["state"] for j in store(tmp_path).jobs() if j["polymer_id"] == refused] == ["returned", "submitted"]
+
+
+def test_qm_dataset_bad_paths_are_one_line_and_an_oracle_campaign_has_no_molecules(tmp_path, capsys):
+    setup(tmp_path)
+    assert run(tmp_path, capsys)[0] == 0
+    runs = str(tmp_path / "runs")
+    write(tmp_path / "a-file", "x")
+    (tmp_path / "a-dir.extxyz").mkdir()
+    for target, needle in (("qm.txt", "use a .extxyz, .xyz or .db name"),
+                           ("a-dir.extxyz", "is a directory"),
+                           ("a-file/qm.extxyz", "a-file")):
+        capsys.readouterr()
+        assert main(["export", "faults", "--runs", runs, "--qm-dataset", str(tmp_path / target)]) == 2
+        one_line_error(capsys.readouterr().err, needle)
+        assert not (tmp_path / "runs" / "faults" / "export.parquet").exists()  # checked before anything is written
+    capsys.readouterr()
+    assert main(["export", "faults", "--runs", runs, "--qm-dataset", str(tmp_path / "qm.extxyz")]) == 0
+    said = capsys.readouterr().out
+    assert "wrote 0 QM molecule(s)" in said and "10 finished job(s) have none" in said

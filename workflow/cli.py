@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = _campaign_parser(sub, "export", help="every result with its provenance (training data for other campaigns)")
     ex.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     ex.add_argument("--out", help="output file (default: runs/NAME/export.FORMAT)")
+    ex.add_argument("--qm-dataset", metavar="FILE", help="also write every finished job's QM molecule (geometry, "
+                    "energy, dipole, polarizability tensors, method) with ASE: .extxyz or .db")
     ex.set_defaults(func=cmd_export)
 
     cal = sub.add_parser("calibrate", help="fit linear maps from computed to experimental n_D and Abbe number",
@@ -447,10 +449,23 @@ def cmd_retry(args) -> int:
 def cmd_export(args) -> int:
     from workflow.results.report import export_frame, write_export
 
+    qm_path = None
+    if args.qm_dataset:
+        from workflow.results.qm_dataset import dataset_path
+
+        qm_path = dataset_path(args.qm_dataset)  # checked before anything is written
     name, store = _open_store(args)
     frame = export_frame(store)
     out = Path(args.out) if args.out else Path(args.runs) / name / f"export.{args.format}"
     write_export(frame, out, args.format)
+    if qm_path is not None:
+        from workflow.results.qm_dataset import qm_dataset, write_qm_dataset
+
+        dataset = qm_dataset(store)
+        write_qm_dataset(dataset, qm_path)
+        print(f"wrote {len(dataset.entries)} QM molecule(s) to {qm_path} (read it with ase.io.read(path, ':'))"
+              + (f"; {len(dataset.missing)} finished job(s) have none (oracle results, or computed before "
+                 f"PolyScout wrote them): {', '.join(map(shorten, dataset.missing[:5]))}" if dataset.missing else ""))
     done = int((frame["status"] == JobState.DONE).sum()) if len(frame) else 0
     print(f"wrote {len(frame)} polymer(s) ({done} done, {len(frame) - done} failed) to {out}; "
           f"name it under initial_data in another campaign to train on it")

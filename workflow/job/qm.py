@@ -15,7 +15,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rdkit import Chem
@@ -29,7 +29,7 @@ from workflow.job.qm_geometry import (
     optimize_geometry,
 )
 from workflow.job.qm_response import LinearResponse
-from workflow.job.qm_scf import auxbasis_name, build_scf
+from workflow.job.qm_scf import auxbasis_name, basis_per_element, build_scf
 from workflow.job.record import QMResult
 
 
@@ -45,6 +45,25 @@ class QMTimings:
 
 
 @dataclass(frozen=True)
+class QMMolecule:
+    """The capped repeat unit as the QM stage computed it: what ``workflow export --qm-dataset`` writes.
+
+    ``positions_ang``: n x 3; ``polarizability_tensors_ang3``: "static" and "486.1nm", ... -> 3 x 3.
+    """
+
+    symbols: list[str]
+    positions_ang: list[list[float]]
+    energy_hartree: float
+    dipole_debye: list[float]
+    polarizability_tensors_ang3: dict[str, list[list[float]]]
+    functional: str
+    basis: dict[str, str]  # element -> basis set
+    grid_level: int
+    response_grid_level: int
+    cap: str
+
+
+@dataclass(frozen=True)
 class PolarizabilityResult:
     static_ang3: float
     dynamic_ang3: dict[float, float]  # wavelength nm -> isotropic alpha, A^3
@@ -57,6 +76,7 @@ class PolarizabilityResult:
     cap_dynamic_ang3: dict[float, float] = field(default_factory=dict)  # wavelength nm -> the reference's alpha
     auxbasis: str = "none"  # the density-fitting basis ("none": exact integrals)
     timings: QMTimings | None = None
+    molecule: "QMMolecule | None" = None  # the capped molecule as computed (the QM dataset's entry)
 
     @property
     def dispersion_ratio(self) -> float:
@@ -82,12 +102,22 @@ class PolarizabilityResult:
 
 
 
-def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_checkpoint: Path | None = None
-                                ) -> tuple[list[float], Any, int, int, QMTimings]:
-    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths (``opt_checkpoint``: see
-    :func:`optimize_geometry`).
+class Polarizabilities(NamedTuple):
+    """One molecule's response: isotropic alpha (A^3) and the 3 x 3 tensors (A^3) at 0 and the three wavelengths,
+    the converged SCF (``mf``: geometry, energy, dipole), response iterations, optimisation steps, timings."""
 
-    Returns ``(alphas, mf, iterations, opt_steps, timings)``; call inside ``lib.with_omp_threads``.
+    alphas: list[float]
+    mf: Any
+    iterations: int
+    opt_steps: int
+    timings: QMTimings
+    tensors: list[list[list[float]]]
+
+
+def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_checkpoint: Path | None = None
+                                ) -> Polarizabilities:
+    """Isotropic alpha (A^3) of one molecule at 0 and the three wavelengths (``opt_checkpoint``: see
+    :func:`optimize_geometry`); call inside ``lib.with_omp_threads``.
     """
     t0 = time.monotonic()
     opt_steps = 0
@@ -101,7 +131,9 @@ def isotropic_polarizabilities(geometry: Chem.Mol, settings: QMSettings, opt_che
                                          settings.response_tol)
     alphas = [float(np.trace(t)) / 3.0 * BOHR3_TO_ANG3 for t in tensors]
     t3 = time.monotonic()
-    return alphas, mf, iterations, opt_steps, QMTimings(geometry=t1 - t0, scf=t2 - t1, response=t3 - t2)
+    return Polarizabilities(alphas, mf, iterations, opt_steps,
+                            QMTimings(geometry=t1 - t0, scf=t2 - t1, response=t3 - t2),
+                            [(np.asarray(t) * BOHR3_TO_ANG3).tolist() for t in tensors])
 
 
 def cap_polarizabilities(settings: QMSettings, threads: int = 1,
@@ -130,7 +162,8 @@ def cap_polarizabilities(settings: QMSettings, threads: int = 1,
     t0 = time.monotonic()
     cap = lowest_conformer(Chem.AddHs(Chem.MolFromSmiles(smiles)), settings.n_conformers)
     with lib.with_omp_threads(threads):
-        alphas, _, iterations, _, _ = isotropic_polarizabilities(cap, settings)
+        found = isotropic_polarizabilities(cap, settings)
+        alphas, iterations = found.alphas, found.iterations
     seconds = time.monotonic() - t0
     if cache is not None:
         cache.directory.mkdir(parents=True, exist_ok=True)
@@ -159,7 +192,10 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
     geometry = lowest_conformer(capped_repeat_unit(psmiles, settings.cap), settings.n_conformers)
     conformers = time.monotonic() - t0
     with lib.with_omp_threads(threads):
-        capped, mf, iterations, opt_steps, timings = isotropic_polarizabilities(geometry, settings, opt_checkpoint)
+        found = isotropic_polarizabilities(geometry, settings, opt_checkpoint)
+        capped, mf, iterations, opt_steps, timings = found.alphas, found.mf, found.iterations, found.opt_steps, \
+            found.timings
+        dipole = mf.dip_moment(unit="Debye", verbose=0)
     caps, cap_iterations, cap_seconds = cap_polarizabilities(settings, threads, cache_dir)
     iso = [a - b for a, b in zip(capped, caps)]
     return PolarizabilityResult(
@@ -174,4 +210,12 @@ def repeat_unit_polarizability(psmiles: str, settings: QMSettings, threads: int 
         cap_dynamic_ang3={wl: a for wl, a in zip(WAVELENGTHS_NM, caps[1:])},
         auxbasis=auxbasis_name(mf),
         timings=dataclasses.replace(timings, conformers=conformers, cap=cap_seconds),
+        molecule=QMMolecule(
+            symbols=[mf.mol.atom_symbol(i) for i in range(mf.mol.natm)],
+            positions_ang=mf.mol.atom_coords(unit="Angstrom").tolist(), energy_hartree=float(mf.e_tot),
+            dipole_debye=[float(x) for x in dipole], polarizability_tensors_ang3=dict(zip(
+                ["static", *(f"{wl}nm" for wl in WAVELENGTHS_NM)], found.tensors)),
+            functional=settings.functional, grid_level=settings.grid_level,
+            basis=basis_per_element([mf.mol.atom_symbol(i) for i in range(mf.mol.natm)], settings),
+            response_grid_level=settings.response_grid_level, cap=settings.cap),
     )

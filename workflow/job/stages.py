@@ -20,6 +20,7 @@ made-up number.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ from workflow.job.record import (
 )
 
 RECORD_FILE = "record.json"
+QM_MOLECULE_FILE = "qm_molecule.json"
+"""Written by the ``qm`` stage beside its result: the capped molecule as computed (geometry, energy, dipole,
+polarizability tensors, method). Not part of the stage's key: a directory made before it existed lacks it."""
 RETRY_FILE = "retry.json"
 
 
@@ -212,6 +216,8 @@ def _qm(run: JobRun) -> QMResult:
     result = qmmod.repeat_unit_polarizability(run.spec.psmiles, run.preset.qm, threads=run.spec.cores,
                                               cache_dir=run.spec.shared_dir,
                                               opt_checkpoint=run.dir / "qm_geometry_opt.json")
+    if result.molecule is not None:  # the QM dataset's entry (workflow export --qm-dataset), beside the result
+        write_json_atomic(run.dir / QM_MOLECULE_FILE, dataclasses.asdict(result.molecule))
     return result.to_result(run.preset.qm.functional, run.preset.qm.basis)
 
 
