@@ -115,3 +115,49 @@ def test_the_report_in_headless_chromium_offline_plots_every_polymer_and_hovers(
     assert point["label"] in tooltip and "cycle" in tooltip and "refractive_index" in tooltip
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), requests
     assert (tmp / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # a real driver, a minute
+@pytest.mark.skipif(chromium_problem() is not None, reason=str(chromium_problem()))
+def test_the_live_report_reloads_in_chromium_and_shows_a_result_ingested_after_it_was_opened(tmp_path):
+    """Issue 39, item 2: a running campaign rewrites runs/NAME/report.html after each result (atomically) and the
+    page reloads itself; the final page does not."""
+    import subprocess
+    import sys
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES)))
+    write(tmp_path / "oracle.csv", ORACLE)
+    write(tmp_path / "c.yaml", "name: live\npool: pool.csv\nobjectives: {refractive_index: maximize, Cp: maximize}\n"
+                               "initial_size: 3\nbatch_size: 2\ncycles: 2\nseed: 3\n"
+                               "oracle: {table: oracle.csv, duration_s: [4, 4], threads: 1}\n"
+                               "driver: {live_report: true, live_report_reload_s: 1, poll_s: 0.5}\n")
+    driver = subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(tmp_path / "c.yaml"), "--runs",
+                               str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    page_file = tmp_path / "runs" / "live" / "report.html"
+    try:
+        t0 = time.time()
+        while not page_file.exists():
+            assert driver.poll() is None and time.time() - t0 < 120, driver.communicate()
+            time.sleep(0.2)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                        args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+            page = browser.new_context(offline=True).new_page()
+            page.goto(page_file.as_uri())
+            first = int(page.locator("#evaluated").inner_text().split()[0])
+            assert "reloads every 1 s" in page.content()
+            later, t1 = first, time.time()
+            while later <= first and time.time() - t1 < 120:  # the page reloads itself: no goto, no reload call
+                page.wait_for_timeout(500)
+                shown = page.locator("#evaluated")  # Bokeh renders the Div in a shadow root: a locator pierces it
+                later = int(shown.inner_text().split()[0]) if shown.count() else later
+            browser.close()
+        assert later > first
+    finally:
+        out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, out
+    final = page_file.read_text()
+    assert 'http-equiv="refresh"' not in final and "7 evaluated" in final  # 3 + 2 x 2, written at the end

@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the surrogate's predictions against the results, jobs, pool problems, "
                                       "provenance.")
     rp.add_argument("--out", help="HTML file to write (default: runs/NAME/report.html)")
+    rp.add_argument("--live", type=positive(float), metavar="SECONDS",
+                    help="a page that reloads itself every SECONDS (what a running campaign writes)")
     rp.set_defaults(func=cmd_report)
 
     job = _group(sub, "job", "one property job")
@@ -477,7 +479,7 @@ def cmd_report(args) -> int:
 
     name, store = _open_store(args)
     out = Path(args.out) if args.out else Path(args.runs) / name / "report.html"
-    path = write_report(store, name, out)
+    path = write_report(store, name, out, reload_s=args.live)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser (no network needed)")
     return 0
 

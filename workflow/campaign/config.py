@@ -79,6 +79,10 @@ class DriverSettings(_Settings):
 
     poll_s: float = Field(default=30.0, gt=0, description="longest wait for a job before checking again")
     report_every_s: float = Field(default=300.0, gt=0, description="a 'waiting on' line this often")
+    live_report: bool | None = Field(
+        default=None, description="rewrite runs/NAME/report.html after each result; default (null): for property "
+                                  "jobs (minutes each), not for oracle replays (a rewrite, ~5 s, outlasts a look-up)")
+    live_report_reload_s: float = Field(default=30.0, gt=0, description="the live page reloads itself this often")
 
 
 # settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from workflow.campaign.calibration import Calibration
 from workflow.campaign.config import Campaign
@@ -46,6 +46,8 @@ class Dispatcher:
         self.futures: dict[Future, tuple[int, JobRequest]] = {}
         self.failed: Counter[FailureKind] = Counter()  # failure kinds of this run's jobs
         self.settled: list[int] = []  # job ids in the order their outcome (result or failure) was stored
+        self.on_outcome: Callable[[], None] | None = None  # called after each stored outcome (the live report)
+        self.on_wait: Callable[[], None] | None = None  # called each time the driver has waited ``poll_s``
 
     def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
         """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
@@ -89,6 +91,8 @@ class Dispatcher:
             done, _ = wait(list(self.futures), timeout=self.campaign.driver.poll_s, return_when=FIRST_COMPLETED)
             for fut in done:
                 self.settle(fut)
+            if self.on_wait is not None:
+                self.on_wait()
             if done and until_one:
                 return
             if not done and time.monotonic() - last > every:
@@ -121,8 +125,13 @@ class Dispatcher:
             return
         self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
         self.failed[failure.kind] += 1
-        self.settled.append(job_id)
+        self._settled(job_id)
         log.warning(f"  {shorten(job.polymer_id)}: FAILED ({failure.kind} in {failure.stage}): {failure.message}")
+
+    def _settled(self, job_id: int) -> None:
+        self.settled.append(job_id)
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
         """Store a job's record; one without a finite value of every objective is the job's failure."""
@@ -137,13 +146,13 @@ class Dispatcher:
                                     f"the result has no finite {name!r} within +-{MAX_OBJECTIVE_MAGNITUDE:g} "
                                     f"(got {str(record.get(name))[:40]!r})")
                 self.failed[FailureKind.INVALID_RESULT] += 1
-                self.settled.append(job_id)
+                self._settled(job_id)
                 log.warning(f"  {shorten(job.polymer_id)}: FAILED: no usable {name!r} in its result")
                 return
             objectives[name] = value
         if self.calibration is not None:  # the record (and the store's property columns) keep the raw values
             objectives = self.calibration.apply(str(record.get("preset")), objectives)
         self.store.finish_job(job_id, job.polymer_id, record, objectives)
-        self.settled.append(job_id)
+        self._settled(job_id)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
         log.info(f"  {shorten(job.polymer_id)}: done, {shown}")

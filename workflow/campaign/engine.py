@@ -28,6 +28,7 @@ from workflow.campaign.candidates import Candidates, prepare_pool, stored_result
 from workflow.campaign.config import Campaign
 from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
+from workflow.campaign.live import LiveReport
 from workflow.campaign.lock import DriverLock
 from workflow.campaign.store import JobState, Store
 from workflow.common.errors import CampaignStopped, ConfigError, shorten
@@ -250,6 +251,11 @@ class CampaignRunner:
         evaluator.check_pool(self.candidates.ids)
         with evaluator:
             dispatcher = Dispatcher(self.campaign, self.store, evaluator, self.candidates.smiles, self.calibration)
+            driver = self.campaign.driver
+            wanted = driver.live_report if driver.live_report is not None else self.campaign.oracle is None
+            live = LiveReport(self.campaign.name, self.runs_dir, driver.live_report_reload_s) if wanted else None
+            if live is not None:
+                dispatcher.on_outcome, dispatcher.on_wait = live.changed, live.tick
             pending = dispatcher.ingest(self.store.jobs(JobState.SUBMITTED))
             if pending:
                 log.info(f"resuming {len(pending)} unfinished job(s) from an earlier run")
@@ -261,8 +267,12 @@ class CampaignRunner:
                 else:
                     self._run_batches(dispatcher, [r["job_id"] for r in pending])
                 self.store.check_in_place()  # "done" only when what was stored is where it is read
+                if live is not None:
+                    live.close(final=True)
             finally:
                 self.failed = dict(dispatcher.failed)
+                if live is not None:
+                    live.close(final=False)
 
     def _run_batches(self, dispatcher: Dispatcher, resumed: list[int]) -> None:
         dispatcher.drain()

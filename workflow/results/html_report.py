@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,8 +309,9 @@ STYLE = ("<style>table.t{border-collapse:collapse;font-size:12px}table.t td,tabl
          "padding:2px 6px}</style>")
 
 
-def build_report(store: Store, name: str) -> str:
-    """The campaign's report as one HTML document (Bokeh's scripts inline)."""
+def build_report(store: Store, name: str, reload_s: float | None = None) -> str:
+    """The campaign's report as one HTML document (Bokeh's scripts inline); with ``reload_s`` a page that reloads
+    itself that often (the campaign is running)."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import Div
@@ -317,9 +319,11 @@ def build_report(store: Store, name: str) -> str:
 
     objectives = campaign_objectives(store)
     frame = results_frame(store)
-    head = Div(text=STYLE + f"<h1>PolyScout campaign {html.escape(name)}</h1><p>{len(frame)} evaluated polymers; "
-                             f"objectives: " + ", ".join(f"{k} ({v})" for k, v in objectives.items()) + "</p>",
-               width=820)
+    running = (f"<p class='live'>running: written {time.strftime('%Y-%m-%d %H:%M:%S')}, reloads every "
+               f"{reload_s:g} s</p>" if reload_s else "")
+    head = Div(text=STYLE + f"<h1>PolyScout campaign {html.escape(name)}</h1><p id='evaluated'>{len(frame)} evaluated "
+                            f"polymers; objectives: " + ", ".join(f"{k} ({v})" for k, v in objectives.items()) + "</p>"
+               + running, width=820)
     parts = [head]
     if len(frame):
         preds = predictions(store)
@@ -328,10 +332,13 @@ def build_report(store: Store, name: str) -> str:
                   Div(text="<h2>The surrogate's honesty</h2>", width=820), row(*figs) if figs else Div(), table]
     parts += [Div(text="<h2>Jobs</h2>", width=820), *jobs_panel(store), Div(text="<h2>Provenance</h2>", width=820),
               provenance_panel(store)]
-    return file_html(column(*parts), resources=INLINE, title=f"PolyScout: {name}")
+    page = file_html(column(*parts), resources=INLINE, title=f"PolyScout: {name}")
+    if reload_s:
+        page = page.replace("<head>", f'<head>\n<meta http-equiv="refresh" content="{reload_s:g}">', 1)
+    return page
 
 
-def write_report(store: Store, name: str, out: Path) -> Path:
+def write_report(store: Store, name: str, out: Path, reload_s: float | None = None) -> Path:
     out = output_file(out, "report --out", "report.html")
-    write_bytes_atomic(out, build_report(store, name).encode("utf-8"))
+    write_bytes_atomic(out, build_report(store, name, reload_s).encode("utf-8"))
     return out
