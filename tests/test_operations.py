@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tests.conftest import write
 from tests.test_campaign import ORACLE, assert_store_consistent
 from tests.test_faults import CAMPAIGN, one_line_error, run, setup, store
@@ -117,3 +119,28 @@ def test_qm_dataset_bad_paths_are_one_line_and_an_oracle_campaign_has_no_molecul
     assert main(["export", "faults", "--runs", runs, "--qm-dataset", str(tmp_path / "qm.extxyz")]) == 0
     said = capsys.readouterr().out
     assert "wrote 0 QM molecule(s)" in said and "10 finished job(s) have none" in said
+
+
+@pytest.mark.slow  # real processes
+def test_status_watch_follows_a_running_campaign_and_ends_with_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    setup(tmp_path, campaign=CAMPAIGN.replace("cycles: 2", "cycles: 1").replace(
+        "{table: oracle.csv}", "{table: oracle.csv, duration_s: [1.5, 1.5], threads: 1}"))
+    cli = [sys.executable, "-m", "workflow.cli"]
+    driver = subprocess.Popen([*cli, "run", str(tmp_path / "c.yaml"), "--runs", str(tmp_path / "runs")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while not (tmp_path / "runs" / "faults" / "campaign.sqlite").exists():
+        assert driver.poll() is None and time.time() - t0 < 120
+        time.sleep(0.1)
+    watch = subprocess.run([*cli, "status", "faults", "--runs", str(tmp_path / "runs"), "--watch", "--every", "0.5"],
+                           capture_output=True, text=True, timeout=300)
+    assert driver.wait(timeout=60) == 0
+    assert watch.returncode == 0, watch.stderr
+    out = watch.stdout
+    assert out.count("--watch (Ctrl-C ends it)") >= 2 and "running: Q" in out  # refreshed while jobs ran
+    assert out.rstrip().endswith("no job running and no driver: the watch ends")
+    assert "jobs: done 7" in out  # the last view is the finished campaign

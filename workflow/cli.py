@@ -10,6 +10,7 @@ import re
 import signal
 import sqlite3
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_profile_show)
 
     st = _campaign_parser(sub, "status", help="cycles, jobs by state, failures")
+    st.add_argument("--watch", action="store_true",
+                    help="refresh until the campaign ends (no job running, no driver) or Ctrl-C; read-only")
+    st.add_argument("--every", type=positive(float), default=5.0, metavar="SECONDS",
+                    help="with --watch: refresh this often (default: 5)")
     st.set_defaults(func=cmd_status)
 
     pa = _campaign_parser(sub, "pareto", help="the non-dominated polymers; plots; hypervolume per cycle",
@@ -387,8 +392,39 @@ def cmd_status(args) -> int:
     from workflow.results.status import print_status
 
     name, store = _open_store(args)
-    print_status(store, name)
-    return 0
+    if not args.watch:
+        print_status(store, name)
+        return 0
+    try:
+        while True:
+            if sys.stdout.isatty():
+                print("\033[H\033[J", end="")  # clear the screen
+            print(f"{time.strftime('%H:%M:%S')}  workflow status {name} --watch (Ctrl-C ends it)")
+            print_status(store, name)
+            running = store.jobs(JobState.SUBMITTED)
+            store.close()
+            if not running and not _driver_running(store.path.parent):
+                print(f"campaign {name}: no job running and no driver: the watch ends")
+                return 0
+            sys.stdout.flush()
+            time.sleep(args.every)
+            name, store = _open_store(args)  # a fresh read-only view each time
+    except KeyboardInterrupt:
+        return 0
+
+
+def _driver_running(run_dir: Path) -> bool:
+    """Whether the driver named in ``driver.lock`` is alive (read, never locked: a watcher must not stop a driver
+    from starting). A driver on another host counts as running."""
+    import socket
+
+    try:
+        said = (run_dir / "driver.lock").read_text().split()
+    except OSError:
+        return False
+    if len(said) < 4 or said[0] != "pid" or not said[1].isdigit():
+        return False
+    return said[3] != socket.gethostname() or Path(f"/proc/{said[1]}").exists()
 
 
 def cmd_pareto(args) -> int:

@@ -43,5 +43,7 @@ class DriverLock:
 
     def __exit__(self, *exc) -> None:
         if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()  # no driver named: `workflow status --watch` ends
             self._fh.close()  # closing releases the flock
             self._fh = None

@@ -31,6 +31,24 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def current_stage(job_dir: Path) -> tuple[str | None, float | None]:
+    """The stage a running property job is in (the first without a manifest in ``stages/``; within ``md``, its
+    last finished LAMMPS step) and since when (the last manifest's time); ``(None, None)`` before it started
+    or for an oracle look-up."""
+    from workflow.job.stages import STAGES
+
+    manifests = job_dir / "stages"
+    if not manifests.is_dir():
+        return None, None
+    done = {p.stem: p.stat().st_mtime for p in manifests.glob("*.json")}
+    stage = next((st.name for st in STAGES if st.name not in done), None)
+    if stage == "md":
+        steps = sorted((p.stat().st_mtime, p.stem) for p in (job_dir / "md" / "stages").glob("*.json"))
+        if steps:
+            return f"md (after {steps[-1][1]})", steps[-1][0]
+    return stage, max(done.values()) if done else None
+
+
 def print_status(store: Store, name: str) -> None:
     """``workflow status``: cycles, jobs by state, the hypervolume, the best so far, failures, skipped pool rows."""
     jobs = store.jobs()
@@ -46,8 +64,10 @@ def print_status(store: Store, name: str) -> None:
     running = [j for j in jobs if j["state"] == JobState.SUBMITTED]
     for j in running:
         retry = f", attempt {j['attempts']}" if j["attempts"] > 1 else ""
+        stage, since = current_stage(Path(j["job_dir"]))
+        where = f"; in {stage} for {_age(now - since)}" if stage and since else f"; {stage}" if stage else ""
         print(f"  running: {shorten(j['polymer_id'])} (cycle {j['cycle']}, submitted "
-              f"{_age(now - j['submitted_at'])} ago{retry})")
+              f"{_age(now - j['submitted_at'])} ago{retry}{where})")
     per_cycle = Counter((j["cycle"], j["state"]) for j in jobs)
     names = campaign.targets.names
     frame = results_frame(store)
