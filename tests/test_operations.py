@@ -144,3 +144,34 @@ def test_status_watch_follows_a_running_campaign_and_ends_with_it(tmp_path):
     assert out.count("--watch (Ctrl-C ends it)") >= 2 and "running: Q" in out  # refreshed while jobs ran
     assert out.rstrip().endswith("no job running and no driver: the watch ends")
     assert "jobs: done 7" in out  # the last view is the finished campaign
+
+
+def test_a_budget_stops_the_campaign_before_it_is_crossed_and_status_shows_the_spending(tmp_path, capsys):
+    """Issue 39, item 1: each look-up costs its simulated second; 7.5 core-seconds allow the initial 4 and cycle
+    1's 3, not cycle 2's."""
+    budget = 7.5 / 3600
+    setup(tmp_path, campaign=CAMPAIGN.replace("{table: oracle.csv}", "{table: oracle.csv, duration_s: [1, 1]}")
+          + f"budget: {{core_hours: {budget}}}\n")
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0
+    s = store(tmp_path)
+    assert len(s.jobs()) == 4 + 3 and "cycle 2" not in out.replace("cycle 2's", "")
+    assert "budget: cycle 2's 3 job(s), predicted 0.0008333 core-hours" in out and "not submitted" in out
+    capsys.readouterr()
+    assert main(["status", "faults", "--runs", str(tmp_path / "runs")]) == 0
+    said = capsys.readouterr().out
+    assert f"core-hours spent by finished jobs: 0.002 of a {budget:g} core-hour budget" in said
+    assert "cycle 0: oracle 0.001" in said and "cycle 1: oracle 0.001" in said
+    write(tmp_path / "c.yaml", (tmp_path / "c.yaml").read_text().replace(str(budget), "1"))  # raised: it goes on
+    rc, out, _ = run(tmp_path, capsys)
+    assert rc == 0 and len(store(tmp_path).jobs()) == 4 + 3 + 3
+
+
+@pytest.mark.parametrize("value, needle", [("0", "key 'budget.core_hours'"), ("-2", "key 'budget.core_hours'"),
+                                           ("lots", "key 'budget.core_hours'"), (".nan", "key 'budget.core_hours'")])
+def test_a_budget_that_is_not_a_positive_number_is_refused(tmp_path, capsys, value, needle):
+    setup(tmp_path, campaign=CAMPAIGN + f"budget: {{core_hours: {value}}}\n")
+    rc, _, err = run(tmp_path, capsys)
+    assert rc == 2
+    one_line_error(err, needle)
+    assert not (tmp_path / "runs" / "faults" / "campaign.sqlite").exists()

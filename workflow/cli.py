@@ -328,11 +328,42 @@ def _dry_run(campaign, profile, runs: Path) -> int:
     for pid, smi in picks:
         where = runner.run_dir / "jobs" / job_dir_name(0, pid).replace("00000", "NNNNN", 1)
         print(f"  {shorten(pid):<14} {shorten(smi):<50} {where}")
+    if campaign.oracle is None:
+        _print_costs(campaign, profile, runs, picks)
     if campaign.oracle is None and profile.scheduler != "local":
         print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
               f"({profile.workers_per_node} worker(s) per node):\n")
         print(profile.batch_script())
     return 0
+
+
+def _print_costs(campaign, profile, runs: Path, picks: list[tuple[str, str]]) -> None:
+    """The batch's predicted core-hours per polymer and stage, wall time on the profile's cores, and the walltime
+    check (issue 39)."""
+    from workflow.campaign.costs import STAGES, predict_batch
+
+    model, costs = predict_batch(campaign, runs, picks)
+    cores = profile.cores_per_job
+    h, m, sec = (int(x) for x in profile.walltime.split(":"))
+    walltime = h * 3600 + m * 60 + sec
+    basis = (f"fitted on {model.n_jobs} finished {campaign.preset.name} job(s) and the preset's prior"
+             if model.n_jobs else f"the preset's prior alone (no finished {campaign.preset.name} job yet)")
+    print(f"\npredicted cost ({basis}), core-hours; wall time on {cores} core(s) per job:")
+    print_table(["id", *STAGES, "total", "wall"],
+                [[shorten(c.polymer_id), *(f"{c.core_seconds[st] / 3600:.3f}" for st in STAGES),
+                  f"{c.total / 3600:.3f}", _hms(c.total / cores)] for c in costs])
+    total = sum(c.total for c in costs)
+    print(f"batch: {total / 3600:.2f} core-hours")
+    over = [c for c in costs if c.total / cores > walltime]
+    if over:
+        print(f"WARNING: {len(over)} job(s) predicted to outlast the profile's walltime {profile.walltime}: "
+              f"{', '.join(shorten(c.polymer_id) for c in over)}; raise walltime (or cores_per_job) in the profile, "
+              f"or use a smaller preset (a block ending mid-job costs a timeout and a resumed attempt)")
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def cmd_profile_list(args) -> int:

@@ -74,6 +74,12 @@ class StoreSettings(_Settings):
     journal: Literal["auto", "wal", "delete"] = "auto"
 
 
+class BudgetSettings(_Settings):
+    """What a campaign may spend: the driver never submits a batch whose predicted cost would cross it."""
+
+    core_hours: float = Field(gt=0, allow_inf_nan=False, description="core-hours for the whole campaign")
+
+
 class DriverSettings(_Settings):
     """How the driver waits on jobs."""
 
@@ -86,7 +92,8 @@ class DriverSettings(_Settings):
 
 
 # settings that change how a campaign runs, not what it computes or picks: a resumed campaign may change them
-OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "oracle": {"threads", "duration_s"}}
+OPERATIONAL: dict[str, Any] = {"descriptors": True, "driver": True, "store": True, "budget": True,
+                               "oracle": {"threads", "duration_s"}}
 """Settings that do not change what a campaign computes: a resumed campaign may change them."""
 BY_CONTENT: dict[str, Any] = {"pool": True, "initial_data": True, "calibration": True, "oracle": {"table"}}
 """Input files, identified by their content (hashes in the store), not their path: a campaign folder copied or moved
@@ -128,6 +135,7 @@ class Campaign(_Settings):
                                   "the calibrated values; the store keeps the raw ones too")
     descriptors: DescriptorSettings = Field(default_factory=DescriptorSettings)
     driver: DriverSettings = Field(default_factory=DriverSettings)
+    budget: BudgetSettings | None = None
     store: StoreSettings = Field(default_factory=StoreSettings)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -26,6 +26,7 @@ from surrogate.strategies import RandomStrategy, SelectionProblem, Strategy
 from workflow.campaign.calibration import Calibration, load_calibration
 from workflow.campaign.candidates import Candidates, prepare_pool, stored_results
 from workflow.campaign.config import Campaign
+from workflow.campaign.costs import oracle_seconds, predict_batch, spent_core_seconds
 from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.live import LiveReport
@@ -209,6 +210,31 @@ class CampaignRunner:
             dispatcher.submit(job_id, pid, self.job_dir(job_id, pid))
         return job_ids
 
+    def predicted_core_seconds(self, polymer_ids: list[str]) -> float:
+        """The predicted cost of jobs of these polymers (see :mod:`workflow.campaign.costs`)."""
+        if not polymer_ids:
+            return 0.0
+        if self.campaign.oracle is not None:
+            return oracle_seconds(self.campaign) * len(polymer_ids)
+        picks = [(pid, self.candidates.smiles[pid]) for pid in polymer_ids]
+        return sum(c.total for c in predict_batch(self.campaign, self.runs_dir, picks)[1])
+
+    def within_budget(self, what: str, polymer_ids: list[str], dispatcher: Dispatcher) -> bool:
+        """False (and one line) when submitting these jobs would cross the campaign's budget: what finished jobs
+        spent, plus the predicted cost of the running ones and of these."""
+        budget = self.campaign.budget
+        if budget is None:
+            return True
+        spent = sum(spent_core_seconds(self.store).values())
+        committed = spent + self.predicted_core_seconds(dispatcher.running)
+        new = self.predicted_core_seconds(polymer_ids)
+        if committed + new <= budget.core_hours * 3600:
+            return True
+        log.warning(f"budget: {what}'s {len(polymer_ids)} job(s), predicted {new / 3600:.4g} core-hours, would bring "
+                    f"the campaign to {(committed + new) / 3600:.4g} of its {budget.core_hours:g} core-hours: not "
+                    f"submitted (spent so far {spent / 3600:.4g}); raise budget.core_hours to go on")
+        return False
+
     def next_cycle(self) -> int:
         last = self.store.last_cycle() if self.store is not None else None
         return 0 if last is None else last + 1
@@ -284,6 +310,8 @@ class CampaignRunner:
                 log.info("every usable polymer of the pool has been evaluated")
                 break
             pick = self.choose(cycle, rows)
+            if not self.within_budget(f"cycle {cycle}", pick.ids, dispatcher):
+                break
             job_ids = self.submit_pick(cycle, pick, dispatcher)
             log.info(f"cycle {cycle}: submitted {len(pick.ids)} job(s): {', '.join(map(shorten, pick.ids))}")
             dispatcher.drain()
@@ -316,6 +344,8 @@ class CampaignRunner:
         index, X = self.candidates.index, self.candidates.X
         running = [index[pid] for pid in dispatcher.running if pid in index]
         pick = self.choose(cycle, rows, X_pending=X[running] if running else None)
+        if not self.within_budget(f"pick {cycle}", pick.ids, dispatcher):
+            return False
         self.submit_pick(cycle, pick, dispatcher)
         log.info(f"pick {cycle}: submitted {', '.join(map(shorten, pick.ids))} ({len(dispatcher.futures)} running)")
         return True

@@ -73,7 +73,8 @@ class OracleEvaluator(Evaluator):
             raise JobFailure(FailureKind.INVALID_INPUT, "oracle", f"id {job.polymer_id!r} is not in the oracle table")
         row = self.rows.loc[job.polymer_id]
         record = {str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        record |= {"psmiles": job.psmiles, "preset": "oracle", "started_at": started}
+        record |= {"psmiles": job.psmiles, "preset": "oracle", "started_at": started,
+                   "wall_seconds": time.time() - started}  # the look-up's (simulated) cost: budgets count it
         job.job_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(job.job_dir / RECORD_FILE, record)
         return record

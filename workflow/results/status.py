@@ -31,6 +31,33 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def print_spent(store: Store, campaign) -> None:
+    """Core-hours spent per cycle and stage, and the cost model's out-of-sample error on this campaign's jobs."""
+    import json
+    import statistics
+
+    from workflow.campaign.costs import fit, spent_core_seconds
+
+    spent = spent_core_seconds(store)
+    if not spent:
+        return
+    stages = sorted({st for _, st in spent})
+    total = sum(spent.values())
+    budget = f" of a {campaign.budget.core_hours:g} core-hour budget" if campaign.budget is not None else ""
+    print(f"core-hours spent by finished jobs: {total / 3600:.3f}{budget}")
+    for c in sorted({c for c, _ in spent}):
+        print(f"  cycle {c}: " + ", ".join(f"{st} {spent.get((c, st), 0.0) / 3600:.3f}" for st in stages))
+    if campaign.oracle is None:
+        records = [json.loads(r["properties"]) for r in
+                   store.db.execute("SELECT properties FROM results ORDER BY recorded_at")]
+        model = fit(campaign.preset, records)
+        if model.errors:
+            errors = [abs(e) for e in model.errors]
+            print(f"  cost prediction (each job from the jobs before it): median |error| "
+                  f"{100 * statistics.median(errors):.0f}% over {len(errors)} job(s)"
+                  + (f", {100 * statistics.median(errors[4:]):.0f}% after the first 4" if len(errors) > 4 else ""))
+
+
 def current_stage(job_dir: Path) -> tuple[str | None, float | None]:
     """The stage a running property job is in (the first without a manifest in ``stages/``; within ``md``, its
     last finished LAMMPS step) and since when (the last manifest's time); ``(None, None)`` before it started
@@ -85,6 +112,7 @@ def print_status(store: Store, name: str) -> None:
         for r in front.head(5).itertuples():
             values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
             print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
+    print_spent(store, campaign)
     failed = [j for j in jobs if j["state"] == JobState.FAILED]
     if failed:
         print("failures (excluded from selection):")
