@@ -228,6 +228,6 @@ def test_objectives_give_the_sign_and_the_maximisation_form_and_the_store_return
     campaign = Campaign.model_validate({"name": "c", "pool": "pool.csv", "initial_size": 2, "batch_size": 2,
                                         "cycles": 1, "objectives": {"refractive_index": "maximize",
                                                                     "density": "minimize"}})
-    store.set_meta("campaign", campaign.identity())
+    store.set_meta("campaign", campaign.model_dump(mode="json"))
     assert store.campaign().targets == objectives and store.campaign().preset.name == campaign.preset.name
     store.close()
