@@ -294,6 +294,33 @@ SAVE_SECONDS = 10.0
 """How often computed descriptors reach the cache while a pool is featurized."""
 
 
+def _collect(pool: list[_Worker], ctx, timeout_s: float, results: dict[int, np.ndarray],
+             failures: dict[int, str]) -> list[int]:
+    """Wait up to 0.2 s for the busy workers; file their answers (a dead or overdue worker is replaced and its
+    task failed). Returns the indices of the new results."""
+    busy = [w for w in pool if w.task is not None]
+    ready = wait([w.conn for w in busy], timeout=0.2)
+    new = []
+    for w in busy:
+        if w.conn in ready:
+            try:
+                idx, x, err = w.conn.recv()
+            except (EOFError, OSError):
+                idx, x, err = w.task[0], None, "descriptor worker died"
+                pool[pool.index(w)] = _Worker(ctx)
+            if err is None:
+                results[idx] = x
+                new.append(idx)
+            else:
+                failures[idx] = err
+            w.task = None
+        elif time.monotonic() - w.started > timeout_s:
+            failures[w.task[0]] = f"descriptor took longer than {timeout_s:g} s; skipped"
+            w.kill()
+            pool[pool.index(w)] = _Worker(ctx)
+    return new
+
+
 def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
              advance: Callable[[int], None] | None,
              save: Callable[[dict[int, np.ndarray]], None] | None = None) -> tuple[dict, dict]:
@@ -324,26 +351,8 @@ def _compute(tasks: list[tuple[int, str]], workers: int, timeout_s: float,
                     w.task = queue.pop()
                     w.started = time.monotonic()
                     w.conn.send(w.task)
-            busy = [w for w in pool if w.task is not None]
-            ready = wait([w.conn for w in busy], timeout=0.2)
             before = len(results) + len(failures)
-            for w in busy:
-                if w.conn in ready:
-                    try:
-                        idx, x, err = w.conn.recv()
-                    except (EOFError, OSError):
-                        idx, x, err = w.task[0], None, "descriptor worker died"
-                        pool[pool.index(w)] = _Worker(ctx)
-                    if err is None:
-                        results[idx] = x
-                        unsaved.append(idx)
-                    else:
-                        failures[idx] = err
-                    w.task = None
-                elif time.monotonic() - w.started > timeout_s:
-                    failures[w.task[0]] = f"descriptor took longer than {timeout_s:g} s; skipped"
-                    w.kill()
-                    pool[pool.index(w)] = _Worker(ctx)
+            unsaved += _collect(pool, ctx, timeout_s, results, failures)
             finished = len(results) + len(failures) - before
             if len(unsaved) >= SAVE_EVERY or (unsaved and time.monotonic() - last_save > SAVE_SECONDS):
                 flush()
