@@ -175,3 +175,25 @@ def test_a_budget_that_is_not_a_positive_number_is_refused(tmp_path, capsys, val
     assert rc == 2
     one_line_error(err, needle)
     assert not (tmp_path / "runs" / "faults" / "campaign.sqlite").exists()
+
+
+def test_the_dry_run_prints_each_picks_predicted_cost_and_warns_of_the_walltime(tmp_path, capsys):
+    """Issue 39, item 1: per polymer, core-hours per stage and the wall time on the profile's cores; the batch
+    total; the polymers predicted to outlast the profile's walltime named, with what to change."""
+    setup(tmp_path, campaign=CAMPAIGN.replace("oracle: {table: oracle.csv}\n", "preset: smoke\n").replace(
+        "Cp: maximize", "abbe_number: maximize"))
+    write(tmp_path / "short.yaml", "name: short\nscheduler: local\ncores_per_job: 1\ncores_per_node: 2\n"
+                                   "walltime: '00:00:30'\n")
+    capsys.readouterr()
+    rc = main(["run", str(tmp_path / "c.yaml"), "--runs", str(tmp_path / "runs"), "--dry-run",
+               "--profile", str(tmp_path / "short.yaml")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    table = out.split("predicted cost", 1)[1]
+    assert "the preset's prior alone" in table and "charges" in table and "wall" in table
+    rows = [ln.split() for ln in table.splitlines()[2:6]]
+    assert len(rows) == 4 and all(r[0].startswith("Q") and float(r[4]) > 0 for r in rows)  # the 4 initial picks
+    assert all(abs(float(r[1]) + float(r[2]) + float(r[3]) - float(r[4])) < 0.0015 for r in rows)
+    assert "batch: " in table and "core-hours" in table
+    assert "predicted to outlast the profile's walltime 00:00:30" in table and "raise walltime" in table
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing

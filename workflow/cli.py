@@ -330,6 +330,12 @@ def _dry_run(campaign, profile, runs: Path) -> int:
         print(f"  {shorten(pid):<14} {shorten(smi):<50} {where}")
     if campaign.oracle is None:
         _print_costs(campaign, profile, runs, picks)
+    else:
+        from workflow.campaign.costs import oracle_seconds
+
+        each = oracle_seconds(campaign)
+        print(f"\npredicted cost: {each:g} s per look-up (the oracle's simulated duration), "
+              f"{each * len(picks) / 3600:.4g} core-hours for the batch")
     if campaign.oracle is None and profile.scheduler != "local":
         print(f"\nParsl submits blocks (up to {profile.max_blocks}) with this script "
               f"({profile.workers_per_node} worker(s) per node):\n")
