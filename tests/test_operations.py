@@ -197,3 +197,13 @@ def test_the_dry_run_prints_each_picks_predicted_cost_and_warns_of_the_walltime(
     assert "batch: " in table and "core-hours" in table
     assert "predicted to outlast the profile's walltime 00:00:30" in table and "raise walltime" in table
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_what_ends_a_run_is_in_its_log_and_said_once_on_the_terminal(tmp_path, capsys):
+    setup(tmp_path)
+    (tmp_path / "runs" / "faults").mkdir(parents=True)
+    (tmp_path / "runs" / "faults" / "jobs").write_text("a file where the job directories go")
+    rc, out, err = run(tmp_path, capsys)
+    assert rc == 3 and "all 4 job(s) failed" in err and "all 4 job(s) failed" not in out
+    logged = (tmp_path / "runs" / "faults" / "campaign.log").read_text()
+    assert re.search(r"ERROR +workflow\.cli: CampaignStopped: cycle 0: all 4 job\(s\) failed", logged)

@@ -259,7 +259,7 @@ def _campaign_name(arg: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from workflow.common.logs import campaign_logging
+    from workflow.common.logs import FILE_ONLY, campaign_logging
     from workflow.dispatch.profiles import load_profile
 
     campaign = load_campaign(args.campaign)
@@ -275,11 +275,11 @@ def cmd_run(args) -> int:
         log = logging.getLogger("workflow.cli")
         try:
             return _run(campaign, profile, runs, log)
-        except CampaignStopped as exc:
-            log.error(str(exc))
+        except (CampaignStopped, ConfigError, OSError, sqlite3.Error) as exc:  # what ends a run, in its log too
+            log.error(f"{type(exc).__name__}: {exc}", extra=FILE_ONLY)  # the terminal gets it on stderr, once
             raise
         except KeyboardInterrupt as exc:
-            log.error(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}")
+            log.error(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}", extra=FILE_ONLY)
             raise
 
 

@@ -16,6 +16,8 @@ from typing import Iterator
 
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LOGGER = "workflow"
+FILE_ONLY = {"file_only": True}
+"""``extra`` of a record for the log file alone (an error the command line also prints on stderr)."""
 
 
 @contextmanager
@@ -26,6 +28,7 @@ def campaign_logging(log_file: Path | None, level: int = logging.INFO) -> Iterat
     terminal = logging.StreamHandler(sys.stdout)
     terminal.setLevel(level)
     terminal.setFormatter(logging.Formatter("%(message)s"))
+    terminal.addFilter(lambda record: not getattr(record, "file_only", False))
     handlers.append(terminal)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
