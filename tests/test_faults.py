@@ -383,7 +383,15 @@ def start_driver(tmp_path: Path, campaign: Path, profile: Path):
 
     return subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(campaign), "--profile", str(profile),
                              "--runs", str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=as_foreground)
+
+
+def as_foreground() -> None:
+    """In the child: Ctrl-C's default, as in a terminal's foreground job. A test run from a background job of a
+    script inherits SIGINT ignored (POSIX shells do that), and Python then keeps ignoring it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_file(pattern: str, root: Path, proc, limit: float = 240) -> Path:
@@ -670,7 +678,7 @@ def _driver(tmp_path: Path):
 
     return subprocess.Popen([sys.executable, "-m", "workflow.cli", "run", str(tmp_path / "c.yaml"), "--runs",
                              str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_foreground)
 
 
 def _wait_for(path: Path, proc, limit: float = 120) -> None:
