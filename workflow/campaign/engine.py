@@ -210,14 +210,14 @@ class CampaignRunner:
             dispatcher.submit(job_id, pid, self.job_dir(job_id, pid))
         return job_ids
 
-    def predicted_core_seconds(self, polymer_ids: list[str]) -> float:
-        """The predicted cost of jobs of these polymers (see :mod:`workflow.campaign.costs`)."""
+    def predicted_core_seconds(self, polymer_ids: list[str]) -> list[float]:
+        """The predicted cost of a job of each of these polymers (see :mod:`workflow.campaign.costs`): one fit."""
         if not polymer_ids:
-            return 0.0
+            return []
         if self.campaign.oracle is not None:
-            return oracle_seconds(self.campaign) * len(polymer_ids)
+            return [oracle_seconds(self.campaign)] * len(polymer_ids)
         picks = [(pid, self.candidates.smiles[pid]) for pid in polymer_ids]
-        return sum(c.total for c in predict_batch(self.campaign, self.runs_dir, picks)[1])
+        return [c.total for c in predict_batch(self.campaign, self.runs_dir, picks)[1]]
 
     def within_budget(self, what: str, polymer_ids: list[str], dispatcher: Dispatcher) -> bool:
         """False (and one line) when submitting these jobs would cross the campaign's budget: what finished jobs
@@ -226,8 +226,10 @@ class CampaignRunner:
         if budget is None:
             return True
         spent = sum(spent_core_seconds(self.store).values())
-        committed = spent + self.predicted_core_seconds(dispatcher.running)
-        new = self.predicted_core_seconds(polymer_ids)
+        running = dispatcher.running
+        predicted = self.predicted_core_seconds(running + polymer_ids)  # the runs directory read and fitted once
+        committed = spent + sum(predicted[:len(running)])
+        new = sum(predicted[len(running):])
         if committed + new <= budget.core_hours * 3600:
             return True
         log.warning(f"budget: {what}'s {len(polymer_ids)} job(s), predicted {new / 3600:.4g} core-hours, would bring "

@@ -386,11 +386,16 @@ class Store:
 
     def return_jobs(self, job_ids: Iterable[int], why: str) -> None:
         """Give failed jobs' polymers back to the pool: the jobs stay, as history, in state ``returned``."""
-        note = f" [returned to the pool {time.strftime('%Y-%m-%d %H:%M')}: {why}]"
         with self.db:
-            self.db.executemany("UPDATE jobs SET state = ?, failure_message = COALESCE(failure_message, '') || ? "
-                                "WHERE job_id = ? AND state = ?",
-                                ((JobState.RETURNED.value, note, j, JobState.FAILED.value) for j in job_ids))
+            self._return(job_ids, f"returned to the pool {time.strftime('%Y-%m-%d %H:%M')}: {why}")
+
+    def _return(self, job_ids: Iterable[int], note: str) -> int:
+        """Failed jobs to ``returned``, ``note`` appended to their message, inside the caller's transaction; how many
+        changed (a job not failed is left as it is)."""
+        cur = self.db.executemany("UPDATE jobs SET state = ?, failure_message = COALESCE(failure_message, '') || ? "
+                                  "WHERE job_id = ? AND state = ?",
+                                  ((JobState.RETURNED.value, f" [{note}]", j, JobState.FAILED.value) for j in job_ids))
+        return cur.rowcount
 
     def resubmit(self, job_ids: list[int]) -> tuple[int, list[int]]:
         """Give failed jobs back and run their polymers again (``workflow retry``), in one transaction: each job
@@ -398,16 +403,15 @@ class Store:
         from its last finished stage), in a new cycle recorded as :data:`RETRY_LABEL` (it spends no cycle).
         Returns the cycle and the new job ids."""
         now = time.time()
-        cycle = (self.last_cycle() if self.last_cycle() is not None else -1) + 1
+        last = self.last_cycle()
+        cycle = 0 if last is None else last + 1
         new: list[int] = []
         with self.db:
             for rank, job_id in enumerate(job_ids):
                 old = self.job(job_id)
-                if old is None or old["state"] != JobState.FAILED:
+                if old is None or self._return([job_id], f"given back by workflow retry "
+                                                         f"{time.strftime('%Y-%m-%d %H:%M')}") != 1:
                     raise StoreError(f"job {job_id} is not a failed job")
-                self.db.execute("UPDATE jobs SET state = ?, failure_message = COALESCE(failure_message, '') || ? "
-                                "WHERE job_id = ?", (JobState.RETURNED.value, f" [given back by workflow retry "
-                                                     f"{time.strftime('%Y-%m-%d %H:%M')}]", job_id))
                 self.db.execute("INSERT INTO cycles VALUES (?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
                                 (cycle, rank, old["polymer_id"], RETRY_LABEL, now))
                 cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) VALUES "
