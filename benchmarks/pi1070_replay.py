@@ -14,6 +14,11 @@ min-max scaled over the table, reference point at the worst corner (0, 0);
 ``cycles_to_99_hv``: first cycle reaching 99% of that hypervolume (median over seeds; ``null``
 when most seeds do not reach it within the cycles run).
 
+``--qm-first`` replays the two-fidelity loop (issue 37) against the one-fidelity default in the same run, on three
+pairs (n with Cp, n with bulk modulus, n max with density min), with each stage's measured ``quick`` cost
+(:mod:`benchmarks._two_fidelity`): core-hours to reach 99% of the front's hypervolume, and the front found at equal
+core-hours.
+
 ``--objectives a:max,b:min`` replays another pair; ``--results FILE`` appends each finished campaign to a JSON-lines
 file and skips those already there, so a long replay can be split over sittings or machines.
 
@@ -210,6 +215,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch threads per campaign (default: cores / processes)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "benchmarks" / "pi1070")
     parser.add_argument("--keep", action="store_true", help="resume earlier runs instead of starting afresh")
+    parser.add_argument("--qm-first", action="store_true", help="the two-fidelity replay with costs (see above)")
     parser.add_argument("--results", type=Path, help="JSON lines: each finished campaign is appended as it ends; "
                         "campaigns already there are not run again (a long replay can stop and go on)")
     return parser.parse_args()
@@ -284,8 +290,85 @@ def summarise(strategy: str, runs: list[dict], scaled: dict, front: set, hv_true
             f"missed_after_{C}": dict(missed.most_common())}
 
 
+def _two_fidelity_job(job: tuple) -> dict:
+    loop, pair_index, seed, opts = job
+    import torch
+
+    torch.set_num_threads(opts["threads"])
+    from benchmarks._two_fidelity import LOOPS, PAIRS, QUICK_COSTS_CORE_H, load
+    from surrogate.multifidelity import StageCosts
+
+    table = load(Path(opts["data"]), quiet=True)
+    run = LOOPS[loop](table, PAIRS[pair_index], seed, opts["cycles"], opts["initial"], opts["batch"],
+                      StageCosts(**QUICK_COSTS_CORE_H))
+    return {"loop": loop, "pair": pair_index, "seed": seed, "spent": run.spent, "md_rows": run.md_rows,
+            "qm_screens": run.qm_screens, "seconds": run.seconds}
+
+
+def qm_first_replay(args: argparse.Namespace) -> None:
+    """Both loops on each pair over the seeds; core-hours to 99% hypervolume and the front at equal core-hours."""
+    from benchmarks._two_fidelity import LOOPS, PAIRS, QUICK_COSTS_CORE_H, ReplayRun, at_cpu, cpu_to, curve, load, \
+        scaled_front
+
+    table = load(args.data)
+    print(f"stage costs (quick, measured, core-hours): {QUICK_COSTS_CORE_H}; a one-fidelity job "
+          f"{sum(QUICK_COSTS_CORE_H.values()):.3f}")
+    opts = {"data": str(args.data.resolve()), "cycles": args.cycles, "initial": args.initial, "batch": args.batch,
+            "threads": args.threads or 1}
+    jobs = [(loop, p, seed, opts) for p in range(len(PAIRS)) for seed in range(args.seeds) for loop in LOOPS]
+    runs = []
+    with mp.get_context("spawn").Pool(max(1, min(args.processes, len(jobs)))) as workers:
+        for r in workers.imap_unordered(_two_fidelity_job, jobs):
+            runs.append(r)
+            print(f"  {'/'.join(PAIRS[r['pair']])} {r['loop']:<12} seed {r['seed']}: {r['spent'][-1]:.0f} core-h, "
+                  f"{len(r['md_rows'][-1])} MD, {r['qm_screens'][-1]} QM-only, {r['seconds']:.0f} s", flush=True)
+    figures: dict = {"seeds": args.seeds, "cycles": args.cycles, "costs_core_h": QUICK_COSTS_CORE_H}
+    for p, pair in enumerate(PAIRS):
+        S, front, hv_true = scaled_front(table, pair)
+        per = {loop: [] for loop in LOOPS}
+        for r in (r for r in runs if r["pair"] == p):
+            run = ReplayRun(r["loop"], r["seed"], r["spent"], r["md_rows"], r["qm_screens"], r["seconds"])
+            hv, found = curve(run, S, front, hv_true)
+            per[r["loop"]].append((run, hv, found))
+        reach = {loop: [cpu_to(run, hv) for run, hv, _ in per[loop]] for loop in LOOPS}
+        base = [c for c in reach["one-fidelity"] if c is not None]
+        base_cpu = statistics.median(base) if base else per["one-fidelity"][0][0].spent[-1]
+        name = " x ".join(f"{k} ({'max' if d == 'maximize' else 'min'})" for k, d in pair.items())
+        print(f"\n{name}: true front {int(front.sum())} polymers")
+        out = {}
+        for loop in LOOPS:
+            got = [c for c in reach[loop] if c is not None]
+            med = statistics.median(got) if len(got) * 2 > len(reach[loop]) else None
+            third = [at_cpu(run, hv, base_cpu / 3) for run, hv, _ in per[loop]]
+            third_front = [at_cpu(run, fr, base_cpu / 3) for run, _, fr in per[loop]]
+            final = [(hv[-1], fr[-1], run.spent[-1], len(run.md_rows[-1]), run.qm_screens[-1])
+                     for run, hv, fr in per[loop]]
+            out[loop] = {"core_h_to_99_hv_median": None if med is None else round(med, 1),
+                         "seeds_reaching_99_hv": len(got),
+                         "hv_at_third_of_baseline_core_h": round(float(np.mean(third)), 4),
+                         "front_at_third_of_baseline_core_h": round(float(np.mean(third_front)), 3),
+                         "hv_final": round(float(np.mean([f[0] for f in final])), 4),
+                         "front_final": round(float(np.mean([f[1] for f in final])), 3),
+                         "core_h_final": round(float(np.mean([f[2] for f in final])), 1),
+                         "md_jobs_final": round(float(np.mean([f[3] for f in final])), 1),
+                         "qm_only_final": round(float(np.mean([f[4] for f in final])), 1)}
+            o = out[loop]
+            print(f"  {loop:<13} 99% hv after {o['core_h_to_99_hv_median']} core-h (median; {len(got)} of "
+                  f"{len(reach[loop])} seeds reach it); at {base_cpu / 3:.0f} core-h (a third of the one-fidelity "
+                  f"median): hv {o['hv_at_third_of_baseline_core_h']:.4f}, front {o['front_at_third_of_baseline_core_h']:.3f}; "
+                  f"after {o['core_h_final']:.0f} core-h: hv {o['hv_final']:.4f}, front {o['front_final']:.3f} "
+                  f"({o['md_jobs_final']:.0f} MD jobs, {o['qm_only_final']:.0f} QM-only screens)")
+        q, b = out["qm-first"]["core_h_to_99_hv_median"], out["one-fidelity"]["core_h_to_99_hv_median"]
+        out["core_h_ratio"] = None if q is None or b is None else round(q / b, 3)
+        print(f"  core-hours to 99% hv, qm-first / one-fidelity: {out['core_h_ratio']} (goal <= 0.333)")
+        figures[name] = out
+    print(json.dumps(figures))
+
+
 def main() -> None:
     args = parse_args()
+    if args.qm_first:
+        return qm_first_replay(args)
     from surrogate.descriptor import featurize
     from workflow.campaign.pool import load_pool
 

@@ -1,0 +1,157 @@
+"""The physics-informed surrogate (Lorentz-Lorenz over a density GP and the QM) and the cost-aware plan (issue 37)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from surrogate.multifidelity import JOB, MD, QM, StageCosts, plan_cycle
+from surrogate.physics import LL_K, Fidelities, RefractiveIndexModel, index_from, index_moments, product_moments
+from workflow.job.optics import index_from_phi, lorentz_lorenz
+
+D = torch.float64
+
+
+def test_ll_constant_is_radonpys_lorentz_lorenz():
+    # polystyrene-like: alpha 12.9 A^3, M 104.15 g/mol, rho 1.05 g/cm^3
+    n, _ = index_moments(torch.tensor(LL_K * 1.05 * 12.9 / 104.15, dtype=D), torch.tensor(0.0, dtype=D))
+    assert float(n) == pytest.approx(lorentz_lorenz(12.9, 1.05, 104.15), abs=1e-9)
+
+
+def test_index_moments_against_a_hand_computation():
+    """Second-order mean and first-order sd, with the derivatives taken by finite differences of optics.index_from_phi."""
+    rho, rho_sd, s, s_sd = 1.05, 0.03, 0.124, 0.006
+    phi = LL_K * rho * s
+    var = LL_K**2 * (rho**2 * s_sd**2 + s**2 * rho_sd**2 + rho_sd**2 * s_sd**2)
+    h = 1e-4
+    d1 = (index_from_phi(phi + h) - index_from_phi(phi - h)) / (2 * h)
+    d2 = (index_from_phi(phi + h) - 2 * index_from_phi(phi) + index_from_phi(phi - h)) / h**2
+    hand_mean, hand_sd = index_from_phi(phi) + 0.5 * d2 * var, abs(d1) * math.sqrt(var)
+    t = lambda x: torch.tensor([x], dtype=D)  # noqa: E731
+    mean, sd = index_from(t(rho), t(rho_sd), t(s), t(s_sd))
+    assert float(mean) == pytest.approx(hand_mean, abs=1e-7)
+    assert float(sd) == pytest.approx(hand_sd, rel=1e-5)
+    # and against sampling the two inputs (the approximation's own error: well below a measurement's)
+    g = torch.Generator().manual_seed(0)
+    r = rho + rho_sd * torch.randn(400_000, generator=g, dtype=D)
+    a = s + s_sd * torch.randn(400_000, generator=g, dtype=D)
+    n = torch.sqrt((1 + 2 * LL_K * r * a) / (1 - LL_K * r * a))
+    assert float(mean) == pytest.approx(float(n.mean()), abs=2e-4)
+    assert float(sd) == pytest.approx(float(n.std()), rel=0.03)
+
+
+def test_product_moments_are_exact():
+    g = torch.Generator().manual_seed(1)
+    a = 2.0 + 0.5 * torch.randn(1_000_000, generator=g, dtype=D)
+    b = -1.0 + 0.3 * torch.randn(1_000_000, generator=g, dtype=D)
+    mean, var = product_moments(*(torch.tensor(v, dtype=D) for v in (2.0, 0.5, -1.0, 0.3)))
+    assert float(mean) == -2.0 and float(var) == pytest.approx(4 * 0.09 + 1 * 0.25 + 0.25 * 0.09)
+    assert float((a * b).var()) == pytest.approx(float(var), rel=0.01)
+
+
+def _pool(n: int = 40, seed: int = 0):
+    """A smooth synthetic pool: density and s vary along the descriptor's first coordinates."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 5, generator=g, dtype=D)
+    density = 0.9 + 0.4 * X[:, 0]
+    s = 0.10 + 0.05 * X[:, 1]
+    n_true = torch.sqrt((1 + 2 * LL_K * density * s) / (1 - LL_K * density * s))
+    cp = 1000 + 500 * X[:, 2]
+    return X, density, s, n_true, cp
+
+
+def test_model_is_exact_where_measured_and_density_limited_where_screened():
+    X, density, s, n_true, cp = _pool()
+    md_rows, qm_rows = torch.arange(0, 15), torch.arange(0, 30)
+    data = Fidelities(qm_rows=qm_rows, s=s[qm_rows], md_rows=md_rows, density=density[md_rows],
+                      md_values={"refractive_index": n_true[md_rows], "Cp": cp[md_rows]})
+    model = RefractiveIndexModel(X, data, ["refractive_index", "Cp"])
+    rows = torch.arange(40)
+    mean, sd = model.predict(rows)
+    # measured: the values themselves, no spread
+    assert torch.equal(mean[:15, 0], n_true[:15]) and torch.equal(sd[:15], torch.zeros(15, 2, dtype=D))
+    # screened (QM, no MD): s exact, so n's sd is the density's through d n / d rho = n'(phi) K s
+    rho_mean, rho_sd = model._fitted(rows[15:30], md_rows, density[md_rows])
+    phi = LL_K * rho_mean * s[15:30]
+    h = 1e-5
+    dn = torch.tensor([(index_from_phi(float(p) + h) - index_from_phi(float(p) - h)) / (2 * h) for p in phi], dtype=D)
+    assert torch.allclose(sd[15:30, 0], dn * LL_K * s[15:30] * rho_sd, rtol=1e-4)
+    # not screened: the polarizability's GP adds its spread
+    assert sd[30:, 0].mean() > sd[15:30, 0].mean()
+    # and the composite is close to the truth on this smooth pool
+    assert (mean[15:, 0] - n_true[15:]).abs().max() < 0.02
+
+
+def test_fidelities_refuse_md_without_qm():
+    with pytest.raises(ValueError, match="MD but no QM"):
+        Fidelities(qm_rows=torch.tensor([0, 1]), s=torch.ones(2, dtype=D), md_rows=torch.tensor([2]),
+                   density=torch.ones(1, dtype=D), md_values={})
+
+
+def test_plan_prices_a_screen_by_what_it_decides():
+    """Hand-built outcomes: the value and the expected cost of each action, and the budget."""
+    from surrogate.acquisition import ehvi
+
+    costs = StageCosts(qm=1.0, md=9.0)
+    Y_front = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=D)
+    ref = torch.tensor([-1.0, -1.0], dtype=D)
+    rows = torch.tensor([10, 11, 12, 13, 14])
+    screened = torch.tensor([True, True, False, False, False])
+    good, poor, fair = [1.0, 1.0], [-0.5, -0.5], [0.5, 0.5]
+    mean = torch.tensor([good, [0.2, 0.2], fair, fair, fair], dtype=D)
+    std = torch.full((5, 2), 0.1, dtype=D)
+    # two nodes of equal weight: row 12's screen decides (good or poor), row 13's does not (good either way), row
+    # 14's tells nothing (fair at both: the QM does not inform its objectives)
+    after_mean = torch.stack([torch.tensor([good, [0.2, 0.2], good, good, fair], dtype=D),
+                              torch.tensor([good, [0.2, 0.2], poor, good, fair], dtype=D)])
+    after_std = torch.full((2, 5, 2), 0.1, dtype=D)
+    weights = torch.tensor([0.5, 0.5], dtype=D)
+    plan = plan_cycle(rows, screened, mean, std, after_mean, after_std, weights, Y_front, ref, costs, budget=100.0)
+    e_good = float(ehvi(torch.tensor([good], dtype=D), std[:1], Y_front, ref)[0])
+    e_poor = float(ehvi(torch.tensor([poor], dtype=D), std[:1], Y_front, ref)[0])
+    e_row11 = float(ehvi(mean[1:2], std[1:2], Y_front, ref)[0])
+    assert e_poor < 1e-6 < e_row11 < e_good
+    # tau is the value per MD cost of the last MD the budget buys among the screened (both: row 11's)
+    score = dict(zip(plan.rows, plan.scores))
+    assert score[10] == pytest.approx(e_good / 9) and score[11] == pytest.approx(e_row11 / 9)
+    # row 12: MD only after the good outcome: value e_good / 2 for 1 + 9 / 2; row 13: MD always: e_good for 10
+    assert score[12] == pytest.approx(0.5 * e_good / 5.5) and score[13] == pytest.approx(e_good / 10)
+    # row 14: its screen decides nothing, so its score ties with the whole job's and the whole job is taken
+    e_fair = float(ehvi(mean[4:5], std[4:5], Y_front, ref)[0])
+    assert score[14] == pytest.approx(e_fair / 10) and plan.stages[plan.rows.index(14)] == JOB
+    assert plan.rows == [10, 13, 12, 14, 11] and plan.stages == [MD, QM, QM, JOB, MD] and plan.cost == 30.0
+    # the budget: row 10's MD (9) and the two screens fit in 11; row 11's MD does not
+    tight = plan_cycle(rows, screened, mean, std, after_mean, after_std, weights, Y_front, ref, costs, budget=11.0)
+    assert tight.rows == [10, 13, 12] and tight.cost == 11.0
+    # below an MD job: screens only
+    small = plan_cycle(rows, screened, mean, std, after_mean, after_std, weights, Y_front, ref, costs, budget=3.0)
+    assert small.of(MD) == [] and small.of(QM) == [13, 12] and small.cost == 2.0
+
+
+def test_screen_outcomes_fix_the_polarizability():
+    """After a screen, n spreads by the density alone; at the central node it is the density-only moments."""
+    from surrogate.multifidelity import screen_nodes
+
+    X, density, s, n_true, cp = _pool()
+    md_rows, qm_rows = torch.arange(0, 15), torch.arange(0, 25)
+    data = Fidelities(qm_rows=qm_rows, s=s[qm_rows], md_rows=md_rows, density=density[md_rows],
+                      md_values={"refractive_index": n_true[md_rows], "Cp": cp[md_rows]})
+    model = RefractiveIndexModel(X, data, ["refractive_index", "Cp"])
+    rows = torch.arange(15, 40)
+    nodes, weights = screen_nodes(5)
+    assert float(weights.sum()) == pytest.approx(1.0) and float((weights * nodes**2).sum()) == pytest.approx(1.0)
+    mean, sd, after_mean, after_sd = model.predict_with_screens(rows, nodes)
+    p_mean, p_sd = model.predict(rows)
+    assert torch.allclose(mean, p_mean) and torch.allclose(sd, p_sd)
+    # screened rows (15..24) are the same at every node; unscreened ones spread their n over the nodes
+    assert torch.allclose(after_mean[:, :10], mean[:10].expand(5, 10, 2))
+    assert (after_sd[:, 10:, 0] < sd[10:, 0]).all() and (after_mean[0, 10:, 0] < after_mean[-1, 10:, 0]).all()
+    # Cp is MD-only: the screen leaves it alone
+    assert torch.allclose(after_mean[..., 1], mean[:, 1].expand(5, 25)) and torch.allclose(after_sd[..., 1], sd[:, 1].expand(5, 25))
+
+
+def test_stage_costs_must_be_positive():
+    with pytest.raises(ValueError):
+        StageCosts(qm=0.0, md=1.0)
