@@ -72,12 +72,12 @@ def test_polymer_key_is_the_chain_not_the_way_it_is_written():
 
 
 def test_validate_reports_every_problem_by_row(tmp_path):
-    big = "*" + "C" * 30 + "*"  # 90 atoms: over half of smoke's 150-atom chain
+    big = "*" + "C" * 60 + "*"  # 180 atoms: over half of smoke's 300-atom chain
     pool = write(tmp_path / "pool.csv", "id,smiles\n"
                  "A,*CC(CC(*)(C)C(=O)OC)C(=O)OC\n"
                  "B,*CC(C)(CC(*)C(=O)OC)C(=O)OC\n"   # row 2: A shifted by one monomer
                  "C,*CC(*)N=[N+]=[N-]\n"              # row 3: GAFF2_mod has no type for the azide's end N
-                 f"D,{big}\n"                          # row 4: 90 atoms
+                 f"D,{big}\n"                          # row 4: 180 atoms
                  "E,*CC(*)[Se]C\n"                     # row 5: element
                  "F,*CC\n"                             # row 6: one link
                  "A,*CCO*\n")                          # row 7: duplicate id

@@ -3,7 +3,7 @@
 RadonPy's published charges are RESP (HF/6-31G(d) on a DFT-optimised repeat unit) through Psi4,
 which is not on PyPI. The charge models here, by preset:
 
-- ``gasteiger``: RDKit/RadonPy Gasteiger charges (``smoke``: fast, not for physics);
+- ``gasteiger``: RDKit/RadonPy Gasteiger charges (fast; they under-bind esters and acids: cells 5-8% light);
 - ``resp``: RadonPy's own RESP when ``psi4`` imports; otherwise PolyScout falls back to ``esp``
   and the record says so;
 - ``esp``: a Merz-Kollman electrostatic-potential fit computed with PySCF: the SCF's potential on
