@@ -31,6 +31,8 @@ import torch
 AVOGADRO = 6.02214076e23
 LL_K = 4.0 * math.pi * AVOGADRO * 1e-24 / 3.0
 """phi = LL_K * rho[g/cm^3] * alpha[A^3] / M[g/mol] (RadonPy's Lorentz-Lorenz, :func:`workflow.job.optics.lorentz_lorenz`)."""
+QM_INFORMED = ("refractive_index", "abbe_number")
+"""Objectives a QM screen informs: n through the polarizability, the Abbe number through its dispersion."""
 
 
 def product_moments(mean_a: torch.Tensor, sd_a: torch.Tensor, mean_b: torch.Tensor,

@@ -155,3 +155,92 @@ def test_screen_outcomes_fix_the_polarizability():
 def test_stage_costs_must_be_positive():
     with pytest.raises(ValueError):
         StageCosts(qm=0.0, md=1.0)
+
+
+# --- a qm-first campaign end to end, on an oracle whose n is Lorentz-Lorenz of its alpha, M and density -------------
+def _qm_first_campaign(tmp_path, cycles: int = 4):
+    from tests.conftest import write
+    from tests.test_campaign import SMILES
+    from workflow.campaign.config import load_campaign
+
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES)))
+    rows = []
+    for i in range(len(SMILES)):
+        alpha, weight, rho = 5.0 + 0.7 * (i % 9), 40.0 + 6.0 * (i % 5), 0.9 + 0.03 * ((i * 7) % 10)
+        rows.append(f"Q{i:02d},{alpha},{weight},{rho},{lorentz_lorenz(alpha, rho, weight)},{1000 + 37 * ((i * 5) % 11)}")
+    write(tmp_path / "oracle.csv", "id,qm_polarizability_monomer,mol_weight_monomer,density,refractive_index,Cp\n"
+          + "\n".join(rows))
+    return load_campaign(write(tmp_path / "c.yaml", "name: qmfirst\npool: pool.csv\nmode: qm-first\n"
+                               "objectives: {refractive_index: maximize, Cp: maximize}\n"
+                               f"initial_size: 6\nbatch_size: 3\ncycles: {cycles}\nseed: 4\n"
+                               "oracle: {table: oracle.csv, qm_columns: {}, stage_core_seconds: {qm: 100, md: 900}}\n"))
+
+
+def test_qm_first_campaign_screens_then_runs_md_where_it_pays(tmp_path):
+    import json
+
+    from workflow.campaign.engine import CampaignRunner, store_path
+    from workflow.campaign.store import JobKind, JobState, Store
+    from workflow.dispatch.evaluators import OracleEvaluator
+
+    campaign = _qm_first_campaign(tmp_path)
+    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
+    store = Store(store_path(tmp_path / "runs", "qmfirst"), readonly=True)
+    jobs = store.jobs()
+    by_cycle: dict[int, list] = {}
+    for j in jobs:
+        by_cycle.setdefault(j["cycle"], []).append(j)
+    assert sorted(by_cycle) == [0, 1, 2, 3, 4]
+    assert [j["kind"] for j in by_cycle[0]] == [JobKind.JOB] * 6  # the initial design: whole jobs
+    cost = {JobKind.QM: 100, JobKind.MD: 900, JobKind.JOB: 1000}
+    for cycle in range(1, 5):  # each cycle spends at most what 3 property jobs cost
+        assert sum(cost[j["kind"]] for j in by_cycle[cycle]) <= 3 * 1000
+    kinds = [j["kind"] for j in jobs]
+    assert JobKind.QM in kinds and JobKind.MD in kinds  # it screened, and it ran MD on screened polymers
+    assert all(j["state"] == JobState.DONE for j in jobs)
+    screens = {r["polymer_id"]: r for r in store.screens()}
+    qm_jobs = {j["polymer_id"]: j for j in jobs if j["kind"] == JobKind.QM}
+    assert set(screens) == set(qm_jobs)  # every screen's result stored, under its polymer
+    oracle = {ln.split(",")[0]: ln.split(",") for ln in (tmp_path / "oracle.csv").read_text().splitlines()[1:]}
+    for pid, r in screens.items():
+        assert r["polarizability_d"] == float(oracle[pid][1]) and r["mol_weight"] == float(oracle[pid][2])
+        assert set(json.loads(r["qm"])) >= {"qm_polarizability_monomer", "mol_weight_monomer"}
+        assert "refractive_index" not in json.loads(r["qm"])  # a screen reads the QM columns only
+    for j in (j for j in jobs if j["kind"] == JobKind.MD):  # MD only after the polymer's screen, in its directory
+        screen_job = qm_jobs[j["polymer_id"]]
+        assert screen_job["cycle"] < j["cycle"] and screen_job["job_dir"] == j["job_dir"]
+        assert screens[j["polymer_id"]]["recorded_at"] < j["submitted_at"]
+    # no polymer screened twice or simulated twice
+    assert len(qm_jobs) == sum(k == JobKind.QM for k in kinds)
+    md_like = [j["polymer_id"] for j in jobs if j["kind"] in (JobKind.MD, JobKind.JOB)]
+    assert len(md_like) == len(set(md_like))
+    labels = {r["cycle"]: r["strategy"] for r in store.cycles()}
+    assert labels[0].startswith("random") and labels[1].startswith("qm-first (")
+    store.close()
+
+
+def test_qm_first_settings_are_checked(tmp_path):
+    from pydantic import ValidationError
+
+    campaign = _qm_first_campaign(tmp_path)
+    data = campaign.model_dump(mode="json")
+    with pytest.raises(ValidationError, match="no objective a QM screen informs"):
+        type(campaign).model_validate(data | {"objectives": {"Cp": "maximize", "density": "minimize"}})
+    oracle = data["oracle"] | {"stage_core_seconds": None}
+    with pytest.raises(ValidationError, match="stage_core_seconds"):
+        type(campaign).model_validate(data | {"oracle": oracle})
+
+
+def test_status_shows_each_fidelity(tmp_path, capsys):
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.cli import main
+    from workflow.dispatch.evaluators import OracleEvaluator
+
+    campaign = _qm_first_campaign(tmp_path, cycles=2)
+    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
+    capsys.readouterr()
+    assert main(["status", "qmfirst", "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "cycle 2 of 2 (cycle 0 = initial design; qm-first)" in out
+    assert "fidelities: " in out and "QM screen(s)" in out and "whole job(s)" in out
+    assert "QM only (" in out and "n_D at the mean measured density" in out

@@ -314,7 +314,12 @@ def _dry_run(campaign, profile, runs: Path) -> int:
 
     runner = CampaignRunner(campaign, runs, dry_run=True)
     campaign = runner.campaign  # a resumed campaign: what the file leaves out is what it started with
-    cycle, strategy, picks = runner.plan()
+    if campaign.mode == "qm-first":  # its cycles read the QM values through the evaluator (nothing is started)
+        from workflow.dispatch.evaluators import make_evaluator
+
+        cycle, strategy, picks = runner.plan(make_evaluator(campaign, profile, runs.resolve() / campaign.name))
+    else:
+        cycle, strategy, picks = runner.plan()
     print(f"dry run: nothing is submitted or written (campaign {campaign.name}, profile {profile.name})")
     if cycle is None:
         print("nothing left to select: the campaign is complete")

@@ -44,6 +44,20 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class OracleQMColumns(_Settings):
+    """The columns of an oracle table that a QM screen reads (PI1070: RadonPy's monomer polarizability)."""
+
+    polarizability: str = "qm_polarizability_monomer"
+    mol_weight: str = "mol_weight_monomer"
+
+
+class StageSeconds(_Settings):
+    """Core-seconds of a property job's two stages (the QM; the MD with its charges)."""
+
+    qm: float = Field(gt=0)
+    md: float = Field(gt=0)
+
+
 class OracleSettings(_Settings):
     """Look properties up in a table instead of running MD (retrospective replays)."""
 
@@ -52,6 +66,11 @@ class OracleSettings(_Settings):
     duration_s: tuple[float, float] = Field(
         default=(0.0, 0.0), description="simulated job duration, uniform in [low, high] seconds (uneven MD jobs)")
     threads: int = Field(default=256, ge=1, description="look-ups running at once when durations are simulated")
+    qm_columns: "OracleQMColumns | None" = Field(
+        default=None, description="mode qm-first: the table's columns a QM screen returns (polarizability, A^3, and "
+                                  "the repeat unit's molecular weight); its MD is the rest of the row")
+    stage_core_seconds: "StageSeconds | None" = Field(
+        default=None, description="mode qm-first: what a look-up's QM and MD stages stand for, in core-seconds")
 
     @field_validator("duration_s")
     @classmethod
@@ -118,9 +137,12 @@ class Campaign(_Settings):
     kernel: KernelName = Field(  # type: ignore[valid-type]
         default="isotropic", description="GP kernel: isotropic (RBF, one lengthscale, the published model), matern "
                                          "(Matern-5/2, one lengthscale) or ard (RBF, one lengthscale per descriptor)")
-    mode: Literal["batch", "async"] = Field(
+    mode: Literal["batch", "async", "qm-first"] = Field(
         default="batch", description="batch: wait for the whole batch, refit, pick the next; async: keep "
-                                     "`in_flight` jobs running, refit and pick one whenever one finishes")
+                                     "`in_flight` jobs running, refit and pick one whenever one finishes; qm-first: "
+                                     "each cycle spends what batch_size property jobs cost on QM screens, MD jobs of "
+                                     "screened polymers and whole jobs, by expected hypervolume improvement per cost "
+                                     "(see surrogate/multifidelity.py)")
     in_flight: Count | None = Field(default=None, ge=1, description="async: jobs kept running (default batch_size)")
     retries: dict[FailureKind, int] = Field(
         default_factory=lambda: dict(DEFAULT_ATTEMPTS),
@@ -165,6 +187,23 @@ class Campaign(_Settings):
         if len(v) != 2:
             raise ValueError(f"needs exactly two objectives, got {len(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _qm_first(self) -> "Campaign":
+        if self.mode != "qm-first":
+            return self
+        from surrogate.physics import QM_INFORMED
+
+        if not set(self.objectives) & set(QM_INFORMED):
+            raise ValueError(f"mode qm-first: no objective a QM screen informs ({', '.join(QM_INFORMED)}); use mode "
+                             f"batch")
+        if self.calibration is not None:
+            raise ValueError("mode qm-first: calibration is not supported (the model composes raw polarizabilities "
+                             "and densities); calibrate the exports instead")
+        if self.oracle is not None and (self.oracle.qm_columns is None or self.oracle.stage_core_seconds is None):
+            raise ValueError("mode qm-first with an oracle: give oracle.qm_columns and oracle.stage_core_seconds (what "
+                             "a screen reads and what the two stages stand for)")
+        return self
 
     @model_validator(mode="after")
     def _objectives_are_computed(self) -> "Campaign":

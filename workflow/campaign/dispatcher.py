@@ -21,7 +21,7 @@ from workflow.campaign.config import Campaign
 from workflow.campaign.evaluator import Evaluator, JobRequest
 from workflow.campaign.store import Store
 from workflow.common.errors import shorten
-from workflow.job.failures import FailureKind
+from workflow.job.failures import FailureKind, JobFailure
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,16 @@ class Dispatcher:
         self.on_outcome: Callable[[], None] | None = None  # called after each stored outcome (the live report)
         self.on_wait: Callable[[], None] | None = None  # called each time the driver has waited ``poll_s``
 
-    def request(self, job_id: int, polymer_id: str, job_dir: str | Path) -> JobRequest | None:
+    def request(self, job_id: int, polymer_id: str, job_dir: str | Path, kind: str = "job") -> JobRequest | None:
         """The job request of a stored job, or None (recorded as failed) when its polymer left the pool."""
         if polymer_id not in self.smiles:
             self.store.fail_job(job_id, FailureKind.INVALID_INPUT, "prep", "polymer is no longer a usable pool entry")
             return None
         return JobRequest(polymer_id, self.smiles[polymer_id], Path(job_dir),
-                          job_seed(self.campaign.seed, polymer_id))
+                          job_seed(self.campaign.seed, polymer_id), kind)
 
-    def submit(self, job_id: int, polymer_id: str, job_dir: str | Path) -> None:
-        job = self.request(job_id, polymer_id, job_dir)
+    def submit(self, job_id: int, polymer_id: str, job_dir: str | Path, kind: str = "job") -> None:
+        job = self.request(job_id, polymer_id, job_dir, kind)
         if job is not None:
             self.futures[self.evaluator.submit(job)] = (job_id, job)
 
@@ -70,7 +70,7 @@ class Dispatcher:
         """Store the results that jobs wrote while no driver was listening; return the other jobs."""
         left = []
         for r in stored_jobs:
-            job = self.request(r["job_id"], r["polymer_id"], r["job_dir"])
+            job = self.request(r["job_id"], r["polymer_id"], r["job_dir"], r["kind"])
             if job is None:
                 continue
             record = self.evaluator.finished(job)
@@ -134,7 +134,10 @@ class Dispatcher:
             self.on_outcome()
 
     def record(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
-        """Store a job's record; one without a finite value of every objective is the job's failure."""
+        """Store a job's record; one without a finite value of every objective is the job's failure. A QM screen's
+        result is stored as the polymer's screen as soon as it arrives."""
+        if job.kind == "qm":
+            return self.record_screen(job_id, job, record)
         objectives = {}
         for name in self.campaign.objectives:
             try:
@@ -156,3 +159,21 @@ class Dispatcher:
         self._settled(job_id)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in objectives.items())
         log.info(f"  {shorten(job.polymer_id)}: done, {shown}")
+
+    def record_screen(self, job_id: int, job: JobRequest, record: dict[str, Any]) -> None:
+        try:
+            screen = self.evaluator.screen(record)
+            if not (math.isfinite(screen.polarizability_d) and screen.polarizability_d > 0
+                    and math.isfinite(screen.mol_weight) and screen.mol_weight > 0):
+                raise JobFailure(FailureKind.INVALID_RESULT, "result", f"polarizability {screen.polarizability_d} "
+                                                                       f"A^3, weight {screen.mol_weight} g/mol")
+        except JobFailure as failure:
+            self.store.fail_job(job_id, failure.kind, failure.stage, failure.message)
+            self.failed[failure.kind] += 1
+            self._settled(job_id)
+            log.warning(f"  {shorten(job.polymer_id)}: screen FAILED: {failure.message}")
+            return
+        self.store.finish_screen(job_id, job.polymer_id, record, screen.polarizability_d, screen.mol_weight)
+        self._settled(job_id)
+        log.info(f"  {shorten(job.polymer_id)}: screened, alpha_D={screen.polarizability_d:.4g} A^3, "
+                 f"M={screen.mol_weight:.4g} g/mol")

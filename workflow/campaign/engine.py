@@ -31,7 +31,7 @@ from workflow.campaign.dispatcher import Dispatcher, job_seed
 from workflow.campaign.evaluator import Evaluator
 from workflow.campaign.live import LiveReport
 from workflow.campaign.lock import DriverLock
-from workflow.campaign.store import JobState, Store
+from workflow.campaign.store import JobKind, JobState, Store
 from workflow.common.errors import CampaignStopped, ConfigError, shorten
 from workflow.common.files import file_hash, safe_name
 from workflow.job.failures import FailureKind
@@ -50,12 +50,14 @@ def job_dir_name(job_id: int, polymer_id: str) -> str:
 
 @dataclass(frozen=True)
 class Pick:
-    """A cycle's choice: the pool ids, the selection behind them, its label and the training size."""
+    """A cycle's choice: the pool ids, the selection behind them, its label, the training size and, in a
+    ``qm-first`` campaign, what each job computes (None: whole property jobs)."""
 
     ids: list[str]
     selection: Selection
     label: str
     n_train: int
+    kinds: list[JobKind] | None = None
 
 
 def _brief(value: object) -> str:
@@ -90,6 +92,7 @@ class CampaignRunner:
         self.calibration = self._calibration()
         self.candidates: Candidates | None = None
         self.failed: dict[FailureKind, int] = {}  # failure kinds of the jobs this run ended
+        self.evaluator: Evaluator | None = None  # the run's (a qm-first cycle reads QM values through it)
 
     def _check_settings(self) -> None:
         """Refuse a store holding a campaign with other settings or another pool (names the keys)."""
@@ -177,6 +180,10 @@ class CampaignRunner:
         return self._replay_strategy or self.campaign.strategy
 
     def open_rows(self) -> list[int]:
+        if self.campaign.mode == "qm-first" and self.store is not None:
+            from workflow.campaign.qm_first import open_rows
+
+            return open_rows(self.candidates, self.store)  # a screened polymer is open for its MD
         submitted = self.store.submitted_polymers() if self.store is not None else set()
         return self.candidates.open_rows(submitted)
 
@@ -195,19 +202,38 @@ class CampaignRunner:
             n_train = cand.n_prior
         elif n_train < 2 and strategy.needs_model:
             strategy, label = RandomStrategy(), f"random (only {n_train} result(s) to fit on)"
+        elif c.mode == "qm-first":
+            return self._choose_qm_first(cycle, rows, n_train)
         problem = SelectionProblem(q, cand.X, np.asarray(rows), X_train, Y_train, rng, X_pending, c.kernel)
         with torch.random.fork_rng():  # GP fitting restarts draw from torch's generator: seeded per cycle
             torch.manual_seed(job_seed(c.seed, f"cycle-{cycle}"))
             sel = strategy.select(problem)
         return Pick([cand.ids[rows[i]] for i in sel.indices], sel, label or sel.strategy, n_train)
 
+    def _choose_qm_first(self, cycle: int, rows: list[int], n_train: int) -> Pick:
+        """A qm-first cycle (:mod:`workflow.campaign.qm_first`): screens, MD jobs and whole jobs."""
+        from workflow.campaign.qm_first import plan
+
+        if self.evaluator is None:
+            raise ConfigError("a qm-first cycle reads the QM values through the campaign's evaluator: none given")
+        with torch.random.fork_rng():
+            torch.manual_seed(job_seed(self.campaign.seed, f"cycle-{cycle}"))
+            p = plan(self.campaign, self.runs_dir, self.candidates, self.store, self.evaluator, rows, cycle)
+        count = Counter(p.kinds)
+        label = (f"qm-first ({count[JobKind.QM]} screen(s), {count[JobKind.MD]} MD, {count[JobKind.JOB]} whole; "
+                 f"{p.spent / 3600:.3g} of {p.budget / 3600:.3g} core-hours; stage costs qm {p.costs.qm:.0f} s, "
+                 f"md {p.costs.md:.0f} s)")
+        return Pick(p.ids, Selection(list(range(len(p.ids))), p.scores, p.mean, p.std, "qm-first"), label, n_train,
+                    p.kinds)
+
     def submit_pick(self, cycle: int, pick: Pick, dispatcher: Dispatcher) -> list[int]:
         """Record the cycle's picks and their jobs in one transaction, then submit the jobs; their ids."""
         sel = pick.selection
         job_ids = self.store.record_selection(cycle, pick.ids, pick.label, sel.acquisition, sel.mean, sel.std,
-                                              pick.n_train, job_dir_for=self.job_dir)
+                                              pick.n_train, job_dir_for=self.job_dir, kinds=pick.kinds)
         for job_id, pid in zip(job_ids, pick.ids):
-            dispatcher.submit(job_id, pid, self.job_dir(job_id, pid))
+            row = self.store.job(job_id)
+            dispatcher.submit(job_id, pid, row["job_dir"], row["kind"])
         return job_ids
 
     def predicted_core_seconds(self, polymer_ids: list[str]) -> list[float]:
@@ -275,6 +301,7 @@ class CampaignRunner:
                     self.store.close()
 
     def _run(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
         self.prepare()
         evaluator.check_pool(self.candidates.ids)
         with evaluator:
@@ -288,7 +315,7 @@ class CampaignRunner:
             if pending:
                 log.info(f"resuming {len(pending)} unfinished job(s) from an earlier run")
             for r in pending:
-                dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"])
+                dispatcher.submit(r["job_id"], r["polymer_id"], r["job_dir"], r["kind"])
             try:
                 if self.campaign.mode == "async":
                     self._run_async(dispatcher)
@@ -352,11 +379,13 @@ class CampaignRunner:
         log.info(f"pick {cycle}: submitted {', '.join(map(shorten, pick.ids))} ({len(dispatcher.futures)} running)")
         return True
 
-    def plan(self) -> tuple[int | None, str, list[tuple[str, str]]]:
+    def plan(self, evaluator: Evaluator | None = None) -> tuple[int | None, str, list[tuple[str, str]]]:
         """The next cycle's picks without submitting or recording anything: ``(cycle, strategy, [(id, psmiles)])``.
 
-        ``cycle`` is ``None`` when the campaign has nothing left to select.
+        ``cycle`` is ``None`` when the campaign has nothing left to select. A qm-first cycle reads QM values through
+        ``evaluator``.
         """
+        self.evaluator = evaluator
         cand = self.prepare()
         cycle, rows = self.next_cycle(), self.open_rows()
         if self.cycles_left() <= 0 or not rows:

@@ -19,12 +19,25 @@ from workflow.job.failures import FailureKind, JobFailure, failure_of
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One polymer's job: the pool id, its PSMILES, its directory (absolute) and its seed."""
+    """One polymer's job: the pool id, its PSMILES, its directory (absolute), its seed and what it computes
+    (``job``: the property job; ``qm``: its QM stage alone, a screen; ``md``: the rest, after the screen)."""
 
     polymer_id: str
     psmiles: str
     job_dir: Path
     seed: int
+    kind: str = "job"
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What a polymer's QM stage gives a qm-first campaign: polarizabilities (A^3) at the D line, and at F and C
+    where known (None in an oracle table with one polarizability), and the repeat unit's molecular weight."""
+
+    polarizability_d: float
+    mol_weight: float
+    polarizability_f: float | None = None
+    polarizability_c: float | None = None
 
 
 class Evaluator(ABC):
@@ -43,6 +56,19 @@ class Evaluator(ABC):
     @abstractmethod
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
         """The record this very job already wrote to its directory (while no driver listened), else None."""
+
+    def screen(self, record: dict[str, Any]) -> Screen:
+        """The QM values of a QM job's result or of a whole record (a property job's fields by default); a
+        :class:`JobFailure` (``invalid_result``) where they are missing."""
+        from workflow.job.record import QM_SCREEN_FIELDS
+
+        values = {}
+        for field, key in QM_SCREEN_FIELDS.items():
+            try:
+                values[field] = float(record[key])
+            except (KeyError, TypeError, ValueError):
+                raise JobFailure(FailureKind.INVALID_RESULT, "result", f"the result has no {key!r}") from None
+        return Screen(**values)
 
     def check_pool(self, polymer_ids: list[str]) -> None:
         """Refuse (a ConfigError) a pool this evaluator cannot evaluate at all, before anything is submitted."""

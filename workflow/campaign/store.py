@@ -47,6 +47,14 @@ class JobState(StrEnum):
     RETURNED = "returned"    # failed, then given back to the pool (kept as history; the polymer may run again)
 
 
+class JobKind(StrEnum):
+    """What a stored job computes (a ``qm-first`` campaign uses all three; the others only ``job``)."""
+
+    JOB = "job"  # the property job: both stages
+    QM = "qm"    # the QM stage alone: a screen, its result in ``screens``
+    MD = "md"    # the rest of the property job after the polymer's screen, in the screen's directory
+
+
 def _sql_list(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
@@ -78,7 +86,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     failure_kind TEXT,
     failure_stage TEXT,
     failure_message TEXT,
-    job_dir TEXT NOT NULL
+    job_dir TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'job' CHECK (kind IN ({job_kinds}))
 );
 CREATE INDEX IF NOT EXISTS jobs_polymer ON jobs(polymer_id);
 CREATE TABLE IF NOT EXISTS results (
@@ -90,6 +99,14 @@ CREATE TABLE IF NOT EXISTS results (
     preset TEXT NOT NULL,
     protocol TEXT NOT NULL,
     versions TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS screens (
+    polymer_id TEXT PRIMARY KEY REFERENCES pool(polymer_id),
+    job_id INTEGER NOT NULL REFERENCES jobs(job_id),
+    polarizability_d REAL NOT NULL,
+    mol_weight REAL NOT NULL,
+    qm TEXT NOT NULL,
     recorded_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cycles (
@@ -228,7 +245,7 @@ class Store:
             try:
                 db.executescript(SCHEMA.format(property_columns="".join(f"{p} REAL,\n    "
                                                                         for p in OBJECTIVE_PROPERTIES),
-                                               job_states=_sql_list(JobState)))
+                                               job_states=_sql_list(JobState), job_kinds=_sql_list(JobKind)))
                 with db:
                     db.execute("INSERT INTO meta VALUES ('store_format', ?)", (json.dumps(STORE_FORMAT),))
             finally:
@@ -248,6 +265,7 @@ class Store:
         if not readonly:
             self._job_states()
             self._add_property_columns()
+            self._add_screens()
             self._job_dirs_here()
 
     def _job_states(self) -> None:
@@ -257,11 +275,13 @@ class Store:
         if all(f"'{state}'" in sql for state in JobState):
             return
         table = SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs (", 1)[1].split(");", 1)[0]
+        columns = ", ".join(r[1] for r in self.db.execute("PRAGMA table_info(jobs)"))
         self.db.execute("PRAGMA foreign_keys=OFF")
         try:
             with self.db:
-                self.db.execute(f"CREATE TABLE jobs_new ({table.format(job_states=_sql_list(JobState))})")
-                self.db.execute("INSERT INTO jobs_new SELECT * FROM jobs")
+                self.db.execute(f"CREATE TABLE jobs_new "
+                                f"({table.format(job_states=_sql_list(JobState), job_kinds=_sql_list(JobKind))})")
+                self.db.execute(f"INSERT INTO jobs_new ({columns}) SELECT {columns} FROM jobs")
                 self.db.execute("DROP TABLE jobs")
                 self.db.execute("ALTER TABLE jobs_new RENAME TO jobs")
                 self.db.execute("CREATE INDEX IF NOT EXISTS jobs_polymer ON jobs(polymer_id)")
@@ -277,6 +297,17 @@ class Store:
         if fix:
             with self.db:
                 self.db.executemany("UPDATE jobs SET job_dir = ? WHERE job_id = ?", fix)
+
+    def _add_screens(self) -> None:
+        """What a store made before qm-first campaigns lacks: the jobs' kind (every old job a whole ``job``) and the
+        ``screens`` table."""
+        if "kind" not in {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}:
+            with self.db:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'job' "
+                                f"CHECK (kind IN ({_sql_list(JobKind)}))")
+        screens = SCHEMA.split("CREATE TABLE IF NOT EXISTS screens (", 1)[1].split(");", 1)[0]
+        with self.db:
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS screens ({screens})")
 
     def _add_property_columns(self) -> None:
         """Columns for objective properties the record gained after this store was made."""
@@ -360,6 +391,30 @@ class Store:
             self.db.execute(f"INSERT INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                             tuple(row.values()))
 
+    def finish_screen(self, job_id: int, polymer_id: str, qm: dict[str, Any], polarizability_d: float,
+                      mol_weight: float, job_done: bool = True) -> None:
+        """Store a polymer's QM result (its screen), and mark its QM job done, in one transaction. A whole job's or
+        an MD job's record brings the same values (``job_done`` False: the job is finished by :meth:`finish_job`)."""
+        now = time.time()
+        with self.db:
+            if job_done:
+                self.db.execute("UPDATE jobs SET state = ?, started_at = ?, ended_at = ? WHERE job_id = ?",
+                                (JobState.DONE.value, qm.get("started_at"), now, job_id))
+            self.db.execute("INSERT OR IGNORE INTO screens VALUES (?, ?, ?, ?, ?, ?)",
+                            (polymer_id, job_id, float(polarizability_d), float(mol_weight),
+                             json.dumps(qm, default=str), now))
+
+    def screens(self) -> list[sqlite3.Row]:
+        """Every stored QM result (a screen, or the QM of a whole job), with the directory of its job."""
+        if not self._has_table("screens"):
+            return []  # a store read-only and older than qm-first campaigns
+        return self.db.execute("SELECT s.*, j.job_dir FROM screens s JOIN jobs j USING (job_id) "
+                               "ORDER BY s.job_id").fetchall()
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
+
     def retry_job(self, job_id: int, kind: FailureKind, message: str) -> int:
         """Count another attempt of a job (same directory: it resumes); returns the attempt number."""
         with self.db:
@@ -379,10 +434,19 @@ class Store:
             return self.db.execute("SELECT * FROM jobs ORDER BY job_id").fetchall()
         return self.db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY job_id", (state,)).fetchall()
 
-    def submitted_polymers(self) -> set[str]:
-        """Polymers with a job that was not given back to the pool."""
-        return {r[0] for r in self.db.execute("SELECT DISTINCT polymer_id FROM jobs WHERE state != ?",
-                                               (JobState.RETURNED.value,))}
+    def submitted_polymers(self, kinds: tuple[JobKind, ...] = tuple(JobKind)) -> set[str]:
+        """Polymers with a job (of these ``kinds``) that was not given back to the pool."""
+        if set(kinds) != set(JobKind) and not self._has_kind():
+            kinds = tuple(JobKind)  # a read-only store older than job kinds: every job was a whole one
+        if set(kinds) == set(JobKind):
+            return {r[0] for r in self.db.execute("SELECT DISTINCT polymer_id FROM jobs WHERE state != ?",
+                                                   (JobState.RETURNED.value,))}
+        return {r[0] for r in self.db.execute(
+            f"SELECT DISTINCT polymer_id FROM jobs WHERE state != ? AND kind IN ({_sql_list(kinds)})",
+            (JobState.RETURNED.value,))}
+
+    def _has_kind(self) -> bool:
+        return "kind" in {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
 
     def return_jobs(self, job_ids: Iterable[int], why: str) -> None:
         """Give failed jobs' polymers back to the pool: the jobs stay, as history, in state ``returned``."""
@@ -414,9 +478,9 @@ class Store:
                     raise StoreError(f"job {job_id} is not a failed job")
                 self.db.execute("INSERT INTO cycles VALUES (?, ?, ?, ?, NULL, NULL, NULL, 0, ?)",
                                 (cycle, rank, old["polymer_id"], RETRY_LABEL, now))
-                cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) VALUES "
-                                      "(?, ?, ?, ?, ?)", (old["polymer_id"], cycle, JobState.SUBMITTED.value, now,
-                                                          old["job_dir"]))
+                cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir, kind) "
+                                      "VALUES (?, ?, ?, ?, ?, ?)", (old["polymer_id"], cycle, JobState.SUBMITTED.value,
+                                                                    now, old["job_dir"], old["kind"]))
                 new.append(int(cur.lastrowid))
         return cycle, new
 
@@ -439,10 +503,12 @@ class Store:
     # --- cycles -----------------------------------------------------------------------------
     def record_selection(self, cycle: int, polymer_ids: list[str], strategy: str, acquisition: list[float | None],
                          mean: list[list[float]] | None, std: list[list[float]] | None, n_training: int,
-                         job_dir_for: Callable[[int, str], str] | None = None) -> list[int]:
+                         job_dir_for: Callable[[int, str], str] | None = None,
+                         kinds: list[JobKind] | None = None) -> list[int]:
         """Record a cycle's picks and, with ``job_dir_for``, their submitted jobs: one transaction.
 
-        A driver killed mid-way leaves either the whole cycle (picks and jobs) or none of it.
+        A driver killed mid-way leaves either the whole cycle (picks and jobs) or none of it. ``kinds`` (one per
+        pick; default: whole jobs) says what each job computes; an MD job's directory is its polymer's screen's.
         Returns the new job ids in pick order.
         """
         now = time.time()
@@ -454,11 +520,14 @@ class Store:
         with self.db:
             self.db.executemany("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if job_dir_for is not None:
-                for pid in polymer_ids:
-                    cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir) "
-                                          "VALUES (?, ?, ?, ?, '')", (pid, cycle, JobState.SUBMITTED.value, now))
+                screened = {r["polymer_id"]: r["job_dir"] for r in self.screens()}
+                for pid, kind in zip(polymer_ids, kinds or [JobKind.JOB] * len(polymer_ids)):
+                    cur = self.db.execute("INSERT INTO jobs (polymer_id, cycle, state, submitted_at, job_dir, kind) "
+                                          "VALUES (?, ?, ?, ?, '', ?)",
+                                          (pid, cycle, JobState.SUBMITTED.value, now, JobKind(kind).value))
                     job_id = int(cur.lastrowid)
-                    self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir_for(job_id, pid), job_id))
+                    job_dir = screened[pid] if kind == JobKind.MD else job_dir_for(job_id, pid)
+                    self.db.execute("UPDATE jobs SET job_dir = ? WHERE job_id = ?", (job_dir, job_id))
                     job_ids.append(job_id)
         return job_ids
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from workflow.campaign.config import Campaign, OracleSettings
-from workflow.campaign.evaluator import Evaluator, JobRequest
+from workflow.campaign.evaluator import Evaluator, JobRequest, Screen
 from workflow.common.errors import ConfigError, shorten
 from workflow.common.files import read_json, write_json_atomic
 from workflow.common.tables import read_table
@@ -24,7 +24,7 @@ from workflow.dispatch.profiles import Profile
 from workflow.job import JobFailure, JobSpec, finished_record, grant_retry
 from workflow.job.failures import FailureKind
 from workflow.job.presets import ProtocolPreset
-from workflow.job.stages import RECORD_FILE
+from workflow.job.stages import RECORD_FILE, SCREEN_FILE, finished_screen
 
 
 def lost_worker_errors() -> tuple[type[BaseException], ...]:
@@ -53,6 +53,12 @@ class OracleEvaluator(Evaluator):
         if len(twice):
             raise ConfigError(f"oracle table {settings.table}: id {shorten(twice.iloc[0])} is on more than one row "
                               f"(row {int(twice.index[0]) + 1})")
+        self.qm_columns = settings.qm_columns
+        if self.qm_columns is not None:
+            gone = [c for c in (self.qm_columns.polarizability, self.qm_columns.mol_weight) if c not in df.columns]
+            if gone:
+                raise ConfigError(f"oracle table {settings.table} has no column(s) {', '.join(map(repr, gone))} "
+                                  f"(oracle.qm_columns)")
         self.rows = df.set_index(settings.id_column)
         self.table = settings.table
         self.duration_s = settings.duration_s
@@ -72,12 +78,18 @@ class OracleEvaluator(Evaluator):
         if job.polymer_id not in self.rows.index:
             raise JobFailure(FailureKind.INVALID_INPUT, "oracle", f"id {job.polymer_id!r} is not in the oracle table")
         row = self.rows.loc[job.polymer_id]
+        if job.kind == "qm":  # a screen reads the QM columns only
+            row = row[[self.qm_columns.polarizability, self.qm_columns.mol_weight]]
         record = {str(k): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         record |= {"psmiles": job.psmiles, "preset": "oracle", "started_at": started,
                    "wall_seconds": time.time() - started}  # the look-up's (simulated) cost: budgets count it
         job.job_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(job.job_dir / RECORD_FILE, record)
+        write_json_atomic(job.job_dir / self._file(job), record)
         return record
+
+    @staticmethod
+    def _file(job: JobRequest) -> str:
+        return SCREEN_FILE if job.kind == "qm" else RECORD_FILE
 
     def submit(self, job: JobRequest) -> Future:
         if self._threads is not None:
@@ -89,8 +101,17 @@ class OracleEvaluator(Evaluator):
             fut.set_exception(exc)
         return fut
 
+    def screen(self, record: dict[str, Any]) -> Screen:
+        """The table's QM columns (one polarizability: the D line's stands for all three)."""
+        cols = self.qm_columns
+        try:
+            return Screen(float(record[cols.polarizability]), float(record[cols.mol_weight]))
+        except (KeyError, TypeError, ValueError):
+            raise JobFailure(FailureKind.INVALID_RESULT, "oracle",
+                             f"no {cols.polarizability!r} or {cols.mol_weight!r} in the table's row") from None
+
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
-        record = read_json(job.job_dir / RECORD_FILE)
+        record = read_json(job.job_dir / self._file(job))
         if record is None or record.get("psmiles", job.psmiles) != job.psmiles:
             return None  # missing, truncated, or another polymer's
         return record
@@ -134,9 +155,13 @@ class ParslEvaluator(Evaluator):
                        shared_dir=self.run_dir / "shared")  # ethane's polarizability, once per QM settings
 
     def submit(self, job: JobRequest) -> Future:
+        if job.kind == "qm":
+            return _qm_screen_app()(self.spec(job), str(job.job_dir))
         return _property_job_app()(self.spec(job), str(job.job_dir))
 
     def finished(self, job: JobRequest) -> dict[str, Any] | None:
+        if job.kind == "qm":
+            return finished_screen(self.spec(job), job.job_dir)
         return finished_record(self.spec(job), job.job_dir)
 
     def prepare_retry(self, job: JobRequest, kind: FailureKind) -> None:
@@ -163,6 +188,20 @@ def _property_job_app():
         return run_property_job(spec, job_dir)
 
     return property_job
+
+
+@functools.cache
+def _qm_screen_app():
+    """The Parsl app of a QM screen (the job's QM stage and what it reads; its MD job later reads it back)."""
+    from parsl import python_app
+
+    @python_app
+    def qm_screen(spec: JobSpec, job_dir: str) -> dict:
+        from workflow.job.stages import run_qm_screen
+
+        return run_qm_screen(spec, job_dir)
+
+    return qm_screen
 
 
 def make_evaluator(campaign: Campaign, profile: Profile, run_dir: Path) -> Evaluator:

@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from workflow.job.presets import WAVELENGTHS_NM
 
 _F, _D, _C = (f"{wl:g}nm" for wl in WAVELENGTHS_NM)
+QM_SCREEN_FIELDS = {"polarizability_d": f"polarizability_{_D}", "mol_weight": "mol_weight_unit",
+                    "polarizability_f": f"polarizability_{_F}", "polarizability_c": f"polarizability_{_C}"}
+"""The record's (and a QM job's result's) keys of what a qm-first campaign reads from the QM stage."""
 
 
 def objective(description: str) -> Any:

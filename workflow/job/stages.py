@@ -59,6 +59,9 @@ from workflow.job.record import (
 )
 
 RECORD_FILE = "record.json"
+SCREEN_FILE = "screen.json"
+"""A QM screen's result (an oracle's look-up writes it; a property job's screen is its ``qm`` and ``prep`` outputs)."""
+SCREEN_STAGES = ("qm", "prep")
 QM_MOLECULE_FILE = "qm_molecule.json"
 """Written by the ``qm`` stage beside its result: the capped molecule as computed (geometry, energy, dipole,
 polarizability tensors, method). Not part of the stage's key: a directory made before it existed lacks it."""
@@ -399,6 +402,38 @@ def finished_record(spec: JobSpec, job_dir: str | Path) -> dict[str, Any] | None
     if run.cache.done("record", run.keys["record"]) is None:
         return None
     return read_json(run.dir / RECORD_FILE)
+
+
+def _screen_result(run: JobRun, qm: QMResult, prep: PrepResult) -> dict[str, Any]:
+    """A QM screen's result: the QM stage's fields under the record's names, the unit's molecular weight, how."""
+    return qm.model_dump(mode="json", by_alias=True) | {
+        "mol_weight_unit": prep.mol_weight, "psmiles": run.spec.psmiles, "preset": run.preset.name,
+        "cores": run.spec.cores, "timings": run.timings, "started_at": run.started,
+        "wall_seconds": time.time() - run.started}
+
+
+def run_qm_screen(spec: JobSpec, job_dir: str | Path) -> dict[str, Any]:
+    """The QM stage of a property job and what it reads (the unit's charges and weight), in ``job_dir``: the
+    property job run there later reads them back. Returns the screen's result (see :func:`_screen_result`)."""
+    run = _start(spec, job_dir)
+    with job_lock(run.dir):
+        for name in SCREEN_STAGES:
+            obtain(STAGE[name], run)
+    return _screen_result(run, run.values["qm"], run.values["prep"])
+
+
+def finished_screen(spec: JobSpec, job_dir: str | Path) -> dict[str, Any] | None:
+    """The screen's result when its stages are done in ``job_dir`` for this very job, else None."""
+    run = JobRun(spec, job_dir)
+    values = {}
+    for name in SCREEN_STAGES:
+        stage = STAGE[name]
+        if run.cache.done(name, run.keys[name]) is None:
+            return None
+        values[name] = _load(run.dir / stage.output, stage.result)
+        if values[name] is None:
+            return None
+    return _screen_result(run, values["qm"], values["prep"])
 
 
 def write_job_inputs(spec: JobSpec, job_dir: str | Path) -> list[Path]:

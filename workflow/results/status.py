@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -76,13 +78,41 @@ def current_stage(job_dir: Path) -> tuple[str | None, float | None]:
     return stage, max(done.values()) if done else None
 
 
+def print_fidelities(store: Store, jobs: list, frame, shown: int = 5) -> None:
+    """A qm-first campaign: jobs by kind, and the polymers with a QM screen but no MD yet, each with the n_D its
+    polarizability gives at the campaign's mean measured density (+- the n of one sd of those densities)."""
+    from workflow.job.optics import lorentz_lorenz
+
+    kinds = Counter(j["kind"] for j in jobs if j["state"] != JobState.RETURNED)
+    print(f"fidelities: {kinds.get('qm', 0)} QM screen(s), {kinds.get('md', 0)} MD job(s) after a screen, "
+          f"{kinds.get('job', 0)} whole job(s)")
+    measured = set(frame["polymer_id"]) if len(frame) else set()
+    qm_only = [r for r in store.screens() if r["polymer_id"] not in measured]
+    densities = [json.loads(r["properties"]).get("density") for r in store.results()]
+    densities = [float(d) for d in densities if isinstance(d, (int, float))]
+    if not qm_only or not densities:
+        return
+    rho, spread = statistics.fmean(densities), statistics.pstdev(densities)
+    rows = []
+    for r in qm_only:
+        n = lorentz_lorenz(r["polarizability_d"], rho, r["mol_weight"])
+        hi = lorentz_lorenz(r["polarizability_d"], rho + spread, r["mol_weight"])
+        rows.append((n, hi - n, r["polymer_id"]))
+    rows.sort(reverse=True)
+    print(f"QM only ({len(rows)}; n_D at the mean measured density {rho:.3f} g/cm^3 +- one sd {spread:.3f}), "
+          f"highest first:")
+    for n, sd, pid in rows[:shown]:
+        print(f"  {shorten(pid)}: n_D {n:.4f} +- {sd:.4f}")
+
+
 def print_status(store: Store, name: str) -> None:
     """``workflow status``: cycles, jobs by state, the hypervolume, the best so far, failures, skipped pool rows."""
     jobs = store.jobs()
     cycles = sorted({r["cycle"] for r in store.cycles()})
     campaign = store.campaign()
     print(f"campaign {name}: cycle {cycles[-1] if cycles else '-'} of {campaign.cycles} "
-          f"(cycle 0 = initial design)" if campaign.mode == "batch" else
+          f"(cycle 0 = initial design{'; qm-first' if campaign.mode == 'qm-first' else ''})"
+          if campaign.mode in ("batch", "qm-first") else
           f"campaign {name} (async): {len(jobs)} of "
           f"{campaign.initial_size + campaign.cycles * campaign.batch_size} jobs submitted")
     counts = Counter(j["state"] for j in jobs)
@@ -112,6 +142,8 @@ def print_status(store: Store, name: str) -> None:
         for r in front.head(5).itertuples():
             values = ", ".join(f"{n} {getattr(r, n):.4g}" for n in names)
             print(f"  {shorten(r.polymer_id)}: {values} (cycle {r.cycle})")
+    if campaign.mode == "qm-first":
+        print_fidelities(store, jobs, frame)
     print_spent(store, campaign)
     failed = [j for j in jobs if j["state"] == JobState.FAILED]
     if failed:
