@@ -93,13 +93,13 @@ class ReplayRun:
 
 
 def one_fidelity(table: TwoFidelityTable, objectives: dict[str, str], seed: int, cycles: int, initial: int,
-                 batch: int, costs) -> ReplayRun:
-    """The classic loop: every pick is a whole property job (QM and MD), chosen by the campaigns' default strategy
-    (``qlognehvi-greedy``, its settings as a campaign has them) on direct GPs."""
-    from surrogate.strategies import QLogNEHVIGreedy, SelectionProblem
+                 batch: int, costs, strategy_name: str = "qlognehvi-greedy") -> ReplayRun:
+    """The classic loop: every pick is a whole property job (QM and MD), chosen by a campaign strategy (the default
+    ``qlognehvi-greedy``, its settings as a campaign has them) on direct GPs."""
+    from surrogate.strategies import SelectionProblem, make_strategy
 
     t0 = time.perf_counter()
-    strategy, n = QLogNEHVIGreedy(), len(table.ids)
+    strategy, n = make_strategy(strategy_name), len(table.ids)
     done = initial_design(n, initial, seed)
     spent, history = [initial * costs.job], [list(done)]
     for cycle in range(1, cycles + 1):
@@ -113,7 +113,7 @@ def one_fidelity(table: TwoFidelityTable, objectives: dict[str, str], seed: int,
         done += picks
         spent.append(spent[-1] + len(picks) * costs.job)
         history.append(list(done))
-    return ReplayRun("one-fidelity (qlognehvi-greedy)", seed, spent, history, [0] * len(spent),
+    return ReplayRun(f"one-fidelity ({strategy_name})", seed, spent, history, [0] * len(spent),
                      time.perf_counter() - t0)
 
 
@@ -158,7 +158,9 @@ PAIRS: tuple[dict[str, str], ...] = (
     {"refractive_index": "maximize", "bulk_modulus": "maximize"},
     {"refractive_index": "maximize", "density": "minimize"},  # the lens maker's: high n at low specific gravity
 )
-LOOPS = {"one-fidelity": one_fidelity, "qm-first": qm_first}
+LOOPS = {"one-fidelity": one_fidelity, "qm-first": qm_first,
+         # the qm-first plan ranks MD picks by analytic EHVI, as ehvi-topk does: the same rule on one fidelity
+         "one-fidelity ehvi-topk": lambda *a: one_fidelity(*a, strategy_name="ehvi-topk")}
 
 
 def scaled_front(table: TwoFidelityTable, objectives: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -216,6 +216,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "benchmarks" / "pi1070")
     parser.add_argument("--keep", action="store_true", help="resume earlier runs instead of starting afresh")
     parser.add_argument("--qm-first", action="store_true", help="the two-fidelity replay with costs (see above)")
+    parser.add_argument("--loops", default="one-fidelity,qm-first,one-fidelity ehvi-topk",
+                        help="with --qm-first: the loops replayed side by side")
     parser.add_argument("--results", type=Path, help="JSON lines: each finished campaign is appended as it ends; "
                         "campaigns already there are not run again (a long replay can stop and go on)")
     return parser.parse_args()
@@ -307,7 +309,7 @@ def _two_fidelity_job(job: tuple) -> dict:
 
 def qm_first_replay(args: argparse.Namespace) -> None:
     """Both loops on each pair over the seeds; core-hours to 99% hypervolume and the front at equal core-hours."""
-    from benchmarks._two_fidelity import LOOPS, PAIRS, QUICK_COSTS_CORE_H, ReplayRun, at_cpu, cpu_to, curve, load, \
+    from benchmarks._two_fidelity import PAIRS, QUICK_COSTS_CORE_H, ReplayRun, at_cpu, cpu_to, curve, load, \
         scaled_front
 
     table = load(args.data)
@@ -315,7 +317,8 @@ def qm_first_replay(args: argparse.Namespace) -> None:
           f"{sum(QUICK_COSTS_CORE_H.values()):.3f}")
     opts = {"data": str(args.data.resolve()), "cycles": args.cycles, "initial": args.initial, "batch": args.batch,
             "threads": args.threads or 1}
-    jobs = [(loop, p, seed, opts) for p in range(len(PAIRS)) for seed in range(args.seeds) for loop in LOOPS]
+    loops = [x.strip() for x in args.loops.split(",") if x.strip()]
+    jobs = [(loop, p, seed, opts) for p in range(len(PAIRS)) for seed in range(args.seeds) for loop in loops]
     runs = []
     with mp.get_context("spawn").Pool(max(1, min(args.processes, len(jobs)))) as workers:
         for r in workers.imap_unordered(_two_fidelity_job, jobs):
@@ -325,18 +328,18 @@ def qm_first_replay(args: argparse.Namespace) -> None:
     figures: dict = {"seeds": args.seeds, "cycles": args.cycles, "costs_core_h": QUICK_COSTS_CORE_H}
     for p, pair in enumerate(PAIRS):
         S, front, hv_true = scaled_front(table, pair)
-        per = {loop: [] for loop in LOOPS}
+        per = {loop: [] for loop in loops}
         for r in (r for r in runs if r["pair"] == p):
             run = ReplayRun(r["loop"], r["seed"], r["spent"], r["md_rows"], r["qm_screens"], r["seconds"])
             hv, found = curve(run, S, front, hv_true)
             per[r["loop"]].append((run, hv, found))
-        reach = {loop: [cpu_to(run, hv) for run, hv, _ in per[loop]] for loop in LOOPS}
-        base = [c for c in reach["one-fidelity"] if c is not None]
-        base_cpu = statistics.median(base) if base else per["one-fidelity"][0][0].spent[-1]
+        reach = {loop: [cpu_to(run, hv) for run, hv, _ in per[loop]] for loop in loops}
+        base = [c for c in reach.get("one-fidelity", []) if c is not None]
+        base_cpu = statistics.median(base) if base else max(run.spent[-1] for v in per.values() for run, _, _ in v)
         name = " x ".join(f"{k} ({'max' if d == 'maximize' else 'min'})" for k, d in pair.items())
         print(f"\n{name}: true front {int(front.sum())} polymers")
         out = {}
-        for loop in LOOPS:
+        for loop in loops:
             got = [c for c in reach[loop] if c is not None]
             med = statistics.median(got) if len(got) * 2 > len(reach[loop]) else None
             third = [at_cpu(run, hv, base_cpu / 3) for run, hv, _ in per[loop]]
@@ -353,12 +356,12 @@ def qm_first_replay(args: argparse.Namespace) -> None:
                          "md_jobs_final": round(float(np.mean([f[3] for f in final])), 1),
                          "qm_only_final": round(float(np.mean([f[4] for f in final])), 1)}
             o = out[loop]
-            print(f"  {loop:<13} 99% hv after {o['core_h_to_99_hv_median']} core-h (median; {len(got)} of "
+            print(f"  {loop:<22} 99% hv after {o['core_h_to_99_hv_median']} core-h (median; {len(got)} of "
                   f"{len(reach[loop])} seeds reach it); at {base_cpu / 3:.0f} core-h (a third of the one-fidelity "
                   f"median): hv {o['hv_at_third_of_baseline_core_h']:.4f}, front {o['front_at_third_of_baseline_core_h']:.3f}; "
                   f"after {o['core_h_final']:.0f} core-h: hv {o['hv_final']:.4f}, front {o['front_final']:.3f} "
                   f"({o['md_jobs_final']:.0f} MD jobs, {o['qm_only_final']:.0f} QM-only screens)")
-        q, b = out["qm-first"]["core_h_to_99_hv_median"], out["one-fidelity"]["core_h_to_99_hv_median"]
+        q, b = (out.get(k, {}).get("core_h_to_99_hv_median") for k in ("qm-first", "one-fidelity"))
         out["core_h_ratio"] = None if q is None or b is None else round(q / b, 3)
         print(f"  core-hours to 99% hv, qm-first / one-fidelity: {out['core_h_ratio']} (goal <= 0.333)")
         figures[name] = out

@@ -323,3 +323,46 @@ def _wait(runs: Path, condition, proc, limit: float = 120) -> None:
             raise AssertionError(f"driver ended before the kill point:\n{proc.stdout.read()}")
         time.sleep(0.05)
     raise AssertionError("kill point never reached")
+
+
+@pytest.mark.physics
+@pytest.mark.slow  # real smoke jobs through Parsl, about three minutes; CI runs it in its second step
+def test_qm_first_smoke_campaign_through_parsl_reads_each_screen_back_for_its_md(tmp_path):
+    import json
+
+    from tests.conftest import write
+    from workflow.campaign.config import load_campaign
+    from workflow.campaign.engine import CampaignRunner, store_path
+    from workflow.campaign.store import JobKind, Store
+    from workflow.dispatch.evaluators import make_evaluator
+    from workflow.dispatch.profiles import load_profile
+
+    write(tmp_path / "pool.csv", "id,smiles\nPE,*CC*\nPOM,*CO*\nPVF,*CC(*)F\nPP,*CC(*)C\nPVC,*CC(*)Cl\n"
+                                 "PVDF,*CC(*)(F)F\n")
+    camp = load_campaign(write(tmp_path / "c.yaml", "name: qmf\npool: pool.csv\nmode: qm-first\n"
+                               "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
+                               "initial_size: 2\nbatch_size: 1\ncycles: 2\npreset: smoke\nseed: 5\n"))
+    runner = CampaignRunner(camp, tmp_path / "runs")
+    runner.run(make_evaluator(camp, load_profile("local"), runner.run_dir))
+    store = Store(store_path(tmp_path / "runs", "qmf"), readonly=True)
+    jobs = store.jobs()
+    assert all(j["state"] == "done" for j in jobs), [dict(j) for j in jobs]
+    kinds = {c: [j["kind"] for j in jobs if j["cycle"] == c] for c in (0, 1, 2)}
+    assert kinds[0] == [JobKind.JOB, JobKind.JOB] and JobKind.QM in kinds[1]
+    screens = {r["polymer_id"]: r for r in store.screens()}
+    assert set(screens) == {j["polymer_id"] for j in jobs if j["kind"] == JobKind.QM}
+    for r in screens.values():  # the QM stage's values, as the record names them
+        qm = json.loads(r["qm"])
+        assert r["polarizability_d"] == qm["polarizability_589.3nm"] > 0 and r["mol_weight"] == qm["mol_weight_unit"]
+        assert set(qm["timings"]) >= {"qm", "prep"} and "md" not in qm["timings"]
+    md_jobs = [j for j in jobs if j["kind"] == JobKind.MD]
+    assert md_jobs, "no MD job after a screen"
+    results = {r["job_id"]: json.loads(r["properties"]) for r in store.results()}
+    for j in md_jobs:
+        screen = screens[j["polymer_id"]]
+        assert j["job_dir"] == next(x["job_dir"] for x in jobs if x["job_id"] == screen["job_id"])
+        assert screen["recorded_at"] < j["ended_at"]  # the QM was in the store before its MD finished
+        timings = results[j["job_id"]]["timings"]
+        assert "md" in timings and "qm" not in timings  # the screen's QM read back, not computed again
+        assert results[j["job_id"]]["polarizability_589.3nm"] == screen["polarizability_d"]
+    store.close()
