@@ -78,7 +78,8 @@ def test_smoke_job_leaves_its_stages_and_resumes_without_recomputing(smoke_recor
 
 
 @pytest.mark.parametrize("smiles, needle", [("*CC(*)X", "cannot parse"), ("*CC", "exactly 2"),
-                                            ("*C[Si](C)(C)*", "Si")])
+                                            ("*C[Si](C)(C)*", "Si"), ("*CC(*)[Se]C", "Se"),
+                                            ("*" + "C" * 60 + "*", "180 atoms: preset smoke's chains of ~300 atoms")])
 def test_invalid_input_fails_before_any_work(tmp_path, smiles, needle):
     with pytest.raises(JobFailure) as err:
         run_property_job(spec(smiles, cores=1), tmp_path / "j")
@@ -234,3 +235,13 @@ def test_convergence_limits_scale_with_the_preset(smoke_record):
     rg = strict.rg_data or {}
     rg_ok = rg.get("sd_max") is None or rg["sd_max"] <= rg["mean_mean"] * 0.01
     assert eq3.equilibrated == (vdw_ok and rg_ok)
+
+
+@pytest.mark.slow  # a second real smoke job; CI runs it in its second step
+def test_the_same_job_twice_from_scratch_gives_the_same_record(smoke_job, tmp_path):
+    """Issue 38, item 4: a preset's result is a function of the polymer, the preset and the seed (the same cores)."""
+    _, _, first = smoke_job
+    again = run_property_job(spec("*CC(*)C", seed=3), tmp_path / "again")
+    for key in ("density", "density_sd", "refractive_index", "abbe_number", "polarizability_589.3nm", "n_atoms_cell",
+                "charges_sum" if "charges_sum" in first else "n_units_per_chain"):
+        assert again[key] == first[key], (key, again[key], first[key])

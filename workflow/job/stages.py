@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workflow.common.chem import canonical_psmiles, check_psmiles
+from workflow.common.chem import canonical_psmiles, check_psmiles, unit_atoms
 from workflow.common.files import (
     read_json,
     read_pickle,
@@ -356,6 +356,11 @@ def _start(spec: JobSpec, job_dir: str | Path) -> JobRun:
     problem = check_psmiles(spec.psmiles)
     if problem is not None:
         raise JobFailure(FailureKind.INVALID_INPUT, "prep", problem)
+    atoms, chain = unit_atoms(spec.psmiles), spec.preset.md.atoms_per_chain
+    if 2 * atoms > chain:  # a chain of fewer than 2 units is no polymer; refused before its QM is spent
+        raise JobFailure(FailureKind.INVALID_INPUT, "prep", f"repeat unit of {atoms} atoms: preset "
+                         f"{spec.preset.name}'s chains of ~{chain} atoms would hold fewer than 2; use a preset with "
+                         f"longer chains")
     run = JobRun(spec, job_dir)
     run.dir.mkdir(parents=True, exist_ok=True)
     return run
