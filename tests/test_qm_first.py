@@ -366,3 +366,21 @@ def test_qm_first_smoke_campaign_through_parsl_reads_each_screen_back_for_its_md
         assert "md" in timings and "qm" not in timings  # the screen's QM read back, not computed again
         assert results[j["job_id"]]["polarizability_589.3nm"] == screen["polarizability_d"]
     store.close()
+
+
+def test_export_carries_each_values_fidelity(tmp_path):
+    from workflow.campaign.engine import CampaignRunner, store_path
+    from workflow.campaign.store import Store
+    from workflow.dispatch.evaluators import OracleEvaluator
+    from workflow.results.report import export_frame
+
+    campaign = _qm_first_campaign(tmp_path, cycles=2)
+    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
+    store = Store(store_path(tmp_path / "runs", "qmfirst"), readonly=True)
+    frame = export_frame(store)
+    store.close()
+    qm = frame[frame["fidelity"] == "qm"]
+    full = frame[frame["fidelity"] == "qm+md"]
+    assert len(qm) and len(full) and set(frame["job_kind"]) >= {"qm", "job"}
+    assert qm["qm_polarizability_monomer"].notna().all() and qm["refractive_index"].isna().all()
+    assert full["refractive_index"].notna().all()

@@ -184,3 +184,27 @@ def test_initial_data_rewritten_between_runs_is_refused(tmp_path, _in_tmp):
     write(tmp_path / "first.csv", "\n".join(lines[:5]) + "\n")
     with pytest.raises(ConfigError, match=r"initial_data content \(first.csv changed"):
         _run(tmp_path, "second", "initial_data: [first.csv]\n")
+
+
+def test_pareto_shows_standard_errors_where_the_records_have_them(tmp_path, capsys):
+    """Issue 38, item 3: each value with its standard error (block averages), in pareto's table and the plot."""
+    from tests.conftest import write
+    from tests.test_campaign import SMILES
+    from workflow.campaign.config import load_campaign
+    from workflow.campaign.engine import CampaignRunner
+    from workflow.cli import main
+    from workflow.dispatch.evaluators import OracleEvaluator
+
+    write(tmp_path / "pool.csv", "id,smiles\n" + "\n".join(f"Q{i:02d},{s}" for i, s in enumerate(SMILES[:12])))
+    write(tmp_path / "oracle.csv", "id,refractive_index,refractive_index_sem,abbe_number,abbe_number_sem\n" + "\n".join(
+        f"Q{i:02d},{1.4 + 0.013 * i},0.0021,{60 - 1.7 * i + (i % 3)},0.35" for i in range(12)))
+    camp = load_campaign(write(tmp_path / "c.yaml", "name: sem\npool: pool.csv\n"
+                               "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
+                               "initial_size: 6\nbatch_size: 3\ncycles: 1\noracle: {table: oracle.csv}\n"))
+    CampaignRunner(camp, tmp_path / "runs").run(OracleEvaluator(camp.oracle))
+    capsys.readouterr()
+    plot = tmp_path / "front.png"
+    assert main(["pareto", "sem", "--runs", str(tmp_path / "runs"), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "± 0.0021" in out and "± 0.3500" in out and "block averages" in out
+    assert plot.stat().st_size > 10_000

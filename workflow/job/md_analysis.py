@@ -14,8 +14,29 @@ from workflow.job.presets import MDSettings
 class Equilibrium:
     density: float
     density_sd: float
+    density_sem: float
     equilibrated: bool
     details: dict[str, float]
+
+
+BLOCKS = 5
+"""Blocks of the analysis window whose means give the density's standard error (:func:`block_standard_error`)."""
+
+
+def block_standard_error(series: np.ndarray, blocks: int = BLOCKS) -> float:
+    """Standard error of a correlated series' mean from the spread of ``blocks`` consecutive block means
+    (Flyvbjerg and Petersen's block averaging at one block length; a ragged tail is left out).
+
+    Rows of a thermo log are correlated over the barostat's time: the spread of the rows over sqrt(rows) (RadonPy's
+    ``se``) understates the mean's uncertainty; block means a window's fifth long are close to independent where the
+    window is several barostat times long, and understate it less.
+    """
+    series = np.asarray(series, dtype=float)
+    size = len(series) // blocks
+    if blocks < 2 or size < 1:
+        raise ValueError(f"{len(series)} values cannot make {blocks} blocks")
+    means = series[: size * blocks].reshape(blocks, size).mean(axis=1)
+    return float(means.std(ddof=1) / np.sqrt(blocks))
 
 
 RELATIVE_LIMITS = ("totene", "kinene", "ebond", "eangle", "edihed", "elong", "dens")
@@ -44,4 +65,6 @@ def analyze(analysis, settings: MDSettings) -> Equilibrium:
     density = float(analysis.dens_data["mean"])
     if not np.isfinite(density):
         raise MDError("density from the sampling run is not finite")
-    return Equilibrium(density=density, density_sd=float(analysis.dens_data["sd"]), equilibrated=verdict, details=details)
+    window = analysis.dfs[-1]["Density"].to_numpy()[-s.analysis_width:]  # the rows behind RadonPy's mean
+    return Equilibrium(density=density, density_sd=float(analysis.dens_data["sd"]),
+                       density_sem=block_standard_error(window), equilibrated=verdict, details=details)

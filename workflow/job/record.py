@@ -88,6 +88,7 @@ class MDResult(_Result):
 
     density: float = objective("g/cm^3, mean over the last analysis window of NPT sampling")
     density_sd: float
+    density_sem: float = Field(description="standard error of the density: block averages of the analysis window")
     equilibrated: bool
     equilibrium_details: dict[str, float]
     additional_sampling_runs: int
@@ -104,6 +105,8 @@ class OpticsResult(_Result):
     refractive_index_static: float
     refractive_index_f: float = Field(alias=f"refractive_index_{_F}")
     refractive_index_c: float = Field(alias=f"refractive_index_{_C}")
+    refractive_index_sem: float = Field(description="n_D's standard error from the density's (the QM is exact)")
+    abbe_number_sem: float = Field(description="the Abbe number's standard error from the density's")
 
 
 class Provenance(_Result):

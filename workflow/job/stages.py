@@ -288,7 +288,8 @@ def _md(run: JobRun) -> MDResult:
     except Exception as exc:
         raise failure_of(exc, "md", FailureKind.MD_FAILED) from None
     run.timings |= {f"md_{k}": v for k, v in runner.timings.items()}
-    return MDResult(density=eq.density, density_sd=eq.density_sd, equilibrated=eq.equilibrated,
+    return MDResult(density=eq.density, density_sd=eq.density_sd, density_sem=eq.density_sem,
+                    equilibrated=eq.equilibrated,
                     equilibrium_details=eq.details, additional_sampling_runs=additional, nematic_order=order,
                     n_units_per_chain=cell.GetIntProp("n_units_per_chain"), n_atoms_cell=cell.GetNumAtoms())
 
@@ -298,14 +299,25 @@ def _md_inputs(run: JobRun) -> list[Path]:
     return _md_runner(run).write_inputs(cell)
 
 
-def optical_properties(qm: QMResult, density: float, mol_weight: float) -> OpticsResult:
-    """Lorentz-Lorenz refractive indices (static and at the three wavelengths) and the Abbe number."""
+def optical_properties(qm: QMResult, density: float, mol_weight: float, density_sem: float = 0.0) -> OpticsResult:
+    """Lorentz-Lorenz refractive indices (static and at the three wavelengths) and the Abbe number, with the
+    standard errors of n_D and the Abbe number that the density's gives (central differences at +-1 sem)."""
     from workflow.job.optics import abbe_number, lorentz_lorenz
 
-    n_f, n_d, n_c = (lorentz_lorenz(alpha, density, mol_weight) for alpha in qm.dynamic())
-    return OpticsResult(refractive_index=n_d, abbe_number=abbe_number(n_d, n_f, n_c),
+    def at(rho: float) -> tuple[float, float, float, float]:
+        n_f, n_d, n_c = (lorentz_lorenz(alpha, rho, mol_weight) for alpha in qm.dynamic())
+        return n_f, n_d, n_c, abbe_number(n_d, n_f, n_c)
+
+    n_f, n_d, n_c, abbe = at(density)
+    if density_sem > 0:
+        hi, lo = at(density + density_sem), at(density - density_sem)
+        n_sem, abbe_sem = abs(hi[1] - lo[1]) / 2, abs(hi[3] - lo[3]) / 2
+    else:
+        n_sem = abbe_sem = 0.0
+    return OpticsResult(refractive_index=n_d, abbe_number=abbe,
                         refractive_index_static=lorentz_lorenz(qm.polarizability_static, density, mol_weight),
-                        refractive_index_f=n_f, refractive_index_c=n_c)
+                        refractive_index_f=n_f, refractive_index_c=n_c, refractive_index_sem=n_sem,
+                        abbe_number_sem=abbe_sem)
 
 
 def _record(run: JobRun) -> PropertyRecord:
@@ -318,7 +330,7 @@ def _record(run: JobRun) -> PropertyRecord:
                          f"RadonPy's equilibrium check failed after {md.additional_sampling_runs} additional "
                          f"sampling run(s) (density {md.density:.4f} g/cm^3)")
     try:
-        optics = optical_properties(qm, md.density, prep.mol_weight)
+        optics = optical_properties(qm, md.density, prep.mol_weight, md.density_sem)
     except ValueError as exc:
         raise JobFailure(FailureKind.QM_FAILED, "record", str(exc)) from None
     provenance = Provenance(

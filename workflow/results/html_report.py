@@ -33,6 +33,7 @@ from workflow.results.report import (
     campaign_objectives,
     hypervolume_per_cycle,
     results_frame,
+    with_sem,
 )
 
 Z68, Z95 = 1.0, 1.959963984540054
@@ -113,7 +114,7 @@ def _points(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     pts["strategy"] = [html.escape(strategy.get(k) or "") for k in keys]
     pts["job_dir"] = [html.escape(str(jobs[k]["job_dir"]) if k in jobs else "") for k in keys]
     calibrated = store.campaign().calibration is not None
-    pts["values"] = [", ".join(f"{n} {getattr(r, n):.4g}" + (f" (raw {raw[k].get(n):.4g})" if calibrated and
+    pts["values"] = [", ".join(f"{n} {with_sem(getattr(r, n), getattr(r, f'{n}_sem'))}" + (f" (raw {raw[k].get(n):.4g})" if calibrated and
                                                                 isinstance(raw[k].get(n), (int, float)) else "")
                                for n in names) for r, k in zip(pts.itertuples(), keys)]
     return pts

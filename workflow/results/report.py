@@ -11,6 +11,7 @@ by default, the textbook n_D / Abbe numbers of four commercial optical polymers;
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,23 @@ def campaign_objectives(store: Store) -> Objectives:
     return store.campaign().targets
 
 
+def sem_of(record: dict, name: str) -> float:
+    """A record's standard error of ``name`` (``<name>_sem``: the sampling's block averages), NaN where it has none."""
+    try:
+        value = float(record.get(f"{name}_sem"))
+    except (TypeError, ValueError):
+        return float("nan")
+    return value if math.isfinite(value) else float("nan")
+
+
+def with_sem(value: float, sem: float, digits: int = 4) -> str:
+    """``1.5123 ± 0.0031``, or the value alone where its standard error is unknown."""
+    return f"{value:.{digits}f} ± {sem:.{digits}f}" if math.isfinite(sem) else f"{value:.{digits}f}"
+
+
 def results_frame(store: Store) -> pd.DataFrame:
-    """One row per evaluated polymer: id, smiles, cycle, the objectives, and whether it is on the front."""
+    """One row per evaluated polymer: id, smiles, cycle, the objectives and their standard errors (``<name>_sem``),
+    and whether it is on the front."""
     objectives = campaign_objectives(store)
     rows = store.results()
     frame = pd.DataFrame({
@@ -105,8 +121,10 @@ def results_frame(store: Store) -> pd.DataFrame:
         "cycle": [int(r["cycle"]) for r in rows],
     })
     values = [json.loads(r["objectives"]) for r in rows]
+    records = [json.loads(r["properties"]) for r in rows]
     for n in objectives:
         frame[n] = [float(v[n]) for v in values]
+        frame[f"{n}_sem"] = [sem_of(rec, n) for rec in records]  # NaN where the record has none (an oracle's)
     frame["on_front"] = pareto_mask(objective_matrix(frame, objectives)).numpy() if rows else []
     return frame
 
@@ -159,6 +177,10 @@ def plot_pareto(frame: pd.DataFrame, objectives: Objectives, path: str | Path, t
     cycles = frame["cycle"].to_numpy()
     last = max(1, int(cycles.max()) if len(cycles) else 1)
     norm = BoundaryNorm(np.arange(-0.5, last + 1.5), plt.get_cmap("viridis").N)  # one colour per cycle
+    xerr, yerr = (frame.get(f"{k}_sem") for k in (xname, yname))
+    if xerr is not None and yerr is not None and (np.isfinite(xerr).any() or np.isfinite(yerr).any()):
+        ax.errorbar(frame[xname], frame[yname], xerr=xerr.fillna(0), yerr=yerr.fillna(0), fmt="none",
+                    ecolor="0.6", elinewidth=0.8, zorder=1, label="± standard error (block averages)")
     sc = ax.scatter(frame[xname], frame[yname], c=cycles, cmap="viridis", norm=norm, s=22, alpha=0.85, zorder=2)
     bar = fig.colorbar(sc, ax=ax, label="cycle (0 = initial design)")
     bar.locator = MaxNLocator(integer=True)
@@ -235,19 +257,26 @@ def export_frame(store: Store) -> pd.DataFrame:
     strategy = {(r["cycle"], r["polymer_id"]): r["strategy"] for r in store.cycles()}
     evaluator = (f"oracle:{Path(campaign.oracle.table).name}" if campaign.oracle is not None
                  else f"property job, preset {campaign.preset.name}")
+    screens = {r["job_id"]: r for r in store.screens()}
     rows = []
     for j in store.jobs():
         if j["state"] == JobState.SUBMITTED:
             continue
         p = pool.get(j["polymer_id"])
         res = results.get(j["job_id"])
+        kind = j["kind"] if "kind" in j.keys() else "job"
         row = {"campaign": campaign.name, "polymer_id": j["polymer_id"],
                "smiles": p["smiles"] if p else None, "canonical": p["canonical"] if p else None,
                "name": p["name"] if p else None, "status": j["state"], "cycle": j["cycle"],
                "strategy": strategy.get((j["cycle"], j["polymer_id"])), "evaluator": evaluator,
                "attempts": j["attempts"], "job_dir": j["job_dir"], "submitted_at": j["submitted_at"],
                "ended_at": j["ended_at"], "failure_kind": j["failure_kind"] if j["state"] != JobState.DONE else None,
-               "failure_stage": j["failure_stage"], "failure_message": j["failure_message"]}
+               "failure_stage": j["failure_stage"], "failure_message": j["failure_message"],
+               "job_kind": kind, "fidelity": "qm" if kind == "qm" else "qm+md"}  # what the row's values come from
+        screen = screens.get(j["job_id"])
+        if screen is not None:  # a QM screen: its QM values, no MD yet
+            row.update({k: v for k, v in json.loads(screen["qm"]).items() if k not in row
+                        and (isinstance(v, (int, float, str, bool)) or v is None)})
         if res is not None:
             obj = json.loads(res["objectives"])
             row.update({n: obj.get(n) for n in objectives})

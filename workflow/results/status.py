@@ -22,6 +22,7 @@ from workflow.results.report import (
     plot_pareto,
     read_boundary,
     results_frame,
+    with_sem,
 )
 
 
@@ -193,8 +194,11 @@ def print_pareto(store: Store, name: str, plot: str | None = None, boundary_file
     print(f"campaign {name}: {len(front)} non-dominated of {len(frame)} evaluated "
           f"({', '.join(f'{n} {objectives[n]}' for n in names)}; failed polymers are not shown)")
     print_table(["id", *names, "cycle", "psmiles"],
-           [[shorten(r.polymer_id), *(f"{getattr(r, n):.4f}" for n in names), str(r.cycle), shorten(r.smiles)]
-            for r in front.itertuples()])
+           [[shorten(r.polymer_id), *(with_sem(getattr(r, n), getattr(r, f"{n}_sem")) for n in names), str(r.cycle),
+             shorten(r.smiles)] for r in front.itertuples()])
+    if front[[f"{n}_sem" for n in names]].notna().any().any():
+        print("(± one standard error of the sampling: block averages of the density, propagated to n_D and the "
+              "Abbe number)")
     optical = set(names) == set(OPTICAL_OBJECTIVES)
     boundary = read_boundary(boundary_file) if boundary_file else COMMERCIAL_OPTICAL_POLYMERS
     if optical:
