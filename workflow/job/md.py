@@ -14,6 +14,7 @@ The stage's other rooms: :mod:`~workflow.job.md_cell` (monomer and cell), :mod:`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shlex
 import shutil
@@ -115,24 +116,30 @@ class MDRunner:
         *_, lammps, _MD, _eq = _radonpy()
         preset = self.inputs.preset(cell)
         lmp = lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp, check_lammps_package=False)
-        with self._stream():
+        with self._stream("data"):
             lmp.make_dat(cell, file_name=preset.dat_file1)
+        with self._stream("packing"):
             self.inputs.make_input(lmp, self.inputs.packing_md(cell, preset), preset.in_file1)
+        with self._stream("eq21"):
             self.inputs.make_input(lmp, self.inputs.eq21_md(preset), preset.in_file2)
+        with self._stream("sampling"):
             self.inputs.make_input(lmp, self.inputs.sampling_md(preset), preset.in_file)
         return [self.work_dir / f for f in (preset.dat_file1, preset.in_file1, preset.in_file2, preset.in_file)]
 
     # --- running -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _stream(self):
-        """Input writing draws velocity seeds from the job's random stream (when it has one), continued run
-        after run."""
+    def _stream(self, name: str):
+        """Writing input ``name`` draws (velocity seeds) from a generator of its own, seeded from the job's random
+        stream (when it has one) and the name: what an input draws does not depend on which other inputs this run
+        wrote. (One stream continued input after input made a job whose inputs were written first, or that resumed
+        after its packing, draw other seeds than the same job run straight through.)"""
         if self.rng_state is None:
             yield
             return
-        with seeded(state=self.rng_state) as end:
+        state = np.asarray(self.rng_state[1][1], dtype=np.uint32).tobytes()
+        digest = hashlib.sha256(state + name.encode()).digest()
+        with seeded(int.from_bytes(digest[:4], "little")):
             yield
-        self.rng_state = end[0]
 
     def _key(self, segment: Segment) -> str:
         return step_key(segment.name, self.settings.part(SimulationSettings), (self.cell_key,))
@@ -164,15 +171,16 @@ class MDRunner:
             (Segment("eq21", preset.in_file2, preset.log_file2, preset.last_str2), lambda: self.inputs.eq21_md(preset)),
             (Segment("sampling", preset.in_file, preset.log_file, preset.last_str), lambda: self.inputs.sampling_md(preset)),
         ]
-        with self._stream():
-            if not (self.work_dir / preset.dat_file1).is_file():
+        if not (self.work_dir / preset.dat_file1).is_file():
+            with self._stream("data"):
                 lmp.make_dat(cell, file_name=preset.dat_file1)
-            for segment, make in stages:
-                if not self.is_done(segment):
+        for segment, make in stages:
+            if not self.is_done(segment):
+                with self._stream(segment.name):
                     self.inputs.make_input(lmp, make(), segment.input_file)
-                self._execute(segment)
-                if segment.name == upto:
-                    return
+            self._execute(segment)
+            if segment.name == upto:
+                return
 
     def pack(self, cell) -> Path:
         """Only the packing segment (resumable, as in :meth:`run`); returns the packed cell's data file."""
@@ -201,7 +209,7 @@ class MDRunner:
             if not previous.is_file():
                 raise MDError(f"additional run {k} needs {previous.name}, which the previous run did not write")
             shutil.copyfile(previous, self.work_dir / add.dat_file)  # RadonPy re-writes the same state from its Mol
-            with self._stream():
+            with self._stream(segment.name):
                 self.inputs.make_input(lammps.LAMMPS(work_dir=str(self.work_dir), solver_path=self.lmp,
                                                check_lammps_package=False), self.inputs.sampling(add.sampling), add.in_file)
         self._execute(segment)
