@@ -384,3 +384,22 @@ def test_export_carries_each_values_fidelity(tmp_path):
     assert len(qm) and len(full) and set(frame["job_kind"]) >= {"qm", "job"}
     assert qm["qm_polarizability_monomer"].notna().all() and qm["refractive_index"].isna().all()
     assert full["refractive_index"].notna().all()
+
+
+def test_pareto_and_report_show_the_qm_only_polymers(tmp_path, capsys):
+    from workflow.campaign.engine import CampaignRunner, store_path
+    from workflow.campaign.store import Store
+    from workflow.cli import main
+    from workflow.dispatch.evaluators import OracleEvaluator
+    from workflow.results.html_report import build_report
+
+    campaign = _qm_first_campaign(tmp_path, cycles=2)
+    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
+    capsys.readouterr()
+    assert main(["pareto", "qmfirst", "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "QM only (" in out and "fidelities: " in out
+    store = Store(store_path(tmp_path / "runs", "qmfirst"), readonly=True)
+    page = build_report(store, "qmfirst")
+    store.close()
+    assert "id='qm-only'" in page and "QM screen(s)" in page

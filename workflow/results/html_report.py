@@ -32,6 +32,7 @@ from workflow.results.report import (
     boundary_n,
     campaign_objectives,
     hypervolume_per_cycle,
+    qm_only,
     results_frame,
     with_sem,
 )
@@ -279,9 +280,18 @@ def jobs_panel(store: Store):
     states = Counter(j["state"] for j in jobs)
     kinds = Counter(j["failure_kind"] for j in jobs if j["state"] == JobState.FAILED)
     problems = store.pool_problems()
+    kinds_run = Counter(j["kind"] for j in jobs if "kind" in j.keys())
+    fidelity = (f" By kind: {kinds_run.get('qm', 0)} QM screen(s), {kinds_run.get('md', 0)} MD job(s) after a "
+                f"screen, {kinds_run.get('job', 0)} whole job(s)." if set(kinds_run) - {"job"} else "")
     text = (f"<p>{len(jobs)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) +
             ("; failures by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) if kinds else "") +
-            f". Pool entries skipped: {len(problems)}.</p>")
+            f". Pool entries skipped: {len(problems)}.{fidelity}</p>")
+    screened, rho, spread = qm_only(store, results_frame(store))
+    if screened:
+        text += (f"<p>QM only ({len(screened)}): n_D at the mean measured density {rho:.3f} g/cm^3, ± the n of one "
+                 f"sd ({spread:.3f}) more</p><table class='t' id='qm-only'><tr><th>polymer</th><th>n_D</th></tr>"
+                 + "".join(f"<tr><td>{html.escape(shorten(q.polymer_id))}</td><td>{q.refractive_index:.4f} ± "
+                           f"{q.sd:.4f}</td></tr>" for q in screened[:200]) + "</table>")
     if problems:
         text += "<table class='t'><tr><th>row</th><th>id</th><th>stage</th><th>problem</th></tr>" + "".join(
             f"<tr><td>{p['row']}</td><td>{html.escape(shorten(p['polymer_id']))}</td><td>{p['stage']}</td>"

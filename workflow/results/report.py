@@ -109,6 +109,35 @@ def with_sem(value: float, sem: float, digits: int = 4) -> str:
     return f"{value:.{digits}f} ± {sem:.{digits}f}" if math.isfinite(sem) else f"{value:.{digits}f}"
 
 
+@dataclass(frozen=True)
+class QMOnly:
+    """A polymer with a QM screen and no MD yet, with the n_D its polarizability gives at the campaign's mean measured
+    density (``sd``: the n of one standard deviation of the measured densities more)."""
+
+    polymer_id: str
+    refractive_index: float
+    sd: float
+
+
+def qm_only(store: Store, frame: pd.DataFrame) -> tuple[list[QMOnly], float, float]:
+    """A qm-first campaign's QM-only polymers (highest n_D first), the mean measured density and its spread."""
+    from workflow.job.optics import lorentz_lorenz
+
+    measured = set(frame["polymer_id"]) if len(frame) else set()
+    densities = [json.loads(r["properties"]).get("density") for r in store.results()]
+    densities = [float(d) for d in densities if isinstance(d, (int, float))]
+    screens = [r for r in store.screens() if r["polymer_id"] not in measured]
+    if not screens or not densities:
+        return [], float("nan"), float("nan")
+    rho = float(np.mean(densities))
+    spread = float(np.std(densities))
+    rows = []
+    for r in screens:
+        n = lorentz_lorenz(r["polarizability_d"], rho, r["mol_weight"])
+        rows.append(QMOnly(r["polymer_id"], n, lorentz_lorenz(r["polarizability_d"], rho + spread, r["mol_weight"]) - n))
+    return sorted(rows, key=lambda q: -q.refractive_index), rho, spread
+
+
 def results_frame(store: Store) -> pd.DataFrame:
     """One row per evaluated polymer: id, smiles, cycle, the objectives and their standard errors (``<name>_sem``),
     and whether it is on the front."""

@@ -20,6 +20,7 @@ from workflow.results.report import (
     hypervolume_per_cycle,
     plot_hypervolume,
     plot_pareto,
+    qm_only,
     read_boundary,
     results_frame,
     with_sem,
@@ -36,8 +37,6 @@ def _age(seconds: float) -> str:
 
 def print_spent(store: Store, campaign) -> None:
     """Core-hours spent per cycle and stage, and the cost model's out-of-sample error on this campaign's jobs."""
-    import json
-    import statistics
 
     from workflow.campaign.costs import fit, spent_core_seconds
 
@@ -80,30 +79,16 @@ def current_stage(job_dir: Path) -> tuple[str | None, float | None]:
 
 
 def print_fidelities(store: Store, jobs: list, frame, shown: int = 5) -> None:
-    """A qm-first campaign: jobs by kind, and the polymers with a QM screen but no MD yet, each with the n_D its
-    polarizability gives at the campaign's mean measured density (+- the n of one sd of those densities)."""
-    from workflow.job.optics import lorentz_lorenz
-
+    """A qm-first campaign: jobs by kind, and the polymers with a QM screen but no MD yet (:func:`qm_only`)."""
     kinds = Counter(j["kind"] for j in jobs if j["state"] != JobState.RETURNED)
     print(f"fidelities: {kinds.get('qm', 0)} QM screen(s), {kinds.get('md', 0)} MD job(s) after a screen, "
           f"{kinds.get('job', 0)} whole job(s)")
-    measured = set(frame["polymer_id"]) if len(frame) else set()
-    qm_only = [r for r in store.screens() if r["polymer_id"] not in measured]
-    densities = [json.loads(r["properties"]).get("density") for r in store.results()]
-    densities = [float(d) for d in densities if isinstance(d, (int, float))]
-    if not qm_only or not densities:
-        return
-    rho, spread = statistics.fmean(densities), statistics.pstdev(densities)
-    rows = []
-    for r in qm_only:
-        n = lorentz_lorenz(r["polarizability_d"], rho, r["mol_weight"])
-        hi = lorentz_lorenz(r["polarizability_d"], rho + spread, r["mol_weight"])
-        rows.append((n, hi - n, r["polymer_id"]))
-    rows.sort(reverse=True)
-    print(f"QM only ({len(rows)}; n_D at the mean measured density {rho:.3f} g/cm^3 +- one sd {spread:.3f}), "
-          f"highest first:")
-    for n, sd, pid in rows[:shown]:
-        print(f"  {shorten(pid)}: n_D {n:.4f} +- {sd:.4f}")
+    rows, rho, spread = qm_only(store, frame)
+    if rows:
+        print(f"QM only ({len(rows)}; n_D at the mean measured density {rho:.3f} g/cm^3 +- one sd {spread:.3f}), "
+              f"highest first:")
+        for q in rows[:shown]:
+            print(f"  {shorten(q.polymer_id)}: n_D {q.refractive_index:.4f} +- {q.sd:.4f}")
 
 
 def print_status(store: Store, name: str) -> None:
@@ -199,6 +184,8 @@ def print_pareto(store: Store, name: str, plot: str | None = None, boundary_file
     if front[[f"{n}_sem" for n in names]].notna().any().any():
         print("(± one standard error of the sampling: block averages of the density, propagated to n_D and the "
               "Abbe number)")
+    if store.campaign().mode == "qm-first":
+        print_fidelities(store, store.jobs(), frame, shown=20)
     optical = set(names) == set(OPTICAL_OBJECTIVES)
     boundary = read_boundary(boundary_file) if boundary_file else COMMERCIAL_OPTICAL_POLYMERS
     if optical:
