@@ -121,30 +121,23 @@ def qm_first(table: TwoFidelityTable, objectives: dict[str, str], seed: int, cyc
              batch: int, costs) -> ReplayRun:
     """QM screens, MD jobs and whole jobs chosen by EHVI per cost (:func:`surrogate.multifidelity.plan_cycle`) on the
     physics-informed model, each cycle spending what one batch of the classic loop costs; the same initial design."""
-    from surrogate.multifidelity import JOB, MD, QM, plan_cycle, screen_nodes
-    from surrogate.pareto import reference_point
-    from surrogate.physics import Fidelities, RefractiveIndexModel
+    from surrogate.multifidelity import JOB, MD, QM, plan_fidelities
+    from surrogate.objectives import Objectives
+    from surrogate.physics import Fidelities
 
     t0 = time.perf_counter()
-    n = len(table.ids)
+    n, targets = len(table.ids), Objectives.of(objectives)
     md = initial_design(n, initial, seed)
     qm = list(md)
     spent, history, screens = [initial * costs.job], [list(md)], [0]
-    nodes, weights = screen_nodes()
     for cycle in range(1, cycles + 1):
         data = Fidelities(qm_rows=torch.tensor(qm), s=table.s[qm], md_rows=torch.tensor(md),
                           density=table.md["density"][md], md_values={k: v[md] for k, v in table.md.items()})
-        taken, screened_set = set(md), set(qm)
-        open_rows = torch.tensor([r for r in range(n) if r not in taken])
-        with torch.random.fork_rng():
+        taken = set(md)
+        with torch.random.fork_rng():  # the campaign's plan, as qm_first.plan makes it
             torch.manual_seed(seed * 1000 + cycle)
-            model = RefractiveIndexModel(table.X, data, list(objectives))
-            mean, sd, after_mean, after_sd = model.predict_with_screens(open_rows, nodes)
-        sign = torch.tensor([1.0 if d == "maximize" else -1.0 for d in objectives.values()], dtype=torch.float64)
-        Y_front = max_form(table, objectives, md)
-        screened = torch.tensor([int(r) in screened_set for r in open_rows])
-        plan = plan_cycle(open_rows, screened, mean * sign, sd, after_mean * sign, after_sd, weights, Y_front, reference_point(Y_front, margin=0.1),
-                          costs, budget=batch * costs.job)
+            plan, _, _ = plan_fidelities(table.X, data, targets, [r for r in range(n) if r not in taken], costs,
+                                         budget=batch * costs.job)
         qm += plan.of(QM) + plan.of(JOB)
         md += plan.of(MD) + plan.of(JOB)
         spent.append(spent[-1] + plan.cost)

@@ -32,10 +32,15 @@ its predictive is cheap on a 1,000-polymer pool where a knowledge-gradient look-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from surrogate.acquisition import ehvi, non_domination_probability
+
+if TYPE_CHECKING:
+    from surrogate.objectives import Objectives
+    from surrogate.physics import Fidelities
 
 QM, MD, JOB = "qm", "md", "job"  # a screen, an MD job after a screen, both stages at once (a classic property job)
 
@@ -122,3 +127,30 @@ def plan_cycle(rows: torch.Tensor, screened: torch.Tensor, mean: torch.Tensor, s
             left -= float(now[i])
     return Plan([int(rows[i]) for i in picked], [action[i] for i in picked],
                 [float(score[i]) for i in picked], budget - left)
+
+
+def plan_fidelities(X: torch.Tensor, data: Fidelities, objectives: Objectives, rows: list[int], costs: StageCosts,
+                    budget: float, kernel: str = "isotropic",
+                    ref_margin: float = 0.1) -> tuple[Plan, torch.Tensor, torch.Tensor]:
+    """A cycle's plan from what is known by fidelity: the physics-informed model of :mod:`surrogate.physics` fitted
+    on ``data``, its moments now and after a screen for the open ``rows`` of ``X`` (``n x d``), then
+    :func:`plan_cycle` against the measured front (reference point: worst minus ``ref_margin`` of the range).
+
+    Returns:
+        The plan, and the ``k x m`` predictive means (maximisation form) and sds of ``rows``.
+    """
+    from surrogate.pareto import reference_point
+    from surrogate.physics import RefractiveIndexModel
+
+    model = RefractiveIndexModel(X, data, objectives.names, kernel=kernel)
+    open_rows = torch.tensor(rows, dtype=torch.long)
+    nodes, weights = screen_nodes()
+    mean, sd, after_mean, after_sd = model.predict_with_screens(open_rows, nodes)
+    sign = torch.tensor([objectives.sign(n) for n in objectives.names], dtype=torch.float64)
+    Y_front = torch.stack([data.density if n == "density" else data.md_values[n] for n in objectives.names],
+                          dim=1) * sign
+    known = set(data.qm_rows.tolist())
+    screened = torch.tensor([r in known for r in rows], dtype=torch.bool)
+    plan = plan_cycle(open_rows, screened, mean * sign, sd, after_mean * sign, after_sd, weights, Y_front,
+                      reference_point(Y_front, margin=ref_margin), costs, budget)
+    return plan, mean * sign, sd

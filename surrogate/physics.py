@@ -24,7 +24,7 @@ propagated through Lorentz-Lorenz to second order in the mean and first order in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -96,11 +96,9 @@ class Fidelities:
     md_rows: torch.Tensor
     density: torch.Tensor
     md_values: dict[str, torch.Tensor]
-    qm_values: dict[str, torch.Tensor] = None  # type: ignore[assignment]
+    qm_values: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.qm_values is None:
-            object.__setattr__(self, "qm_values", {})
         missing = set(self.md_rows.tolist()) - set(self.qm_rows.tolist())
         if missing:
             raise ValueError(f"{len(missing)} row(s) with MD but no QM (e.g. row {min(missing)})")

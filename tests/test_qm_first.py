@@ -232,15 +232,23 @@ def test_qm_first_settings_are_checked(tmp_path):
         type(campaign).model_validate(data | {"oracle": oracle})
 
 
-def test_status_shows_each_fidelity(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def two_cycle_run(tmp_path_factory) -> Path:
+    """A finished two-cycle qm-first oracle campaign (``qmfirst``): its runs directory, read by the tests below."""
     from workflow.campaign.engine import CampaignRunner
-    from workflow.cli import main
     from workflow.dispatch.evaluators import OracleEvaluator
 
-    campaign = _qm_first_campaign(tmp_path, cycles=2)
-    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
+    tmp = tmp_path_factory.mktemp("qmfirst")
+    campaign = _qm_first_campaign(tmp, cycles=2)
+    CampaignRunner(campaign, tmp / "runs").run(OracleEvaluator(campaign.oracle))
+    return tmp / "runs"
+
+
+def test_status_shows_each_fidelity(two_cycle_run, capsys):
+    from workflow.cli import main
+
     capsys.readouterr()
-    assert main(["status", "qmfirst", "--runs", str(tmp_path / "runs")]) == 0
+    assert main(["status", "qmfirst", "--runs", str(two_cycle_run)]) == 0
     out = capsys.readouterr().out
     assert "cycle 2 of 2 (cycle 0 = initial design; qm-first)" in out
     assert "fidelities: " in out and "QM screen(s)" in out and "whole job(s)" in out
@@ -368,15 +376,12 @@ def test_qm_first_smoke_campaign_through_parsl_reads_each_screen_back_for_its_md
     store.close()
 
 
-def test_export_carries_each_values_fidelity(tmp_path):
-    from workflow.campaign.engine import CampaignRunner, store_path
+def test_export_carries_each_values_fidelity(two_cycle_run):
+    from workflow.campaign.engine import store_path
     from workflow.campaign.store import Store
-    from workflow.dispatch.evaluators import OracleEvaluator
     from workflow.results.report import export_frame
 
-    campaign = _qm_first_campaign(tmp_path, cycles=2)
-    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
-    store = Store(store_path(tmp_path / "runs", "qmfirst"), readonly=True)
+    store = Store(store_path(two_cycle_run, "qmfirst"), readonly=True)
     frame = export_frame(store)
     store.close()
     qm = frame[frame["fidelity"] == "qm"]
@@ -386,20 +391,17 @@ def test_export_carries_each_values_fidelity(tmp_path):
     assert full["refractive_index"].notna().all()
 
 
-def test_pareto_and_report_show_the_qm_only_polymers(tmp_path, capsys):
-    from workflow.campaign.engine import CampaignRunner, store_path
+def test_pareto_and_report_show_the_qm_only_polymers(two_cycle_run, capsys):
+    from workflow.campaign.engine import store_path
     from workflow.campaign.store import Store
     from workflow.cli import main
-    from workflow.dispatch.evaluators import OracleEvaluator
     from workflow.results.html_report import build_report
 
-    campaign = _qm_first_campaign(tmp_path, cycles=2)
-    CampaignRunner(campaign, tmp_path / "runs").run(OracleEvaluator(campaign.oracle))
     capsys.readouterr()
-    assert main(["pareto", "qmfirst", "--runs", str(tmp_path / "runs")]) == 0
+    assert main(["pareto", "qmfirst", "--runs", str(two_cycle_run)]) == 0
     out = capsys.readouterr().out
     assert "QM only (" in out and "fidelities: " in out
-    store = Store(store_path(tmp_path / "runs", "qmfirst"), readonly=True)
+    store = Store(store_path(two_cycle_run, "qmfirst"), readonly=True)
     page = build_report(store, "qmfirst")
     store.close()
     assert "id='qm-only'" in page and "QM screen(s)" in page

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from surrogate.multifidelity import JOB, MD, QM, Plan, StageCosts, plan_cycle, screen_nodes
-from surrogate.pareto import reference_point
-from surrogate.physics import Fidelities, RefractiveIndexModel
+from surrogate.multifidelity import JOB, MD, QM, StageCosts, plan_fidelities
+from surrogate.physics import Fidelities
 from workflow.campaign.candidates import Candidates
 from workflow.campaign.config import Campaign
 from workflow.campaign.costs import predict_batch
@@ -116,18 +115,10 @@ def plan(campaign: Campaign, runs_dir, candidates: Candidates, store: Store, eva
     rng = np.random.default_rng([campaign.seed, cycle])
     costs = stage_costs(campaign, runs_dir, candidates, rows, rng)
     data = fidelities(candidates, store, evaluator, objectives.names)
-    model = RefractiveIndexModel(candidates.X, data, objectives.names, kernel=campaign.kernel)
-    open_rows_t = torch.tensor(rows, dtype=torch.long)
-    nodes, weights = screen_nodes()
-    mean, sd, after_mean, after_sd = model.predict_with_screens(open_rows_t, nodes)
-    sign = torch.tensor([objectives.sign(n) for n in objectives.names], dtype=torch.float64)
-    Y_front = torch.stack([data.md_values[n] if n != "density" else data.density for n in objectives.names],
-                          dim=1) * sign
-    screened = torch.tensor([r in set(data.qm_rows.tolist()) for r in rows], dtype=torch.bool)
-    margin = getattr(campaign.strategy, "ref_margin", 0.1)
-    chosen: Plan = plan_cycle(open_rows_t, screened, mean * sign, sd, after_mean * sign, after_sd, weights, Y_front,
-                              reference_point(Y_front, margin=margin), costs, budget=campaign.batch_size * costs.job)
+    budget = campaign.batch_size * costs.job
+    chosen, mean, sd = plan_fidelities(candidates.X, data, objectives, rows, costs, budget, kernel=campaign.kernel,
+                                       ref_margin=getattr(campaign.strategy, "ref_margin", 0.1))
     at = {r: i for i, r in enumerate(rows)}
     return QMFirstPlan([candidates.ids[r] for r in chosen.rows], [KIND_OF[s] for s in chosen.stages], chosen.scores,
-                       [(mean[at[r]] * sign).tolist() for r in chosen.rows], [sd[at[r]].tolist() for r in chosen.rows],
-                       costs, campaign.batch_size * costs.job, chosen.cost)
+                       [mean[at[r]].tolist() for r in chosen.rows], [sd[at[r]].tolist() for r in chosen.rows],
+                       costs, budget, chosen.cost)
