@@ -1,10 +1,11 @@
-"""Campaigns end to end: a real two-cycle smoke campaign through Parsl, and oracle replays."""
+"""Campaigns end to end: a real two-cycle campaign through Parsl (RadonPy, LAMMPS and PySCF at the test preset
+`tests/presets/plumbing.yaml`), and oracle replays."""
 
 
 import pytest
 
 from surrogate.strategies import make_strategy
-from tests.conftest import write
+from tests.conftest import PLUMBING, write
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
 from workflow.campaign.store import Store
@@ -32,11 +33,11 @@ def assert_store_consistent(store: Store):
 
 
 @pytest.mark.physics
-def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
+def test_two_cycle_campaign_of_real_jobs_through_parsl(tmp_path):
     write(tmp_path / "pool.csv", TINY_POOL)
     camp = load_campaign(write(tmp_path / "c.yaml", "name: tiny\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
-                               "initial_size: 2\nbatch_size: 2\ncycles: 2\npreset: smoke\nseed: 5\n"))
+                               f"initial_size: 2\nbatch_size: 2\ncycles: 2\npreset: {PLUMBING}\nseed: 5\n"))
     runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(make_evaluator(camp, load_profile("local"), runner.run_dir))
     store = Store(store_path(tmp_path / "runs", "tiny"), readonly=True)
@@ -47,7 +48,7 @@ def test_two_cycle_smoke_campaign_through_parsl(tmp_path):
     assert all(c["strategy"].startswith("qlognehvi-greedy") and c["acquisition"] is not None and c["predicted_mean"] for c in cyc1)
     for r in store.results():
         assert 0.5 < r["density"] < 2.0 and r["refractive_index"] > 1 and r["abbe_number"] > 0
-        assert r["preset"] == "smoke" and "lammps" in r["versions"]
+        assert r["preset"] == "plumbing" and "lammps" in r["versions"]
     assert_qm_dataset_matches_the_records(tmp_path, store)
 
 

@@ -44,6 +44,7 @@ def test_bad_campaign_is_a_one_line_error_naming_the_key(tmp_path, text, needle)
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.integration
 def test_cli_reports_bad_files_without_traceback(tmp_path):
     bad = write(tmp_path / "c.yaml", GOOD + "colour: red\n")
     cmd = [sys.executable, "-m", "workflow.cli", "run", str(bad), "--runs", str(tmp_path / "runs")]

@@ -88,6 +88,7 @@ def test_cache_returns_identical_arrays_and_skips_work(tmp_path):
     np.testing.assert_array_equal(first.X, second.X)
 
 
+@pytest.mark.integration
 def test_failures_and_time_limit_are_reported_not_hung(tmp_path):
     res = featurize(["*CC*", "*C[Si](C)(C)*"], cache_path=None, workers=2)
     assert np.all(np.isfinite(res.X[0]))
@@ -98,6 +99,7 @@ def test_failures_and_time_limit_are_reported_not_hung(tmp_path):
     assert 1 not in slow.failures and np.all(np.isfinite(slow.X[1]))
 
 
+@pytest.mark.integration
 def test_pool_featurize_writes_parquet_with_ids(tmp_path):
     import subprocess
     import sys

@@ -106,6 +106,7 @@ def test_kill_9_at_several_points_then_resume_matches_an_uninterrupted_run(tmp_p
     assert len(store.results()) == sum(len(v) for v in reference.values()) == 22
 
 
+@pytest.mark.integration
 def test_result_written_while_the_driver_was_away_is_ingested_and_corrupt_ones_are_not(tmp_path):
     campaign = setup(tmp_path, 5.0, 5.0)  # slow jobs: the driver is killed while all are running
     runs = tmp_path / "runs"
@@ -130,6 +131,7 @@ def test_result_written_while_the_driver_was_away_is_ingested_and_corrupt_ones_a
     assert_store_consistent(store)
 
 
+@pytest.mark.integration
 def test_a_second_driver_refuses_while_the_first_runs_and_status_reads_meanwhile(tmp_path):
     campaign = setup(tmp_path, 30.0, 30.0)  # the first driver waits on its jobs throughout
     runs = tmp_path / "runs"

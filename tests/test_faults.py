@@ -435,6 +435,7 @@ def kill_block(root: Path) -> None:
             pass  # it went with its process group
 
 
+@pytest.mark.integration
 def test_killing_a_block_ends_this_campaigns_pool_and_lammps_and_no_other(tmp_path):
     """kill_block ends the worker pool and LAMMPS of the campaign under its root and leaves those of a campaign beside
     it alone (a user's campaign running while the tests run; its directory's name begins the same)."""
@@ -603,6 +604,7 @@ def test_a_store_deleted_mid_run_stops_the_run_and_keeps_what_it_held(tmp_path, 
     assert_store_consistent(store(tmp_path))
 
 
+@pytest.mark.integration
 def test_status_into_a_closed_pipe_is_quiet(tmp_path, capsys):
     import subprocess
     import sys
@@ -771,6 +773,7 @@ def _read_only_bind(path: Path) -> bool:
     return True
 
 
+@pytest.mark.integration
 def test_a_read_only_jobs_mount_stops_the_campaign_and_gives_the_batch_back(tmp_path, capsys, monkeypatch):
     import subprocess
 

@@ -146,6 +146,7 @@ def test_status_watch_follows_a_running_campaign_and_ends_with_it(tmp_path):
     assert "jobs: done 7" in out  # the last view is the finished campaign
 
 
+@pytest.mark.integration
 def test_a_budget_stops_the_campaign_before_it_is_crossed_and_status_shows_the_spending(tmp_path, capsys):
     """Issue 39, item 1: each look-up costs its simulated second; 7.5 core-seconds allow the initial 4 and cycle
     1's 3, not cycle 2's."""

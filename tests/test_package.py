@@ -6,9 +6,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration
 def test_a_wheel_ships_the_profiles_and_the_demo_and_runs_them_from_elsewhere(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO),
                           "-w", str(tmp_path / "dist")], capture_output=True, text=True, cwd=tmp_path)

@@ -71,6 +71,7 @@ def test_polymer_key_is_the_chain_not_the_way_it_is_written():
         assert polymer_key(a) != polymer_key(b), (a, b)
 
 
+@pytest.mark.integration
 def test_validate_reports_every_problem_by_row(tmp_path):
     big = "*" + "C" * 60 + "*"  # 180 atoms: over half of smoke's 300-atom chain
     pool = write(tmp_path / "pool.csv", "id,smiles\n"
@@ -109,6 +110,7 @@ hexamethylenediamine,NCCCCCCN
 """
 
 
+@pytest.mark.integration
 def test_generate_keeps_usable_distinct_chains_with_their_monomers(tmp_path):
     from workflow.campaign.poolgen import generate_pool, read_monomers
 
@@ -130,6 +132,7 @@ def test_generate_keeps_usable_distinct_chains_with_their_monomers(tmp_path):
     assert {"polyolefin", "polyester", "polyamide"} <= set(df["polymer_class"])
 
 
+@pytest.mark.integration
 def test_generate_command_writes_a_pool_that_says_how_it_was_made(tmp_path):
     m = write(tmp_path / "m.csv", MONOMERS)
     for out in ("pool.parquet", "pool.csv"):
@@ -150,6 +153,7 @@ def test_generate_command_writes_a_pool_that_says_how_it_was_made(tmp_path):
     assert run.returncode == 2 and "row 2 (broken)" in run.stderr
 
 
+@pytest.mark.integration
 def test_shipped_default_pool():
     path = REPO / "pools" / "default.parquet"
     prov = read_provenance(path)

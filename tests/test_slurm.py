@@ -1,4 +1,4 @@
-"""A smoke property job through a real SLURM (Parsl's SlurmProvider), end to end.
+"""A property job (the test preset `tests/presets/plumbing.yaml`) through a real SLURM (Parsl's SlurmProvider), end to end.
 
 .ci/run starts a one-node SLURM on loopback (.ci/start_slurm.sh, as root). Elsewhere (a laptop)
 the test skips, saying why.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write
+from tests.conftest import PLUMBING, write
 from workflow.campaign.config import load_campaign
 from workflow.campaign.engine import CampaignRunner, store_path
 from workflow.campaign.store import Store
@@ -37,7 +37,7 @@ def slurm_problem() -> str | None:
 
 
 @pytest.mark.skipif(slurm_problem() is not None, reason=str(slurm_problem()))
-def test_smoke_job_through_real_slurm(tmp_path):
+def test_a_property_job_through_real_slurm(tmp_path):
     import os
 
     cores = min(2, os.cpu_count() or 1)
@@ -57,7 +57,7 @@ worker_init:
     write(tmp_path / "pool.csv", "id,smiles\nPE,*CC*\nPP,*CC(*)C\n")
     camp = load_campaign(write(tmp_path / "c.yaml", "name: on-slurm\npool: pool.csv\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
-                               "initial_size: 1\nbatch_size: 1\ncycles: 0\npreset: smoke\nseed: 3\n"))
+                               f"initial_size: 1\nbatch_size: 1\ncycles: 0\npreset: {PLUMBING}\nseed: 3\n"))
     runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(make_evaluator(camp, load_profile(str(profile)), runner.run_dir))
 
