@@ -45,6 +45,53 @@ def radonpy_cyclic10(smiles: str, conn) -> None:
         conn.send(f"{type(exc).__name__}: {exc}")
 
 
+def read_done(results: Path | None) -> dict[str, dict]:
+    """The rows an earlier run checked (its JSON lines), by id."""
+    done = {}
+    if results and results.exists():
+        for line in results.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["id"]] = row
+    return done
+
+
+def compare_with_radonpy(ids: list[str], smiles: list[str], ours: np.ndarray, todo: list[int], workers: int,
+                         timeout: float, results: Path | None) -> list[dict]:
+    """RadonPy's cyclic 10-mer descriptor of each row in ``todo`` (one process each, ``workers`` at a time, killed
+    after ``timeout`` s) against ours (n x 170); one outcome row per polymer, appended to ``results`` as it comes."""
+    ctx = mp.get_context("fork")
+    todo, running, rows = list(todo), {}, []
+    while todo or running:
+        while todo and len(running) < workers:
+            i = todo.pop(0)
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=radonpy_cyclic10, args=(smiles[i], child), daemon=True)
+            proc.start()
+            running[i] = (proc, parent, time.monotonic())
+        time.sleep(0.05)
+        for i, (proc, conn, start) in list(running.items()):
+            if conn.poll():
+                truth = conn.recv()
+            elif time.monotonic() - start > timeout or not proc.is_alive():
+                truth = f"not finished within {timeout:g} s" if proc.is_alive() else "RadonPy's process died"
+            else:
+                continue
+            proc.kill()
+            proc.join()
+            del running[i]
+            if isinstance(truth, str):
+                row = {"id": ids[i], "outcome": "unfinished", "why": truth}
+            else:
+                d = float(np.max(np.abs(ours[i] - truth))) if np.all(np.isfinite(ours[i])) else float("inf")
+                row = {"id": ids[i], "outcome": "equal" if d < 1e-9 else "differ", "max_difference": d}
+            rows.append(row)
+            if results:
+                with results.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_argument(parser)
@@ -59,49 +106,17 @@ def main() -> None:
     if args.limit:
         table = table.head(args.limit)
     ids, smiles = table[ID_COLUMN].astype(str).tolist(), table["smiles"].tolist()
-    done = {}
-    if args.results and args.results.exists():
-        for line in args.results.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["id"]] = row
+    done = read_done(args.results)
     t0 = time.perf_counter()
     ours = featurize(smiles, cache_path=None, workers=args.workers).X
     print(f"PolyScout: {len(smiles)} rows in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    ctx = mp.get_context("fork")
-    todo, running = [i for i in range(len(smiles)) if ids[i] not in done], {}
-    equal = [pid for pid, r in done.items() if r["outcome"] == "equal" and pid in ids]
-    differ = {pid: r["max_difference"] for pid, r in done.items() if r["outcome"] == "differ" and pid in ids}
-    unfinished = {pid: r["why"] for pid, r in done.items() if r["outcome"] == "unfinished" and pid in ids}
-    while todo or running:
-        while todo and len(running) < args.workers:
-            i = todo.pop(0)
-            parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=radonpy_cyclic10, args=(smiles[i], child), daemon=True)
-            proc.start()
-            running[i] = (proc, parent, time.monotonic())
-        time.sleep(0.05)
-        for i, (proc, conn, start) in list(running.items()):
-            if conn.poll():
-                truth = conn.recv()
-            elif time.monotonic() - start > args.timeout or not proc.is_alive():
-                truth = f"not finished within {args.timeout:g} s" if proc.is_alive() else "RadonPy's process died"
-            else:
-                continue
-            proc.kill()
-            proc.join()
-            del running[i]
-            if isinstance(truth, str):
-                unfinished[ids[i]] = truth
-                row = {"id": ids[i], "outcome": "unfinished", "why": truth}
-            else:
-                d = float(np.max(np.abs(ours[i] - truth))) if np.all(np.isfinite(ours[i])) else float("inf")
-                (equal.append(ids[i]) if d < 1e-9 else differ.__setitem__(ids[i], d))
-                row = {"id": ids[i], "outcome": "equal" if d < 1e-9 else "differ", "max_difference": d}
-            if args.results:
-                with args.results.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+    todo = [i for i in range(len(smiles)) if ids[i] not in done]
+    rows = [r for pid, r in done.items() if pid in ids]
+    rows += compare_with_radonpy(ids, smiles, ours, todo, args.workers, args.timeout, args.results)
+    equal = [r["id"] for r in rows if r["outcome"] == "equal"]
+    differ = {r["id"]: r["max_difference"] for r in rows if r["outcome"] == "differ"}
+    unfinished = {r["id"]: r["why"] for r in rows if r["outcome"] == "unfinished"}
     for pid, d in differ.items():
         print(f"{pid}: differs by {d:.3g}")
     for pid, why in unfinished.items():
