@@ -334,11 +334,13 @@ def _wait(runs: Path, condition, proc, limit: float = 120) -> None:
 
 
 @pytest.mark.physics
-@pytest.mark.slow  # real jobs (the test preset) through Parsl; CI runs it in its second step
-def test_qm_first_campaign_of_real_jobs_through_parsl_reads_each_screen_back_for_its_md(tmp_path):
+@pytest.mark.slow  # real smoke jobs through Parsl, about three minutes; CI runs it in its second step
+# smoke, not the test preset: which polymer earns its MD is planned from the measured QM and MD times, and at the test
+# preset's few seconds a job the timing noise of a busy machine decided it (no MD picked in one CI run)
+def test_qm_first_smoke_campaign_through_parsl_reads_each_screen_back_for_its_md(tmp_path):
     import json
 
-    from tests.conftest import PLUMBING, write
+    from tests.conftest import write
     from workflow.campaign.config import load_campaign
     from workflow.campaign.engine import CampaignRunner, store_path
     from workflow.campaign.store import JobKind, Store
@@ -349,7 +351,7 @@ def test_qm_first_campaign_of_real_jobs_through_parsl_reads_each_screen_back_for
                                  "PVDF,*CC(*)(F)F\n")
     camp = load_campaign(write(tmp_path / "c.yaml", "name: qmf\npool: pool.csv\nmode: qm-first\n"
                                "objectives: {refractive_index: maximize, abbe_number: maximize}\n"
-                               f"initial_size: 2\nbatch_size: 1\ncycles: 2\npreset: {PLUMBING}\nseed: 5\n"))
+                               "initial_size: 2\nbatch_size: 1\ncycles: 2\npreset: smoke\nseed: 5\n"))
     runner = CampaignRunner(camp, tmp_path / "runs")
     runner.run(make_evaluator(camp, load_profile("local"), runner.run_dir))
     store = Store(store_path(tmp_path / "runs", "qmf"), readonly=True)
