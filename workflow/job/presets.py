@@ -206,8 +206,9 @@ SMOKE = ProtocolPreset(
     name="smoke",
     charge_model="esp",
     description="CI- and demo-sized: one 300-atom chain, HF/6-31G(d) ESP charges, a 21-step of 1 ps rows at 2 fs "
-                "ending in 10 ps at 1 atm, 6 ps NPT sampling with a 200 fs barostat (densities within about 3% of "
-                "RadonPy's published ones on average, +-2% from run to run); B3LYP/aug-pcseg-0 "
+                "ending in 10 ps at 1 atm, 6 ps NPT sampling with a 200 fs barostat (densities 4.6% below "
+                "RadonPy's published ones on average over 28 polymers; one cell's density spreads by ~5% between "
+                "seeds); B3LYP/aug-pcseg-0 "
                 f"polarizabilities with aug-pcseg-1 on {', '.join(POLARISED_ELEMENTS)} (n_D within 0.01 of experiment "
                 "at handbook density for PS and PMMA, Abbe numbers ~10% low), about a minute per small unit on one core.",
     # aug-pcseg-0 has no polarisation functions: on N, O, F, S and Cl it gives alpha 8-31% low against aug-cc-pVTZ,
@@ -219,7 +220,7 @@ SMOKE = ProtocolPreset(
     # The cell (benchmarks/fidelity.py over 7 chemistry classes, benchmarks/RESULTS.md "smoke's cell"): one chain, not
     # two of half the length (chain ends carry free volume: rho(M) = rho_inf - K / M_n); the 21-step's rows 1 ps, not
     # 0.2 ps (a 200 fs barostat cannot follow 0.2 ps rows: the cell left the compression still light); Merz-Kollman
-    # ESP charges, not Gasteiger (which under-bind esters and acids). Mean density error -10.2% -> about -3%.
+    # ESP charges, not Gasteiger (which under-bind esters and acids). Mean density error -10.2% -> -4.6%.
     md=MDSettings(
         n_chains=1,
         atoms_per_chain=300,
