@@ -31,6 +31,7 @@ from workflow.results.report import (
     boundary_curve,
     boundary_n,
     campaign_objectives,
+    fidelity_counts,
     hypervolume_per_cycle,
     qm_only,
     results_frame,
@@ -259,7 +260,7 @@ def honesty_panels(preds: pd.DataFrame, stats: list[Honesty]):
     return figs, Div(text=text, width=820)
 
 
-def jobs_panel(store: Store):
+def jobs_panel(store: Store, frame: pd.DataFrame):
     from collections import Counter
 
     from bokeh.models import ColumnDataSource, DataTable, Div, TableColumn
@@ -280,13 +281,11 @@ def jobs_panel(store: Store):
     states = Counter(j["state"] for j in jobs)
     kinds = Counter(j["failure_kind"] for j in jobs if j["state"] == JobState.FAILED)
     problems = store.pool_problems()
-    kinds_run = Counter(j["kind"] for j in jobs if "kind" in j.keys())
-    fidelity = (f" By kind: {kinds_run.get('qm', 0)} QM screen(s), {kinds_run.get('md', 0)} MD job(s) after a "
-                f"screen, {kinds_run.get('job', 0)} whole job(s)." if set(kinds_run) - {"job"} else "")
+    fidelity = f" By kind: {fidelity_counts(jobs)}." if any(j["kind"] != "job" for j in jobs) else ""
     text = (f"<p>{len(jobs)} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) +
             ("; failures by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) if kinds else "") +
             f". Pool entries skipped: {len(problems)}.{fidelity}</p>")
-    screened, rho, spread = qm_only(store, results_frame(store))
+    screened, rho, spread = qm_only(store, frame)
     if screened:
         text += (f"<p>QM only ({len(screened)}): n_D at the mean measured density {rho:.3f} g/cm^3, ± the n of one "
                  f"sd ({spread:.3f}) more</p><table class='t' id='qm-only'><tr><th>polymer</th><th>n_D</th></tr>"
@@ -341,7 +340,7 @@ def build_report(store: Store, name: str, reload_s: float | None = None) -> str:
         figs, table = honesty_panels(preds, honesty(preds))
         parts += [objective_plane(store, frame), row(*progress_panels(frame, objectives)),
                   Div(text="<h2>The surrogate's honesty</h2>", width=820), row(*figs) if figs else Div(), table]
-    parts += [Div(text="<h2>Jobs</h2>", width=820), *jobs_panel(store), Div(text="<h2>Provenance</h2>", width=820),
+    parts += [Div(text="<h2>Jobs</h2>", width=820), *jobs_panel(store, frame), Div(text="<h2>Provenance</h2>", width=820),
               provenance_panel(store)]
     page = file_html(column(*parts), resources=INLINE, title=f"PolyScout: {name}")
     if reload_s:

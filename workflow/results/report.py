@@ -109,6 +109,15 @@ def with_sem(value: float, sem: float, digits: int = 4) -> str:
     return f"{value:.{digits}f} ± {sem:.{digits}f}" if math.isfinite(sem) else f"{value:.{digits}f}"
 
 
+def fidelity_counts(jobs: list) -> str:
+    """A qm-first campaign's jobs by kind (a returned job is history, left out), as one phrase."""
+    from collections import Counter
+
+    kinds = Counter(j["kind"] for j in jobs if j["state"] != JobState.RETURNED)
+    return (f"{kinds.get('qm', 0)} QM screen(s), {kinds.get('md', 0)} MD job(s) after a screen, "
+            f"{kinds.get('job', 0)} whole job(s)")
+
+
 @dataclass(frozen=True)
 class QMOnly:
     """A polymer with a QM screen and no MD yet, with the n_D its polarizability gives at the campaign's mean measured

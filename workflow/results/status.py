@@ -19,6 +19,7 @@ from workflow.results.report import (
     campaign_objectives,
     hypervolume_per_cycle,
     plot_hypervolume,
+    fidelity_counts,
     plot_pareto,
     qm_only,
     read_boundary,
@@ -80,9 +81,7 @@ def current_stage(job_dir: Path) -> tuple[str | None, float | None]:
 
 def print_fidelities(store: Store, jobs: list, frame, shown: int = 5) -> None:
     """A qm-first campaign: jobs by kind, and the polymers with a QM screen but no MD yet (:func:`qm_only`)."""
-    kinds = Counter(j["kind"] for j in jobs if j["state"] != JobState.RETURNED)
-    print(f"fidelities: {kinds.get('qm', 0)} QM screen(s), {kinds.get('md', 0)} MD job(s) after a screen, "
-          f"{kinds.get('job', 0)} whole job(s)")
+    print(f"fidelities: {fidelity_counts(jobs)}")
     rows, rho, spread = qm_only(store, frame)
     if rows:
         print(f"QM only ({len(rows)}; n_D at the mean measured density {rho:.3f} g/cm^3 +- one sd {spread:.3f}), "
